@@ -1,0 +1,1 @@
+"""Importing this package registers every extractor (architectures only; nothing is built or loaded)."""

@@ -1,0 +1,156 @@
+"""Extractor contracts as data, and the registry that maps names to them.
+
+A spec says everything the decoder, the store and the tests need to know about a model without
+building it: modality, embedding size, input rate/size, normalisation and where its weights come from.
+Names follow ``arch.tag`` (e.g. ``mobilenet_v2.imagenet``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Modality = Literal["visual", "audio"]
+MODALITIES: tuple[Modality, ...] = ("visual", "audio")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One pretrained checkpoint file and its provenance."""
+
+    filename: str
+    url: str
+    sha256: str
+    sha256_origin: str  # who vouches for the digest: the publisher, or avscene from the official file
+    license: str
+
+
+@dataclass(frozen=True)
+class VisualInput:
+    """How a decoded frame becomes model input: resize shorter side, centre crop, normalise."""
+
+    resize_shorter_px: int
+    crop_px: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class AudioInput:
+    """How a 1-s audio window becomes model input."""
+
+    sample_rate_hz: int
+    channels: Literal["mono", "stereo"]
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """The contract of one registered extractor.
+
+    ``version`` changes whenever the numbers an extractor writes would change for the same weights
+    (front end, pooling, preprocessing); it is part of the store fingerprint.
+    """
+
+    name: str
+    modality: Modality
+    embedding_dim: int
+    version: str
+    description: str
+    weights: WeightsSource | None  # None: deterministic built-in parameters (debug extractors)
+    visual: VisualInput | None = None
+    audio: AudioInput | None = None
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"{self.name}: modality must be one of {MODALITIES}, got {self.modality!r}")
+        if (self.modality == "visual") != (self.visual is not None) or (self.modality == "audio") != (
+            self.audio is not None
+        ):
+            raise ValueError(f"{self.name}: give exactly the input description of its modality")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ExtractorSpec":
+        fields = dict(data)
+        if fields.get("weights") is not None:
+            fields["weights"] = WeightsSource(**fields["weights"])
+        if fields.get("visual") is not None:
+            v = fields["visual"]
+            fields["visual"] = VisualInput(v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]))
+        if fields.get("audio") is not None:
+            fields["audio"] = AudioInput(**fields["audio"])
+        return cls(**fields)
+
+
+# An embedder class is built from its spec (random init) and may load a checkpoint file:
+#   cls(spec) -> nn.Module mapping a batch to (B, D);  module.load_checkpoint(path) -> None
+EmbedderClass = Callable[[ExtractorSpec], "nn.Module"]
+
+_REGISTRY: dict[str, tuple[ExtractorSpec, EmbedderClass]] = {}
+_ALIASES: dict[str, tuple[str, ...]] = {}
+
+
+def register_extractor(spec: ExtractorSpec) -> Callable[[EmbedderClass], EmbedderClass]:
+    """Class decorator adding ``spec`` to the registry; a duplicate name raises."""
+
+    def decorate(cls: EmbedderClass) -> EmbedderClass:
+        if spec.name in _REGISTRY or spec.name in _ALIASES:
+            raise ValueError(f"extractor {spec.name!r} is registered twice")
+        _REGISTRY[spec.name] = (spec, cls)
+        return cls
+
+    return decorate
+
+
+def register_alias(alias: str, names: tuple[str, ...]) -> None:
+    """Name a group of extractors (e.g. ``seed``); a duplicate raises."""
+    if alias in _REGISTRY or alias in _ALIASES:
+        raise ValueError(f"alias {alias!r} is registered twice")
+    _ALIASES[alias] = names
+
+
+def _load_all() -> None:
+    from extract import models  # noqa: F401  (registers every extractor on import)
+
+
+def list_extractors() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ExtractorSpec:
+    return _lookup(name)[0]
+
+
+def get_class(name: str) -> EmbedderClass:
+    return _lookup(name)[1]
+
+
+def _lookup(name: str) -> tuple[ExtractorSpec, EmbedderClass]:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY) + sorted(_ALIASES))
+        raise ValueError(f"unknown extractor {name!r}; known: {known}") from None
+
+
+def resolve_names(names: str | list[str]) -> list[str]:
+    """Expand a comma list (or list) of names and aliases into unique registry names, in order."""
+    _load_all()
+    items = names.split(",") if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        for name in _ALIASES.get(item, (item,)):
+            get_spec(name)
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise ValueError("no extractor named; give a comma list such as EXTRACTORS=mobilenet_v2.imagenet")
+    return out
