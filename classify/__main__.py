@@ -1,0 +1,5 @@
+import sys
+
+from classify.cli import main
+
+sys.exit(main())

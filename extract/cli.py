@@ -1,0 +1,161 @@
+"""``python -m extract``: run extraction, manage weights, generate demo data, inspect and export stores."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from extract.registry import resolve_names
+    from extract.runner import RunConfig, parse_shard, run_extraction
+
+    shard_index, shard_count = parse_shard(args.shard)
+    cfg = RunConfig(
+        data=Path(args.data),
+        store=args.store,
+        extractors=tuple(resolve_names(args.extractors)),
+        device=args.device,
+        random_init=args.random_init,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        decode_workers=args.decode_workers,
+        clips_per_chunk=args.clips_per_chunk,
+        progress=not args.no_progress,
+    )
+    summary = run_extraction(cfg)
+    for name, clip, stage, message in summary.errors:
+        logger.warning("failed %s / %s [%s]: %s", name, clip, stage, message)
+    for line in summary.lines():
+        print(line)
+    print(f"store: {cfg.store}")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from extract import weights
+    from extract.registry import get_spec, list_extractors, resolve_names
+
+    if args.action == "list":
+        for name in list_extractors():
+            spec = get_spec(name)
+            if spec.weights is None:
+                print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  no weights file (built-in, debug)")
+                continue
+            state = "present" if weights.is_present(spec) else "MISSING"
+            w = spec.weights
+            print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  {state:7s} {weights.expected_path(spec)}")
+            print(f"{'':40s} url {w.url}\n{'':40s} sha256 {w.sha256} ({w.sha256_origin})\n{'':40s} license {w.license}")
+        return 0
+    specs = [get_spec(n) for n in resolve_names(args.names)] if args.names else [
+        get_spec(n) for n in list_extractors()
+    ]
+    if args.action == "fetch":
+        for spec in specs:
+            if spec.weights is not None:
+                print(f"{spec.name}: {weights.fetch(spec)}")
+        return 0
+    installed = weights.import_dir(Path(args.dir), specs)
+    for path in installed:
+        print(f"imported {path}")
+    if not installed:
+        print(f"no known weights file in {args.dir}")
+        return 1
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from extract.synthetic import make_demo_dataset
+
+    root = make_demo_dataset(Path(args.out), clips_per_scene=args.clips_per_scene, seconds=args.seconds, seed=args.seed)
+    print(f"synthetic dataset (not real TAU data): {root}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from extract.store import EmbeddingStore
+
+    store = EmbeddingStore.open(args.store)
+    clips = store.clips
+    print(f"{store.location}: {len(clips)} clips, up to {store.seconds_max} s, splits "
+          + ", ".join(f"{s}={int((clips.splits == s).sum())}" for s in sorted(set(clips.splits))))
+    for name in store.extractor_names():
+        attrs = store.group_attrs(name)
+        status = store.status(name)
+        print(f"  {name}: fingerprint {attrs['fingerprint']} weights {attrs['weights']} "
+              f"done {int((status == 1).sum())} failed {int((status == 2).sum())} pending {int((status == 0).sum())} "
+              f"complete {attrs.get('complete')}")
+        for clip, stage, message in store.errors(name)[: args.max_errors]:
+            print(f"    {clip} [{stage}] {message}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from extract.store import EmbeddingStore
+
+    EmbeddingStore.open(args.store).export_h5(Path(args.h5))
+    print(f"wrote {args.h5}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="extract per-second embeddings into a store (resumable, shardable)")
+    run.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
+    run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
+    run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--random-init", action="store_true", help="random weights (recorded in the store)")
+    run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i")
+    run.add_argument("--overwrite", action="store_true", help="replace embeddings of another fingerprint")
+    run.add_argument("--batch-size", type=int, default=64, help="model batch size in seconds of media")
+    run.add_argument("--decode-workers", type=int, default=2, help="decoding threads")
+    run.add_argument("--clips-per-chunk", type=int, default=None, help="store chunk size in clips (new stores)")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=_cmd_run)
+
+    w = sub.add_parser("weights", help="list, fetch or import pretrained weights")
+    wsub = w.add_subparsers(dest="action", required=True)
+    wsub.add_parser("list", help="every spec, its URL, sha256, license and whether the file is present")
+    fetch = wsub.add_parser("fetch", help="download official weights (the only networked command)")
+    fetch.add_argument("names", nargs="*", help="extractor names or aliases (default: all)")
+    imp = wsub.add_parser("import", help="copy weights files from a folder after checking sha256")
+    imp.add_argument("dir")
+    imp.add_argument("names", nargs="*")
+    w.set_defaults(func=_cmd_weights)
+
+    synth = sub.add_parser("synth", help="write a small SYNTHETIC TAU-layout dataset (demo, tests)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--clips-per-scene", type=int, default=6)
+    synth.add_argument("--seconds", type=int, default=10)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_cmd_synth)
+
+    info = sub.add_parser("info", help="summarise a store and its recorded errors")
+    info.add_argument("--store", default="cache/embeddings.zarr")
+    info.add_argument("--max-errors", type=int, default=20)
+    info.set_defaults(func=_cmd_info)
+
+    export = sub.add_parser("export", help="write a store to HDF5")
+    export.add_argument("--store", default="cache/embeddings.zarr")
+    export.add_argument("--h5", required=True)
+    export.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError) as err:
+        logger.error("%s", err)
+        return 2

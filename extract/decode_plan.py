@@ -1,0 +1,112 @@
+"""Decode one clip once for every extractor of a run: frames at k + 0.5 s, 1-s audio windows.
+
+Each visual input size and each audio (rate, channels) format is produced once per clip, however many
+extractors share it. Errors are kept per modality so a clip without audio still gets visual embeddings.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from extract.audio_io import audio_info, audio_windows, load_audio, seconds_in
+from extract.errors import MediaError
+from extract.manifest import Clip
+from extract.registry import ExtractorSpec
+from extract.store import FRAME_OFFSET_SECONDS
+from extract.video_io import probe_video, read_frames, video_seconds
+
+ImageSize = tuple[int, int]  # (resize_shorter_px, crop_px)
+AudioFormat = tuple[int, str]  # (sample_rate_hz, channels)
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """The distinct inputs a set of extractors needs."""
+
+    image_sizes: frozenset[ImageSize]
+    audio_formats: frozenset[AudioFormat]
+
+    @classmethod
+    def for_specs(cls, specs: list[ExtractorSpec]) -> "DecodePlan":
+        return cls(
+            frozenset((s.visual.resize_shorter_px, s.visual.crop_px) for s in specs if s.visual),
+            frozenset((s.audio.sample_rate_hz, s.audio.channels) for s in specs if s.audio),
+        )
+
+
+@dataclass
+class DecodedClip:
+    """Model-ready inputs of one clip, or the reason a modality failed."""
+
+    clip_id: str
+    frames: dict[ImageSize, np.ndarray] = field(default_factory=dict)  # (n_seconds, crop, crop, 3) uint8
+    audio: dict[AudioFormat, np.ndarray] = field(default_factory=dict)  # (n_seconds, C, rate) float32
+    errors: dict[str, tuple[str, str]] = field(default_factory=dict)  # modality -> (stage, message)
+    decode_seconds: float = 0.0
+
+    def error_for(self, spec: ExtractorSpec) -> tuple[str, str] | None:
+        return self.errors.get(spec.modality)
+
+    def input_for(self, spec: ExtractorSpec) -> np.ndarray:
+        if spec.visual is not None:
+            return self.frames[(spec.visual.resize_shorter_px, spec.visual.crop_px)]
+        assert spec.audio is not None
+        return self.audio[(spec.audio.sample_rate_hz, spec.audio.channels)]
+
+
+def audio_source(clip: Clip):
+    """The file whose audio a clip uses: its own audio file, else the video's soundtrack."""
+    return clip.audio_path if clip.audio_path is not None else clip.video_path
+
+
+def probe_seconds(clip: Clip) -> tuple[int, str]:
+    """Whole seconds covered by every modality that probes fine, and the probe errors ('' if none)."""
+    seconds, errors = [], []
+    if clip.video_path is not None:
+        try:
+            seconds.append(video_seconds(probe_video(clip.video_path)))
+        except MediaError as err:
+            errors.append(str(err))
+    try:
+        rate_hz, n_frames, _ = audio_info(audio_source(clip))
+        seconds.append(seconds_in(n_frames / rate_hz))
+    except MediaError as err:
+        errors.append(str(err))
+    return (min(seconds) if seconds else 0), "; ".join(errors)
+
+
+def decode_clip(clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "") -> DecodedClip:
+    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip``."""
+    started = time.perf_counter()
+    out = DecodedClip(clip.clip_id)
+    if n_seconds <= 0:
+        reason = probe_error or "shorter than one second"
+        for modality in ("visual", "audio"):
+            out.errors[modality] = ("probe", reason)
+        return out
+    if plan.image_sizes:
+        try:
+            if clip.video_path is None:
+                raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
+            times_s = [k + FRAME_OFFSET_SECONDS for k in range(n_seconds)]
+            out.frames = read_frames(clip.video_path, times_s, sorted(plan.image_sizes))
+        except Exception as err:  # any failure is this clip's, never the run's
+            out.errors["visual"] = ("decode", _describe(err, clip.video_path))
+    if plan.audio_formats:
+        try:
+            waveform, rate_hz = load_audio(audio_source(clip))
+            out.audio = {
+                (target, channels): audio_windows(waveform, rate_hz, n_seconds, target, channels)
+                for target, channels in sorted(plan.audio_formats)
+            }
+        except Exception as err:  # any failure is this clip's, never the run's
+            out.errors["audio"] = ("decode", _describe(err, audio_source(clip)))
+    out.decode_seconds = time.perf_counter() - started
+    return out
+
+
+def _describe(err: Exception, path: object) -> str:
+    """MediaErrors already name their file; anything else gets the path and the exception type."""
+    return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"

@@ -1,0 +1,459 @@
+"""The embedding store: the only module that reads or writes its on-disk format (Zarr v3).
+
+Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
+
+    <store>/                          attrs: schema_version, hop_seconds, frame_offset_seconds, classes,
+                                             data_root, clips_per_chunk, seconds_max, ready
+    clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
+    clips/n_seconds                   (N,) int32   seconds with every available modality
+    extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
+        embeddings                    (N, T, D) float16, chunks (C, T, D)
+        valid                         (N, T) bool   second k was embedded
+        status                        (N,) int8     0 pending, 1 done, 2 failed   (written last per block)
+        error_stage, error_message    (N,) str
+        extract_seconds               (N,) float32  wall time spent on the clip (decode + model)
+
+A block is one chunk of ``C`` clips. A writer owns whole blocks: it writes the block's embeddings,
+validity and errors, then its status; so a block whose status is still pending is redone on resume and
+a killed run loses at most the blocks in flight. Every group and array is created before any block is
+written (by the single process or by shard 0, which the other shards wait for).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import zarr
+
+from extract import __version__
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+HOP_SECONDS = 1.0
+FRAME_OFFSET_SECONDS = 0.5  # the frame of second k is the one shown at k + 0.5 s
+DEFAULT_VIEW = "original"
+PENDING, DONE, FAILED = 0, 1, 2
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+_CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked (wrong schema, other clip set, not ready, corrupt)."""
+
+
+class FingerprintMismatchError(StoreError):
+    """An extractor group was written by a different extractor configuration."""
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """The store's clip table, loaded into memory once."""
+
+    ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) str
+    splits: np.ndarray  # (N,) str
+    n_seconds: np.ndarray  # (N,) int32
+    video_paths: np.ndarray  # (N,) str, relative to data_root ('' when absent)
+    audio_paths: np.ndarray  # (N,) str, '' = the video's own audio track
+    probe_errors: np.ndarray  # (N,) str, '' when the media probed fine
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What a writer computed for one block of clips (all arrays cover exactly the block)."""
+
+    embeddings: np.ndarray  # (n, T, D) float32
+    valid: np.ndarray  # (n, T) bool
+    status: np.ndarray  # (n,) int8
+    error_stage: np.ndarray  # (n,) str
+    error_message: np.ndarray  # (n,) str
+    extract_seconds: np.ndarray  # (n,) float32
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split of the store, in RAM: the stage-2 input."""
+
+    ids: np.ndarray  # (n,) str
+    labels: np.ndarray  # (n,) str
+    n_seconds: np.ndarray  # (n,) int32
+    embeddings: dict[str, np.ndarray]  # name -> (n, T, D) float16
+    valid: dict[str, np.ndarray]  # name -> (n, T) bool
+    fingerprints: dict[str, str]
+
+
+def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
+    return f"extractors/{name}/{view}"
+
+
+def default_clips_per_chunk(seconds_max: int, embedding_dim_max: int, target_bytes: int = 2 << 20) -> int:
+    """Largest power of two in [8, 64] keeping a float16 chunk near ``target_bytes``."""
+    per_clip = max(1, seconds_max * embedding_dim_max * 2)
+    c = 8
+    while c < 64 and (c * 2) * per_clip <= target_bytes:
+        c *= 2
+    return c
+
+
+class EmbeddingStore:
+    """A Zarr v3 embedding store at a local path or an fsspec URL."""
+
+    def __init__(self, root: zarr.Group, location: str):
+        self.root = root
+        self.location = location
+        attrs = dict(root.attrs)
+        if attrs.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{location}: schema_version {attrs.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                "this store was written by another avscene version"
+            )
+        self.attrs = attrs
+        self.clips_per_chunk = int(attrs["clips_per_chunk"])
+        self.seconds_max = int(attrs["seconds_max"])
+        self._clips: ClipTable | None = None
+
+    # ----------------------------------------------------------------- opening and creating
+    @classmethod
+    def open(cls, location: str | Path, mode: str = "r") -> "EmbeddingStore":
+        loc = str(location)
+        if "://" not in loc and not Path(loc).exists():
+            raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first")
+        try:
+            root = zarr.open_group(loc, mode=mode)
+        except Exception as err:  # zarr raises several types for a non-store folder
+            raise StoreError(f"{loc} is not a readable avscene store: {err}") from err
+        return cls(root, loc)
+
+    @classmethod
+    def create(
+        cls,
+        location: str | Path,
+        clips: ClipTable,
+        *,
+        classes: tuple[str, ...],
+        data_root: str,
+        clips_per_chunk: int,
+    ) -> "EmbeddingStore":
+        """Create the root and clip table, or reopen an existing store holding the same clips."""
+        loc = str(location)
+        if store_exists(loc):
+            store = cls.open(loc, mode="r+")
+            if not store.attrs.get("ready"):
+                raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
+            store.check_clip_ids(list(clips.ids))
+            return store
+        root = zarr.open_group(loc, mode="w")
+        n = len(clips)
+        seconds_max = max(1, int(clips.n_seconds.max(initial=0)))
+        table = root.create_group("clips")
+        for column, values in zip(
+            _CLIP_TEXT_COLUMNS,
+            (clips.ids, clips.labels, clips.splits, clips.video_paths, clips.audio_paths, clips.probe_errors),
+        ):
+            arr = table.create_array(column, shape=(n,), dtype=str, chunks=(max(n, 1),))
+            arr[:] = np.asarray(values, dtype=str)
+        seconds = table.create_array("n_seconds", shape=(n,), dtype="int32", chunks=(max(n, 1),), fill_value=0)
+        seconds[:] = clips.n_seconds.astype("int32")
+        root.create_group("extractors")
+        root.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "hop_seconds": HOP_SECONDS,
+                "frame_offset_seconds": FRAME_OFFSET_SECONDS,
+                "audio_window_seconds": HOP_SECONDS,
+                "classes": list(classes),
+                "data_root": data_root,
+                "clips_per_chunk": clips_per_chunk,
+                "seconds_max": seconds_max,
+                "created_utc": _utc_now(),
+                "avscene_version": __version__,
+                "ready": True,  # written last: the clip table is complete
+            }
+        )
+        return cls(root, loc)
+
+    @classmethod
+    def wait_until_ready(cls, location: str, timeout_s: float) -> "EmbeddingStore":
+        """Open a store that another process (shard 0) is creating, once its clip table is complete."""
+        deadline = time.monotonic() + timeout_s
+        while not (store_exists(location) and zarr.open_group(location, mode="r").attrs.get("ready")):
+            if time.monotonic() > deadline:
+                raise StoreError(f"{location}: timed out after {timeout_s:.0f} s waiting for shard 0 to create it")
+            time.sleep(0.5)
+        return cls.open(location, mode="r+")
+
+    def check_clip_ids(self, ids: list[str]) -> None:
+        """Refuse a manifest whose clips differ from the store's clip table."""
+        if list(self.clips.ids) != list(ids):
+            raise StoreError(
+                f"{self.location} holds another clip set ({len(self.clips)} clips) than this manifest "
+                f"({len(ids)} clips); choose another STORE"
+            )
+
+    # ----------------------------------------------------------------- clip table
+    @property
+    def clips(self) -> ClipTable:
+        if self._clips is None:
+            t = self.root["clips"]
+            text = {c: np.asarray(t[c][:], dtype=str) for c in _CLIP_TEXT_COLUMNS}
+            self._clips = ClipTable(
+                ids=text["id"],
+                labels=text["label"],
+                splits=text["split"],
+                n_seconds=np.asarray(t["n_seconds"][:]),
+                video_paths=text["video_path"],
+                audio_paths=text["audio_path"],
+                probe_errors=text["probe_error"],
+            )
+        return self._clips
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.attrs["classes"])
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-len(self.clips) // self.clips_per_chunk)
+
+    def block_slice(self, block: int) -> slice:
+        start = block * self.clips_per_chunk
+        return slice(start, min(start + self.clips_per_chunk, len(self.clips)))
+
+    # ----------------------------------------------------------------- extractor groups
+    def has_group(self, name: str, view: str = DEFAULT_VIEW) -> bool:
+        return group_key(name, view) in self.root
+
+    def group_attrs(self, name: str, view: str = DEFAULT_VIEW) -> dict[str, Any]:
+        if not self.has_group(name, view):
+            raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
+        return dict(self.root[group_key(name, view)].attrs)
+
+    def extractor_names(self, view: str = DEFAULT_VIEW) -> list[str]:
+        if "extractors" not in self.root:
+            return []
+        return sorted(n for n, g in self.root["extractors"].groups() if view in g)
+
+    def prepare_group(
+        self,
+        name: str,
+        *,
+        spec: dict[str, Any],
+        fingerprint: str,
+        weights: str,
+        overwrite: bool = False,
+        view: str = DEFAULT_VIEW,
+    ) -> None:
+        """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``."""
+        key = group_key(name, view)
+        if key in self.root:
+            old = dict(self.root[key].attrs)
+            if old.get("fingerprint") == fingerprint and old.get("arrays_ready"):
+                return
+            if not overwrite and old.get("arrays_ready"):
+                raise FingerprintMismatchError(
+                    f"{self.location}: {name!r} was written with fingerprint {old.get('fingerprint')} "
+                    f"(weights {old.get('weights')}), this run has {fingerprint} (weights {weights}); "
+                    "pass --overwrite to replace those embeddings, or use another STORE"
+                )
+            self._delete(key)
+        n, t, d, c = len(self.clips), self.seconds_max, int(spec["embedding_dim"]), self.clips_per_chunk
+        g = self.root.require_group(key)
+        g.create_array("embeddings", shape=(n, t, d), chunks=(c, t, d), dtype="float16", fill_value=0)
+        g.create_array("valid", shape=(n, t), chunks=(c, t), dtype="bool", fill_value=False)
+        g.create_array("status", shape=(n,), chunks=(c,), dtype="int8", fill_value=PENDING)
+        g.create_array("error_stage", shape=(n,), chunks=(c,), dtype=str)
+        g.create_array("error_message", shape=(n,), chunks=(c,), dtype=str)
+        g.create_array("extract_seconds", shape=(n,), chunks=(c,), dtype="float32", fill_value=0)
+        g.attrs.update(
+            {
+                "spec": spec,
+                "fingerprint": fingerprint,
+                "weights": weights,
+                "view": view,
+                "code_version": f"avscene {__version__} / {spec['name']} v{spec['version']}",
+                "created_utc": _utc_now(),
+                "complete": False,
+                "arrays_ready": True,  # written last: workers may write blocks now
+            }
+        )
+
+    def _delete(self, key: str) -> None:
+        if "://" in self.location:
+            del self.root[key]
+        else:
+            shutil.rmtree(Path(self.location) / key, ignore_errors=True)
+        self.root = zarr.open_group(self.location, mode="r+")
+
+    def wait_for_group(self, name: str, fingerprint: str, timeout_s: float, view: str = DEFAULT_VIEW) -> None:
+        """Block until shard 0 has created ``name``'s arrays with ``fingerprint``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            root = zarr.open_group(self.location, mode="r+")
+            key = group_key(name, view)
+            if key in root:
+                attrs = dict(root[key].attrs)
+                if attrs.get("arrays_ready") and attrs.get("fingerprint") == fingerprint:
+                    self.root = root
+                    return
+                if attrs.get("arrays_ready"):
+                    raise FingerprintMismatchError(
+                        f"{self.location}: {name!r} exists with fingerprint {attrs.get('fingerprint')}, "
+                        f"this shard computes {fingerprint}"
+                    )
+            if time.monotonic() > deadline:
+                raise StoreError(f"{self.location}: timed out waiting for shard 0 to create {name!r}")
+            time.sleep(0.5)
+
+    def status(self, name: str, view: str = DEFAULT_VIEW) -> np.ndarray:
+        return np.asarray(self.root[group_key(name, view)]["status"][:])
+
+    def shard_rows(self, shard_index: int, shard_count: int) -> np.ndarray:
+        """Row indexes of the blocks owned by shard ``shard_index`` of ``shard_count``."""
+        blocks = range(shard_index, self.n_blocks, shard_count)
+        return np.concatenate([np.arange(len(self.clips))[self.block_slice(b)] for b in blocks] or [np.zeros(0, int)])
+
+    def count_finished(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> int:
+        """Clips of this shard already done or failed."""
+        return int((self.status(name, view)[self.shard_rows(shard_index, shard_count)] != PENDING).sum())
+
+    def pending_blocks(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> list[int]:
+        """Blocks of this shard (``block % shard_count == shard_index``) with a clip still pending."""
+        status = self.status(name, view)
+        return [
+            b
+            for b in range(shard_index, self.n_blocks, shard_count)
+            if (status[self.block_slice(b)] == PENDING).any()
+        ]
+
+    def write_block(self, name: str, block: int, result: BlockResult, view: str = DEFAULT_VIEW) -> None:
+        """Write one block; its status goes last so an interrupted write is redone on resume."""
+        g = self.root[group_key(name, view)]
+        sl = self.block_slice(block)
+        n = sl.stop - sl.start
+        if result.embeddings.shape[0] != n:
+            raise ValueError(f"block {block} has {n} clips, result has {result.embeddings.shape[0]}")
+        g["embeddings"][sl] = result.embeddings.astype(np.float16)
+        g["valid"][sl] = result.valid
+        g["error_stage"][sl] = np.asarray(result.error_stage, dtype=str)
+        g["error_message"][sl] = np.asarray(result.error_message, dtype=str)
+        g["extract_seconds"][sl] = result.extract_seconds.astype(np.float32)
+        g["status"][sl] = result.status.astype(np.int8)
+
+    def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
+        """Write the completion marker (and timing) when no clip is pending; returns completeness."""
+        g = self.root[group_key(name, view)]
+        status = np.asarray(g["status"][:])
+        if (status == PENDING).any():
+            return False
+        seconds = np.asarray(g["extract_seconds"][:])
+        g.attrs.update(
+            {
+                "timing": {
+                    "extract_seconds_total": float(seconds.sum()),
+                    "clips_done": int((status == DONE).sum()),
+                    "clips_failed": int((status == FAILED).sum()),
+                },
+                "completed_utc": _utc_now(),
+                "complete": True,
+            }
+        )
+        return True
+
+    def errors(self, name: str, view: str = DEFAULT_VIEW) -> list[tuple[str, str, str]]:
+        """(clip id, stage, message) of every failed clip."""
+        g = self.root[group_key(name, view)]
+        failed = np.flatnonzero(np.asarray(g["status"][:]) == FAILED)
+        stage, message = np.asarray(g["error_stage"][:]), np.asarray(g["error_message"][:])
+        return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
+
+    # ----------------------------------------------------------------- reading for stage 2
+    def load_split(self, names: list[str], split: str | None, view: str = DEFAULT_VIEW) -> SplitData:
+        """Load every clip of ``split`` (None = all) done by *all* ``names`` into RAM at once."""
+        clips = self.clips
+        rows = np.arange(len(clips)) if split is None else np.flatnonzero(clips.splits == split)
+        fingerprints = {}
+        for name in names:
+            attrs = self.group_attrs(name, view)
+            fingerprints[name] = attrs["fingerprint"]
+            rows = rows[self.status(name, view)[rows] == DONE]
+        embeddings, valid = {}, {}
+        for name in names:
+            g = self.root[group_key(name, view)]
+            embeddings[name] = _read_rows(g["embeddings"], rows)
+            valid[name] = _read_rows(g["valid"], rows)
+        return SplitData(
+            ids=clips.ids[rows],
+            labels=clips.labels[rows],
+            n_seconds=clips.n_seconds[rows],
+            embeddings=embeddings,
+            valid=valid,
+            fingerprints=fingerprints,
+        )
+
+    # ----------------------------------------------------------------- export
+    def export_h5(self, path: Path) -> None:
+        """Write the clip table and every extractor view to HDF5 (same names, same dtypes)."""
+        import h5py
+
+        with h5py.File(path, "w") as h5:
+            h5.attrs.update({k: str(v) for k, v in self.attrs.items()})
+            text = h5py.string_dtype()
+            clips = self.clips
+            for column, values in zip(
+                _CLIP_TEXT_COLUMNS,
+                (clips.ids, clips.labels, clips.splits, clips.video_paths, clips.audio_paths, clips.probe_errors),
+            ):
+                h5.create_dataset(f"clips/{column}", data=values.astype(object), dtype=text)
+            h5.create_dataset("clips/n_seconds", data=clips.n_seconds)
+            for key, g in self._extractor_groups():
+                for array_name, arr in g.arrays():
+                    data = arr[:]
+                    if data.dtype.kind in "OTU":
+                        h5.create_dataset(f"{key}/{array_name}", data=data.astype(object), dtype=text)
+                    else:
+                        h5.create_dataset(f"{key}/{array_name}", data=data, chunks=arr.chunks, compression="gzip")
+                h5[key].attrs["json"] = json.dumps(dict(g.attrs))
+
+    def _extractor_groups(self) -> Iterator[tuple[str, zarr.Group]]:
+        for name, eg in self.root["extractors"].groups():
+            for view, g in eg.groups():
+                yield group_key(name, view), g
+
+
+def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
+    """Read ``arr[rows]`` chunk by chunk: one read per chunk touched, not per row."""
+    out = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
+    if len(rows) == 0:
+        return out
+    chunk = arr.chunks[0]
+    block_of_row = rows // chunk
+    for block in np.unique(block_of_row):
+        sel = block_of_row == block
+        start = int(block) * chunk
+        data = arr[start : min(start + chunk, arr.shape[0])]
+        out[sel] = data[rows[sel] - start]
+    return out
+
+
+def store_exists(location: str) -> bool:
+    if "://" not in location:
+        return (Path(location) / "zarr.json").exists()
+    try:
+        zarr.open_group(location, mode="r")
+        return True
+    except Exception:
+        return False
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

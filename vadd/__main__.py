@@ -1,0 +1,5 @@
+import sys
+
+from vadd.cli import main
+
+sys.exit(main())

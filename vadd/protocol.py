@@ -1,0 +1,92 @@
+"""VADD protocols: which video is paired with which audio, and whether that pair is manipulated.
+
+A generated protocol is seeded: the test clips are split (stratified by class) into a pristine and a
+manipulated half; manipulated clips are paired across different classes at the chosen granularity and
+exchange their audio; every clip is used at most once and pristine and manipulated items are equal in
+number. It is written as an explicit CSV, the format the loader reads back.
+"""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from extract.manifest import SCENE_TO_IOV
+
+PROTOCOL_COLUMNS = ("video_clip", "audio_clip", "video_label", "audio_label", "manipulated")
+
+
+@dataclass(frozen=True)
+class ProtocolItem:
+    """One test item: the visual embeddings of ``video_clip`` with the audio embeddings of ``audio_clip``."""
+
+    video_clip: str
+    audio_clip: str
+    video_label: str
+    audio_label: str
+    manipulated: bool
+
+
+def granular_label(scene: str, n_classes: int) -> str:
+    """A scene label at 10-class or 3-class (indoor/outdoor/vehicle) granularity."""
+    if n_classes == 3:
+        return SCENE_TO_IOV[scene]
+    return scene
+
+
+def generate_protocol(ids: list[str], scenes: list[str], n_classes: int, seed: int = 0) -> list[ProtocolItem]:
+    """Balanced pristine/manipulated items from ``ids`` (the test split), reproducible for a seed."""
+    rng = np.random.default_rng(seed)
+    labels = [granular_label(s, n_classes) for s in scenes]
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_class[label].append(i)
+    pristine_pool, manipulated_pool = [], defaultdict(list)
+    for label in sorted(by_class):
+        members = [by_class[label][j] for j in rng.permutation(len(by_class[label]))]
+        pristine_pool += members[0::2]
+        manipulated_pool[label] = members[1::2]
+    pairs = []
+    while True:
+        ranked = sorted((c for c in manipulated_pool if manipulated_pool[c]), key=lambda c: (-len(manipulated_pool[c]), c))
+        if len(ranked) < 2:
+            break
+        pairs.append((manipulated_pool[ranked[0]].pop(), manipulated_pool[ranked[1]].pop()))
+    leftovers = [i for c in sorted(manipulated_pool) for i in manipulated_pool[c]]
+    pristine_pool = [pristine_pool[j] for j in rng.permutation(len(pristine_pool))] + leftovers
+    items = [
+        ProtocolItem(ids[i], ids[i], labels[i], labels[i], False) for i in pristine_pool[: 2 * len(pairs)]
+    ]
+    for a, b in pairs:
+        items.append(ProtocolItem(ids[a], ids[b], labels[a], labels[b], True))
+        items.append(ProtocolItem(ids[b], ids[a], labels[b], labels[a], True))
+    return items
+
+
+def write_protocol_csv(path: Path, items: list[ProtocolItem]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PROTOCOL_COLUMNS)
+        for item in items:
+            row = astuple(item)
+            writer.writerow([*row[:4], int(row[4])])
+
+
+def read_protocol_csv(path: Path) -> list[ProtocolItem]:
+    """Read a protocol CSV written by :func:`write_protocol_csv`, rejecting malformed rows by line number."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != PROTOCOL_COLUMNS:
+            raise ValueError(f"{path}: header must be {','.join(PROTOCOL_COLUMNS)}, got {header}")
+        items = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(fields(ProtocolItem)) or row[4] not in ("0", "1") or not all(row[:4]):
+                raise ValueError(f"{path}:{line}: expected 4 non-empty names and manipulated 0/1, got {row}")
+            items.append(ProtocolItem(*row[:4], manipulated=row[4] == "1"))
+    return items

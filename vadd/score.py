@@ -1,0 +1,87 @@
+"""VADD scoring: visual-only and audio-only heads judge each protocol item.
+
+The paper's rule: an item is manipulated iff the clip-level (voted) visual and audio classes differ.
+Beyond it: a continuous mismatch score 1 - sum_c p_visual(c) p_audio(c) per second, averaged per item.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from classify.data import ClipSet
+from classify.metrics import clip_vote
+from classify.train import TrainedHead
+from vadd.protocol import ProtocolItem
+
+
+@dataclass
+class ModalityPredictions:
+    """Per-second probabilities of one modality's head, by clip id."""
+
+    probs: dict[str, np.ndarray]  # id -> (T, K)
+    mask: dict[str, np.ndarray]  # id -> (T,)
+
+    @classmethod
+    def from_head(cls, head: TrainedHead, clips: ClipSet) -> "ModalityPredictions":
+        probs = head.predict_proba(clips)
+        return cls({c: probs[i] for i, c in enumerate(clips.ids)}, {c: clips.mask[i] for i, c in enumerate(clips.ids)})
+
+
+@dataclass
+class ItemScores:
+    """Decisions and scores for protocol items (aligned arrays)."""
+
+    items: list[ProtocolItem]
+    visual_class: np.ndarray  # (n,) voted class index
+    audio_class: np.ndarray
+    predicted: np.ndarray  # (n,) bool, the paper's rule
+    mismatch: np.ndarray  # (n,) mean per-second mismatch score in [0, 1]
+    per_second: list[np.ndarray]  # per item (aligned seconds,)
+
+
+def second_mismatch(p_visual: np.ndarray, p_audio: np.ndarray) -> np.ndarray:
+    """``1 - sum_c p_v(c) p_a(c)`` per second: 0 when both heads agree with certainty."""
+    return 1.0 - (p_visual * p_audio).sum(-1)
+
+
+def score_items(items: list[ProtocolItem], visual: ModalityPredictions, audio: ModalityPredictions) -> ItemScores:
+    """Pair visual and audio predictions per item, aligned on the seconds both clips have."""
+    missing = sorted({i.video_clip for i in items} - visual.probs.keys() | {i.audio_clip for i in items} - audio.probs.keys())
+    if missing:
+        raise ValueError(f"{len(missing)} protocol clips have no embeddings in the store, e.g. {missing[:5]}")
+    v_cls, a_cls, scores, per_second = [], [], [], []
+    for item in items:
+        mask = visual.mask[item.video_clip] & audio.mask[item.audio_clip]
+        pv, pa = visual.probs[item.video_clip][None], audio.probs[item.audio_clip][None]
+        v_cls.append(clip_vote(pv, mask[None])[0])
+        a_cls.append(clip_vote(pa, mask[None])[0])
+        seconds = second_mismatch(pv[0][mask], pa[0][mask])
+        per_second.append(seconds)
+        scores.append(seconds.mean() if len(seconds) else 1.0)
+    v, a = np.array(v_cls), np.array(a_cls)
+    return ItemScores(items, v, a, v != a, np.array(scores), per_second)
+
+
+def vadd_metrics(scores: ItemScores, classes: tuple[str, ...]) -> dict:
+    """F1 (manipulated = positive), precision, recall, accuracy, ROC AUC, AP, confused class pairs."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    truth = np.array([i.manipulated for i in scores.items])
+    both = len(set(truth.tolist())) == 2
+    wrong = [(classes[v], classes[a]) for v, a, p, t in
+             zip(scores.visual_class, scores.audio_class, scores.predicted, truth) if p and not t]
+    return {
+        "n_items": int(len(truth)),
+        "n_manipulated": int(truth.sum()),
+        "f1": float(f1_score(truth, scores.predicted, zero_division=0)),
+        "precision": float(precision_score(truth, scores.predicted, zero_division=0)),
+        "recall": float(recall_score(truth, scores.predicted, zero_division=0)),
+        "accuracy": float((truth == scores.predicted).mean()),
+        "roc_auc": float(roc_auc_score(truth, scores.mismatch)) if both else None,
+        "average_precision": float(average_precision_score(truth, scores.mismatch)) if both else None,
+        "false_alarm_class_pairs": [
+            {"visual": v, "audio": a, "count": n} for (v, a), n in Counter(wrong).most_common(5)
+        ],
+    }
