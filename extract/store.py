@@ -129,7 +129,7 @@ class EmbeddingStore:
         if "://" not in loc and not Path(loc).exists():
             raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first")
         try:
-            root = zarr.open_group(loc, mode=mode)
+            root = _open_group(loc, mode=mode)
         except Exception as err:  # zarr raises several types for a non-store folder
             raise StoreError(f"{loc} is not a readable avscene store: {err}") from err
         return cls(root, loc)
@@ -152,7 +152,7 @@ class EmbeddingStore:
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
             store.check_clip_ids(list(clips.ids))
             return store
-        root = zarr.open_group(loc, mode="w")
+        root = _open_group(loc, mode="w")
         n = len(clips)
         seconds_max = max(1, int(clips.n_seconds.max(initial=0)))
         table = root.create_group("clips")
@@ -186,7 +186,7 @@ class EmbeddingStore:
     def wait_until_ready(cls, location: str, timeout_s: float) -> "EmbeddingStore":
         """Open a store that another process (shard 0) is creating, once its clip table is complete."""
         deadline = time.monotonic() + timeout_s
-        while not (store_exists(location) and zarr.open_group(location, mode="r").attrs.get("ready")):
+        while not (store_exists(location) and _open_group(location, mode="r").attrs.get("ready")):
             if time.monotonic() > deadline:
                 raise StoreError(f"{location}: timed out after {timeout_s:.0f} s waiting for shard 0 to create it")
             time.sleep(0.5)
@@ -205,7 +205,7 @@ class EmbeddingStore:
     def clips(self) -> ClipTable:
         if self._clips is None:
             t = self.root["clips"]
-            text = {c: np.asarray(t[c][:], dtype=str) for c in _CLIP_TEXT_COLUMNS}
+            text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
@@ -292,13 +292,13 @@ class EmbeddingStore:
             del self.root[key]
         else:
             shutil.rmtree(Path(self.location) / key, ignore_errors=True)
-        self.root = zarr.open_group(self.location, mode="r+")
+        self.root = _open_group(self.location, mode="r+")
 
     def wait_for_group(self, name: str, fingerprint: str, timeout_s: float, view: str = DEFAULT_VIEW) -> None:
         """Block until shard 0 has created ``name``'s arrays with ``fingerprint``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            root = zarr.open_group(self.location, mode="r+")
+            root = _open_group(self.location, mode="r+")
             key = group_key(name, view)
             if key in root:
                 attrs = dict(root[key].attrs)
@@ -373,7 +373,7 @@ class EmbeddingStore:
         """(clip id, stage, message) of every failed clip."""
         g = self.root[group_key(name, view)]
         failed = np.flatnonzero(np.asarray(g["status"][:]) == FAILED)
-        stage, message = np.asarray(g["error_stage"][:]), np.asarray(g["error_message"][:])
+        stage, message = _as_str(g["error_stage"][:]), _as_str(g["error_message"][:])
         return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
 
     # ----------------------------------------------------------------- reading for stage 2
@@ -419,7 +419,7 @@ class EmbeddingStore:
                 for array_name, arr in g.arrays():
                     data = arr[:]
                     if data.dtype.kind in "OTU":
-                        h5.create_dataset(f"{key}/{array_name}", data=data.astype(object), dtype=text)
+                        h5.create_dataset(f"{key}/{array_name}", data=_as_str(data).astype(object), dtype=text)
                     else:
                         h5.create_dataset(f"{key}/{array_name}", data=data, chunks=arr.chunks, compression="gzip")
                 h5[key].attrs["json"] = json.dumps(dict(g.attrs))
@@ -428,6 +428,17 @@ class EmbeddingStore:
         for name, eg in self.root["extractors"].groups():
             for view, g in eg.groups():
                 yield group_key(name, view), g
+
+
+def _open_group(location: str, mode: str) -> zarr.Group:
+    """Open a local path or fsspec URL (local ``file://`` URLs create parent folders as needed)."""
+    options = {"auto_mkdir": True} if location.startswith("file://") else None
+    return zarr.open_group(location, mode=mode, storage_options=options)
+
+
+def _as_str(values: np.ndarray) -> np.ndarray:
+    """Zarr's variable-length strings as a plain numpy unicode array."""
+    return np.array(values.tolist(), dtype=str).reshape(values.shape)
 
 
 def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
@@ -449,7 +460,7 @@ def store_exists(location: str) -> bool:
     if "://" not in location:
         return (Path(location) / "zarr.json").exists()
     try:
-        zarr.open_group(location, mode="r")
+        _open_group(location, mode="r")
         return True
     except Exception:
         return False

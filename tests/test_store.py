@@ -1,0 +1,127 @@
+"""The store's schema, block writes, resume semantics, fingerprints and export."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from extract.store import (
+    DONE,
+    FAILED,
+    PENDING,
+    BlockResult,
+    ClipTable,
+    EmbeddingStore,
+    FingerprintMismatchError,
+    StoreError,
+)
+
+SPEC = {"name": "toy.test", "version": "1", "embedding_dim": 4, "modality": "audio"}
+
+
+def clip_table(n: int = 5, seconds: int = 3) -> ClipTable:
+    ids = np.array([f"c{i}" for i in range(n)])
+    return ClipTable(
+        ids=ids, labels=np.array(["park", "bus"] * n)[:n], splits=np.array(["train", "test"] * n)[:n],
+        n_seconds=np.full(n, seconds, np.int32), video_paths=np.array([f"video/{i}.mp4" for i in ids]),
+        audio_paths=np.array([""] * n), probe_errors=np.array([""] * n),
+    )
+
+
+def block_result(n: int, seconds: int, value: float, status: int = DONE) -> BlockResult:
+    return BlockResult(
+        embeddings=np.full((n, seconds, 4), value, np.float32), valid=np.ones((n, seconds), bool),
+        status=np.full(n, status, np.int8), error_stage=np.array([""] * n), error_message=np.array([""] * n),
+        extract_seconds=np.ones(n, np.float32),
+    )
+
+
+@pytest.fixture
+def store(tmp_path) -> EmbeddingStore:
+    s = EmbeddingStore.create(tmp_path / "s.zarr", clip_table(), classes=("bus", "park"), data_root="/d", clips_per_chunk=2)
+    s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
+    return s
+
+
+def test_layout_and_attributes(store, tmp_path):
+    assert store.n_blocks == 3 and store.seconds_max == 3
+    assert store.block_slice(2) == slice(4, 5)
+    attrs = store.group_attrs("toy.test")
+    assert attrs["fingerprint"] == "f1" and attrs["weights"] == "random-init" and attrs["complete"] is False
+    root_meta = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())
+    assert root_meta["attributes"]["schema_version"] == 1 and root_meta["attributes"]["hop_seconds"] == 1.0
+    emb = store.root["extractors/toy.test/original/embeddings"]
+    assert emb.dtype == np.float16 and emb.chunks == (2, 3, 4)
+
+
+def test_blocks_resume_and_completion(store):
+    assert store.pending_blocks("toy.test") == [0, 1, 2]
+    store.write_block("toy.test", 1, block_result(2, 3, 0.5))
+    assert store.pending_blocks("toy.test") == [0, 2]
+    assert store.pending_blocks("toy.test", 1, 2) == []  # shard 1/2 owns block 1 only
+    assert store.finalize_if_complete("toy.test") is False
+    store.write_block("toy.test", 0, block_result(2, 3, 0.25))
+    failed = block_result(1, 3, 0.0, FAILED)
+    failed = BlockResult(failed.embeddings, np.zeros((1, 3), bool), failed.status, np.array(["decode"]),
+                         np.array(["x.mp4: truncated"]), failed.extract_seconds)
+    store.write_block("toy.test", 2, failed)
+    assert store.finalize_if_complete("toy.test") is True
+    assert store.group_attrs("toy.test")["complete"] is True
+    assert store.errors("toy.test") == [("c4", "decode", "x.mp4: truncated")]
+    assert list(store.status("toy.test")) == [DONE, DONE, DONE, DONE, FAILED]
+
+
+def test_load_split_reads_done_clips_only(store):
+    store.write_block("toy.test", 0, block_result(2, 3, 0.25))
+    data = store.load_split(["toy.test"], "train")
+    assert list(data.ids) == ["c0"]  # c2, c4 are train but still pending
+    assert data.embeddings["toy.test"].shape == (1, 3, 4)
+    np.testing.assert_array_equal(data.embeddings["toy.test"], 0.25)
+    assert data.fingerprints == {"toy.test": "f1"}
+
+
+def test_fingerprint_mismatch_refuses_unless_overwrite(store):
+    store.write_block("toy.test", 0, block_result(2, 3, 0.25))
+    with pytest.raises(FingerprintMismatchError, match="--overwrite"):
+        store.prepare_group("toy.test", spec=SPEC, fingerprint="f2", weights="abc")
+    assert store.status("toy.test")[0] == DONE  # nothing overwritten
+    store.prepare_group("toy.test", spec=SPEC, fingerprint="f2", weights="abc", overwrite=True)
+    assert (store.status("toy.test") == PENDING).all()
+
+
+def test_reopen_with_other_clips_or_schema_is_refused(store, tmp_path):
+    with pytest.raises(StoreError, match="another clip set"):
+        EmbeddingStore.create(tmp_path / "s.zarr", clip_table(4), classes=("bus",), data_root="/d", clips_per_chunk=2)
+    store.root.attrs["schema_version"] = 99
+    with pytest.raises(StoreError, match="schema_version"):
+        EmbeddingStore.open(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="no store"):
+        EmbeddingStore.open(tmp_path / "absent.zarr")
+
+
+def test_corrupt_chunk_is_a_clear_error(store, tmp_path):
+    store.write_block("toy.test", 0, block_result(2, 3, 0.25))
+    chunk = tmp_path / "s.zarr" / "extractors" / "toy.test" / "original" / "embeddings" / "c" / "0" / "0" / "0"
+    chunk.write_bytes(b"not zstd data")
+    with pytest.raises(Exception):
+        EmbeddingStore.open(tmp_path / "s.zarr").load_split(["toy.test"], None)
+
+
+def test_export_h5_round_trip(store, tmp_path):
+    store.write_block("toy.test", 0, block_result(2, 3, 0.25))
+    store.export_h5(tmp_path / "out.h5")
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert [x.decode() for x in h5["clips/id"][:]] == ["c0", "c1", "c2", "c3", "c4"]
+        np.testing.assert_array_equal(h5["extractors/toy.test/original/embeddings"][:2], 0.25)
+        assert json.loads(h5["extractors/toy.test/original"].attrs["json"])["fingerprint"] == "f1"
+
+
+def test_fsspec_url_store(tmp_path):
+    s = EmbeddingStore.create(f"file://{tmp_path}/u.zarr", clip_table(), classes=("bus", "park"), data_root="/d",
+                              clips_per_chunk=2)
+    s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
+    s.write_block("toy.test", 0, block_result(2, 3, 0.5))
+    again = EmbeddingStore.open(f"file://{tmp_path}/u.zarr")
+    assert again.pending_blocks("toy.test") == [1, 2]
