@@ -1,0 +1,107 @@
+"""Baseline stage 2 on the tiny debug store: training, metrics, persistence, fingerprint checks."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classify.data import encode_labels, load_clips
+from classify.heads import HeadConfig
+from classify.metrics import classification_metrics, clip_vote
+from classify.persist import load_head, save_head
+from classify.scaler import Standardiser
+from classify.train import TrainConfig, train_head
+from extract.store import EmbeddingStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_clip_vote_majority_and_tie_break():
+    probs = np.array([[[0.9, 0.1], [0.4, 0.6], [0.45, 0.55]],  # votes 1:2 -> class 1
+                      [[0.9, 0.1], [0.4, 0.6], [0.0, 0.0]]])  # 1:1 tie, mean prob favours class 0
+    mask = np.array([[True, True, True], [True, True, False]])
+    assert clip_vote(probs, mask).tolist() == [1, 0]
+
+
+def test_metrics_on_known_probabilities():
+    probs = np.zeros((2, 2, 2))
+    probs[0, :, 0] = 1.0
+    probs[1, 0] = [0.0, 1.0]
+    probs[1, 1] = [0.6, 0.4]  # clip 2: one vote each; the mean probability (0.3, 0.7) breaks the tie
+    m = classification_metrics(probs, np.ones((2, 2), bool), np.array([0, 1]), ("a", "b"))
+    assert m["second_accuracy"] == 0.75 and m["n_seconds"] == 4
+    assert m["confusion_vote"] == [[1, 0], [0, 1]]
+    assert m["per_class_clip_accuracy"]["a"] == 1.0
+
+
+def test_three_class_mapping():
+    assert encode_labels(np.array(["bus", "park", "airport"]), ("indoor", "outdoor", "vehicle")).tolist() == [2, 1, 0]
+
+
+def test_scaler_is_fitted_on_train_only(tiny_store):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_audio"], "train", 10)
+    test = load_clips(store, ["debug_audio"], "test", 10)
+    test.features["debug_audio"] += 1000.0  # a leak would move the fitted mean
+    head = train_head(train, HeadConfig(kind="linear"), TrainConfig(epochs=1))
+    expected = train.features["debug_audio"][train.mask].mean(0)
+    np.testing.assert_allclose(head.scaler.mean["debug_audio"], expected, rtol=1e-5)
+
+
+def test_tiny_train_set_is_learned_and_persisted(tiny_store, tmp_path):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_visual", "debug_audio"], "train", 10)
+    head = train_head(train, HeadConfig(), TrainConfig(epochs=200, seed=1))
+    probs = head.predict_proba(train)
+    assert classification_metrics(probs, train.mask, train.targets, train.classes)["clip_accuracy"] == 1.0
+    save_head(tmp_path / "m.pt", head)
+    again = load_head(tmp_path / "m.pt")
+    np.testing.assert_allclose(again.predict_proba(train), probs, atol=1e-6)
+
+
+def test_training_is_deterministic(tiny_store):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_audio"], "train", 3)
+    a = train_head(train, HeadConfig(), TrainConfig(epochs=3, seed=5)).predict_proba(train)
+    b = train_head(train, HeadConfig(), TrainConfig(epochs=3, seed=5)).predict_proba(train)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_head_refuses_other_fingerprints(tiny_store):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_audio"], "train", 10)
+    head = train_head(train, HeadConfig(), TrainConfig(epochs=1))
+    train.fingerprints["debug_audio"] = "something-else"
+    with pytest.raises(ValueError, match="fingerprint"):
+        head.predict_proba(train)
+
+
+def test_train_cli_writes_run_folder_and_prints_metrics_last(tiny_store, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "classify", "train", "--store", tiny_store, "--epochs", "5",
+                          "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == f"metrics: {tmp_path / 'run' / 'metrics.json'}"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["n_clips"] > 0 and 0 <= metrics["clip_accuracy"] <= 1
+    for name in ("config.json", "model.pt", "predictions.csv", "confusion.png"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_vadd_eval_cli_on_tiny_store(tiny_store, tmp_path):
+    for classes in ("10", "3"):
+        out = subprocess.run([sys.executable, "-m", "vadd", "eval", "--store", tiny_store, "--classes", classes,
+                              "--out", str(tmp_path / classes)], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == f"metrics: {tmp_path / classes / 'metrics.json'}"
+        metrics = json.loads((tmp_path / classes / "metrics.json").read_text())
+        assert metrics["n_items"] > 0 and metrics["n_manipulated"] * 2 == metrics["n_items"]
+
+
+def test_standardiser_round_trip():
+    s = Standardiser({"a": np.arange(3.0)}, {"a": np.ones(3)})
+    again = Standardiser.from_arrays(s.to_arrays())
+    np.testing.assert_array_equal(again.mean["a"], s.mean["a"])
