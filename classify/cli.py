@@ -20,9 +20,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         TrainConfig(epochs=args.epochs, seed=args.seed), out,
     )
     print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  second accuracy: {metrics['second_accuracy']:.4f}"
-          f"  ({metrics['n_clips']} test clips)")
+          f"  ({metrics['n_clips']} test clips, {metrics['n_seconds']} seconds)")
+    print(format_confusion(metrics["confusion_vote"], metrics["classes"]))
     print(f"metrics: {out / 'metrics.json'}")
     return 0
+
+
+def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
+    """Text confusion matrix (rows true, columns predicted by clip vote), classes abbreviated to 6 chars."""
+    short = [c[:6] for c in classes]
+    lines = ["true \\ predicted (clip vote)", " " * 16 + " ".join(f"{c:>6s}" for c in short)]
+    lines += [f"{classes[i][:15]:>15s} " + " ".join(f"{v:6d}" for v in row) for i, row in enumerate(confusion)]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         data=Path(args.data),
         store=args.store,
         extractors=tuple(resolve_names(args.extractors)),
+        classes=_parse_classes(args.classes),
         device=args.device,
         random_init=args.random_init,
         shard_index=shard_index,
@@ -35,6 +36,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print(f"store: {cfg.store}")
     return 0
+
+
+def _parse_classes(text: str) -> tuple[str, ...] | None:
+    from extract.manifest import TAU_SCENES
+
+    if not text:
+        return None
+    return TAU_SCENES if text == "tau" else tuple(c.strip() for c in text.split(",") if c.strip())
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
@@ -77,6 +86,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tau_audio_manifest(args: argparse.Namespace) -> int:
+    from extract.tau_audio import write_tau_audio_manifest
+
+    print(f"manifest: {write_tau_audio_manifest(Path(args.audio), Path(args.out))}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from extract.store import EmbeddingStore
 
@@ -112,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
     run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
+    run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--random-init", action="store_true", help="random weights (recorded in the store)")
     run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i")
@@ -138,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=int, default=10)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_synth)
+
+    tam = sub.add_parser("tau-audio-manifest", help="CSV manifest over real TAU wavs listed in MANIFEST.tsv")
+    tam.add_argument("--audio", required=True, help="folder with the wavs and MANIFEST.tsv")
+    tam.add_argument("--out", required=True, help="data root to write manifest.csv into")
+    tam.set_defaults(func=_cmd_tau_audio_manifest)
 
     info = sub.add_parser("info", help="summarise a store and its recorded errors")
     info.add_argument("--store", default="cache/embeddings.zarr")

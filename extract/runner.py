@@ -39,6 +39,7 @@ class RunConfig:
     data: Path
     store: str
     extractors: tuple[str, ...]
+    classes: tuple[str, ...] | None = None  # CSV manifests only; None = the labels found
     device: str = "auto"
     random_init: bool = False
     shard_index: int = 0
@@ -128,7 +129,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     """Extract every pending clip of this shard for every extractor; safe to rerun after any interruption."""
     extractors = [create_extractor(n, random_init=cfg.random_init, device=cfg.device) for n in cfg.extractors]
     modalities = {e.spec.modality for e in extractors}
-    manifest = read_manifest(cfg.data, require=_required_files(modalities))
+    manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes)
     store = open_store(cfg, manifest, extractors)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips

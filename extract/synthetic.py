@@ -1,0 +1,379 @@
+"""SYNTHETIC media: real encoded files (H.264 mp4, AAC, PCM wav) with made-up content, for the demo and tests.
+
+Nothing written here is real TAU data. :func:`make_demo_dataset` writes a small dataset in the TAU
+Urban Audio-Visual Scenes 2021 layout whose pictures and sounds depend on the scene label (plus per-location
+and per-clip noise) so the pipeline has something learnable; :func:`timestamp_frame` draws frames that
+carry their own index so decoder tests can check exactly which frame was picked.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+DEMO_SCENES = (
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+)
+DEMO_CITIES = (
+    "amsterdam", "barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna"
+)
+DEMO_AUDIO_RATE_HZ = 48_000
+CLIPS_PER_LOCATION = 3
+EVALUATE_FRACTION = 0.3
+
+AAC_FRAME_SAMPLES = 1024
+
+# Timestamp code: a GRID x GRID square of black/white cells centred on a mid-grey frame. The four corner
+# cells are a fixed guard pattern; the other 12 carry 10 index bits (LSB first) and 2 check bits.
+TIMESTAMP_GRID = 4
+TIMESTAMP_BITS = 10
+TIMESTAMP_CODE_FRACTION = 0.6  # side of the code square / shorter side of the frame
+TIMESTAMP_BACKGROUND = 128
+_GUARD_CELLS = {(0, 0): 1, (0, 3): 0, (3, 0): 0, (3, 3): 1}  # (row, col) -> white?
+_DATA_CELLS = [(r, c) for r in range(TIMESTAMP_GRID) for c in range(TIMESTAMP_GRID) if (r, c) not in _GUARD_CELLS]
+
+
+@dataclass(frozen=True)
+class GeneratedMedia:
+    """A generated media fixture and the call that made it (so a failing test can be reproduced)."""
+
+    path: Path
+    fps: int
+    gop: int
+    n_frames: int
+    width: int
+    height: int
+    has_audio: bool
+    command: str
+
+    @property
+    def duration_s(self) -> float:
+        """Nominal video duration: ``n_frames / fps``."""
+        return self.n_frames / self.fps
+
+
+def write_video(
+    path: Path,
+    frames_rgb: Callable[[int], np.ndarray] | Sequence[np.ndarray],
+    n_frames: int,
+    fps: int,
+    width: int,
+    height: int,
+    gop: int = 30,
+    audio: np.ndarray | None = None,
+    audio_rate_hz: int = 48_000,
+) -> None:
+    """Encode an H.264 (libx264, yuv420p) mp4 with a keyframe exactly every ``gop`` frames.
+
+    Args:
+        path: Output ``.mp4``.
+        frames_rgb: ``frames_rgb(i)`` or ``frames_rgb[i]`` gives frame ``i`` as uint8 ``(height, width, 3)``.
+        n_frames: Number of video frames.
+        fps: Frame rate (frames per second).
+        width: Frame width in pixels (even).
+        height: Frame height in pixels (even).
+        gop: Keyframe interval in frames; scene-cut keyframes are disabled.
+        audio: Optional float32 ``(channels, samples)`` in [-1, 1], 1 or 2 channels, encoded as AAC.
+        audio_rate_hz: Sample rate of ``audio``.
+
+    Raises:
+        ValueError: on odd sizes, a non-positive count or rate, or a bad audio shape.
+    """
+    if width % 2 or height % 2 or width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
+    if n_frames <= 0 or fps <= 0 or gop <= 0:
+        raise ValueError(f"n_frames, fps and gop must be positive, got {n_frames}, {fps}, {gop}")
+    if audio is not None and (audio.ndim != 2 or audio.shape[0] not in (1, 2)):
+        raise ValueError(f"audio must be (1 or 2 channels, samples), got shape {audio.shape}")
+    get_frame = frames_rgb if callable(frames_rgb) else frames_rgb.__getitem__
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream(
+            "libx264",
+            rate=Fraction(fps),
+            options={"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"},
+        )
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.gop_size = gop
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=audio_rate_hz)
+            sound.layout = "mono" if audio.shape[0] == 1 else "stereo"
+        for index in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(get_frame(index), dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            samples = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
+            for start in range(0, samples.shape[1], AAC_FRAME_SAMPLES):
+                chunk = np.ascontiguousarray(samples[:, start : start + AAC_FRAME_SAMPLES])
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout.name)
+                frame.sample_rate, frame.pts, frame.time_base = audio_rate_hz, start, Fraction(1, audio_rate_hz)
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+
+
+def write_wav(path: Path, waveform: np.ndarray, sample_rate_hz: int, subtype: str = "PCM_16") -> None:
+    """Write float32 ``(channels, samples)`` in [-1, 1] as a wav file (``subtype`` as in soundfile)."""
+    if waveform.ndim != 2:
+        raise ValueError(f"waveform must be (channels, samples), got shape {waveform.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(waveform, -1.0, 1.0).T, sample_rate_hz, subtype=subtype)
+
+
+def _timestamp_bits(index: int) -> list[int]:
+    """10 index bits (LSB first) + 2 check bits (popcount mod 4)."""
+    bits = [(index >> b) & 1 for b in range(TIMESTAMP_BITS)]
+    check = sum(bits) % 4
+    return bits + [check & 1, check >> 1]
+
+
+def timestamp_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A mid-grey RGB frame with ``index`` drawn as a centred 4 x 4 grid of black/white cells.
+
+    The code square spans 60 % of the shorter side, so it survives H.264, resizing and a centre crop
+    that keeps at least that much of the shorter side.
+
+    Args:
+        index: Frame index, 0 <= index < 1024.
+        width: Frame width in pixels.
+        height: Frame height in pixels; cells are at least 16 px when ``min(width, height) >= 107``.
+
+    Returns:
+        uint8 ``(height, width, 3)``.
+    """
+    if not 0 <= index < 2**TIMESTAMP_BITS:
+        raise ValueError(f"index must be in [0, {2**TIMESTAMP_BITS}), got {index}")
+    frame = np.full((height, width, 3), TIMESTAMP_BACKGROUND, dtype=np.uint8)
+    cell = max(1, round(TIMESTAMP_CODE_FRACTION * min(width, height) / TIMESTAMP_GRID))
+    top = (height - cell * TIMESTAMP_GRID) // 2
+    left = (width - cell * TIMESTAMP_GRID) // 2
+    values = dict(_GUARD_CELLS) | dict(zip(_DATA_CELLS, _timestamp_bits(index)))
+    for (row, col), white in values.items():
+        y, x = top + row * cell, left + col * cell
+        frame[y : y + cell, x : x + cell] = 255 if white else 0
+    return frame
+
+
+def read_timestamp(frame_rgb: np.ndarray) -> int:
+    """Decode the index drawn by :func:`timestamp_frame` from a (resized, centre-cropped, compressed) frame.
+
+    Raises:
+        ValueError: if no intact code is found (guard or check bits wrong).
+    """
+    gray = frame_rgb.astype(np.float32).mean(axis=2)
+    extreme = np.abs(gray - TIMESTAMP_BACKGROUND) > 64
+    rows, cols = extreme.sum(axis=1), extreme.sum(axis=0)
+    if rows.max(initial=0) == 0:
+        raise ValueError("no timestamp code in frame")
+    ys = np.flatnonzero(rows >= rows.max() / 2)
+    xs = np.flatnonzero(cols >= cols.max() / 2)
+    top, bottom, left, right = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    cell_h, cell_w = (bottom - top) / TIMESTAMP_GRID, (right - left) / TIMESTAMP_GRID
+
+    def cell_white(row: int, col: int) -> int:
+        y0, x0 = top + row * cell_h, left + col * cell_w
+        rows = slice(int(y0 + cell_h / 4), int(y0 + 3 * cell_h / 4) + 1)  # central half of the cell
+        cols = slice(int(x0 + cell_w / 4), int(x0 + 3 * cell_w / 4) + 1)
+        patch = gray[rows, cols]
+        return int(patch.mean() > TIMESTAMP_BACKGROUND)
+
+    if any(cell_white(r, c) != white for (r, c), white in _GUARD_CELLS.items()):
+        raise ValueError("timestamp guard cells do not match (code cropped or damaged)")
+    bits = [cell_white(r, c) for r, c in _DATA_CELLS]
+    index = sum(bit << b for b, bit in enumerate(bits[:TIMESTAMP_BITS]))
+    if _timestamp_bits(index) != bits:
+        raise ValueError("timestamp check bits do not match (code damaged)")
+    return index
+
+
+def write_timestamp_video(
+    path: Path, n_frames: int, fps: int, width: int, height: int, gop: int, with_audio: bool = False
+) -> GeneratedMedia:
+    """Write an mp4 whose frame ``i`` shows :func:`timestamp_frame` ``(i)``, optionally with a 440 Hz AAC tone."""
+    audio = None
+    if with_audio:
+        t_s = np.arange(round(n_frames / fps * DEMO_AUDIO_RATE_HZ)) / DEMO_AUDIO_RATE_HZ
+        audio = (0.3 * np.sin(2 * np.pi * 440.0 * t_s))[None].astype(np.float32)
+    write_video(path, lambda i: timestamp_frame(i, width, height), n_frames, fps, width, height, gop, audio)
+    command = (
+        f"write_timestamp_video(Path({str(path)!r}), n_frames={n_frames}, fps={fps}, width={width}, "
+        f"height={height}, gop={gop}, with_audio={with_audio})"
+    )
+    return GeneratedMedia(path, fps, gop, n_frames, width, height, with_audio, command)
+
+
+@dataclass(frozen=True)
+class _Clip:
+    scene_index: int
+    city: str
+    location_id: int
+    segment_id: int
+    split: str  # "train" or "evaluate"
+
+    @property
+    def scene(self) -> str:
+        return DEMO_SCENES[self.scene_index]
+
+    @property
+    def stem(self) -> str:
+        return f"{self.scene}-{self.city}-{self.location_id}-{self.segment_id}"
+
+
+def _split_counts(clips_per_scene: int) -> tuple[int, int]:
+    """(train, evaluate) clips of one scene: ~70/30, both non-empty when there are at least two clips."""
+    if clips_per_scene < 2:
+        return clips_per_scene, 0
+    n_evaluate = min(max(round(EVALUATE_FRACTION * clips_per_scene), 1), clips_per_scene - 1)
+    return clips_per_scene - n_evaluate, n_evaluate
+
+
+def _plan_clips(clips_per_scene: int, rng: np.random.Generator) -> list[_Clip]:
+    """Clips grouped by recording location; train and evaluate never share a location."""
+    clips: list[_Clip] = []
+    next_location, next_segment = 1000, 40000
+    for scene_index in range(len(DEMO_SCENES)):
+        for split, count in zip(("train", "evaluate"), _split_counts(clips_per_scene)):
+            for first in range(0, count, CLIPS_PER_LOCATION):
+                city = str(rng.choice(DEMO_CITIES))
+                for _ in range(min(CLIPS_PER_LOCATION, count - first)):
+                    clips.append(_Clip(scene_index, city, next_location, next_segment, split))
+                    next_segment += int(rng.integers(1, 200))
+                next_location += int(rng.integers(1, 20))
+    return clips
+
+
+def _location_rng(seed: int, clip: _Clip) -> np.random.Generator:
+    return np.random.default_rng([seed, clip.scene_index, clip.location_id])
+
+
+def _demo_frames(clip: _Clip, seed: int, width: int, height: int, fps: int) -> Callable[[int], np.ndarray]:
+    """Scene colour and moving stripes, varied per location and clip, plus blotchy per-frame noise."""
+    n_scenes = len(DEMO_SCENES)
+    location = _location_rng(seed, clip).normal(size=4)
+    rng = np.random.default_rng([seed, clip.segment_id, 1])
+    hue = (clip.scene_index / n_scenes + 0.035 * location[0] + 0.02 * rng.normal()) % 1.0
+    base_rgb = 0.5 + 0.35 * np.cos(2 * np.pi * (hue - np.array([0.0, 1 / 3, 2 / 3])))
+    base_rgb *= 0.8 + 0.1 * location[1] + 0.05 * rng.normal()
+    angle = np.pi * clip.scene_index / n_scenes + 0.15 * location[2]
+    period_px = 6.0 + 3.0 * (clip.scene_index % 4) + rng.uniform(-1.0, 1.0)
+    speed_rad_s = (1.0 + clip.scene_index % 3) * 2.0 + rng.uniform(-0.5, 0.5)
+    phase = rng.uniform(0, 2 * np.pi)
+    noise_amplitude = 0.08 + 0.06 * rng.random()
+    ys, xs = np.mgrid[0:height, 0:width]
+    projection = (xs * np.cos(angle) + ys * np.sin(angle)) * (2 * np.pi / period_px)
+    block_px = 8
+    noise_shape = (-(-height // block_px), -(-width // block_px), 3)
+
+    def frame(index: int) -> np.ndarray:
+        stripes = 0.75 + 0.25 * np.sin(projection + phase - speed_rad_s * index / fps)
+        noise = rng.normal(0.0, noise_amplitude, noise_shape).repeat(block_px, 0).repeat(block_px, 1)[:height, :width]
+        picture = stripes[..., None] * base_rgb + noise
+        return (np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)
+
+    return frame
+
+
+def _demo_audio(clip: _Clip, seed: int, seconds: int) -> np.ndarray:
+    """Stereo scene sound: two scene-specific noise bands, a hum and a random band, varied per location and clip."""
+    n_samples = seconds * DEMO_AUDIO_RATE_HZ
+    location = _location_rng(seed, clip).normal(size=3)
+    rng = np.random.default_rng([seed, clip.segment_id, 2])
+    freqs_hz = np.fft.rfftfreq(n_samples, 1 / DEMO_AUDIO_RATE_HZ)
+    log_f = np.log2(np.maximum(freqs_hz, 1.0))
+    shape = np.zeros_like(freqs_hz)
+    for band, spacing in enumerate((0.55, 0.3)):  # centres spread over ~7 and ~4 octaves across the scenes
+        centre_log = np.log2(120.0 * (band + 1)) + spacing * clip.scene_index
+        centre_log += 0.3 * location[band] + 0.15 * rng.normal()
+        shape += (0.5 + rng.random()) * np.exp(-0.5 * ((log_f - centre_log) / 0.35) ** 2)
+    distractor_log = rng.uniform(np.log2(100.0), np.log2(12_000.0))  # a clip-specific band unrelated to the scene
+    shape += rng.random() * np.exp(-0.5 * ((log_f - distractor_log) / 0.35) ** 2)
+    shape += 0.05 + 0.05 * rng.random()  # broadband floor
+    common, left, right = np.fft.rfft(rng.normal(size=(3, n_samples)), axis=1) * shape
+    stereo = np.fft.irfft(np.stack([common + 0.5 * left, common + 0.5 * right]), n=n_samples, axis=1)
+    t_s = np.arange(n_samples) / DEMO_AUDIO_RATE_HZ
+    hum_hz = 50.0 * (1 + clip.scene_index % 5) * (1 + 0.02 * location[2])
+    stereo += 0.3 * np.std(stereo) * np.sin(2 * np.pi * hum_hz * t_s + rng.uniform(0, 2 * np.pi))
+    return (stereo * (0.1 + 0.05 * rng.random()) / np.std(stereo)).astype(np.float32)
+
+
+def _write_table(path: Path, header: Sequence[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def make_demo_dataset(
+    root: Path,
+    clips_per_scene: int,
+    seconds: int = 10,
+    seed: int = 0,
+    width: int = 160,
+    height: int = 96,
+    fps: int = 10,
+) -> Path:
+    """Write a SYNTHETIC dataset in the TAU Urban Audio-Visual Scenes 2021 layout.
+
+    ``root/video/<stem>.mp4`` (H.264, keyframe every second, no audio track), ``root/audio/<stem>.wav``
+    (48 kHz stereo PCM_16), ``root/meta.csv`` and ``root/evaluation_setup/fold1_{train,test,evaluate}.csv``,
+    tab-separated with TAU's headers; stems are ``scene-city-location-segment``. Per scene ~70 % of the
+    clips go to train and ~30 % to evaluate (test = evaluate without labels), from disjoint locations.
+
+    Args:
+        root: Output folder (created).
+        clips_per_scene: Clips of each of the 10 scenes (1 puts every clip in train).
+        seconds: Clip length in seconds.
+        seed: Seed of every random choice; the same arguments write the same content.
+        width: Video width in pixels (even).
+        height: Video height in pixels (even).
+        fps: Video frame rate.
+
+    Returns:
+        ``root``.
+    """
+    if clips_per_scene < 1 or seconds < 1:
+        raise ValueError(f"clips_per_scene and seconds must be >= 1, got {clips_per_scene} and {seconds}")
+    root = Path(root)
+    clips = _plan_clips(clips_per_scene, np.random.default_rng(seed))
+    for clip in clips:
+        frames = _demo_frames(clip, seed, width, height, fps)
+        write_video(root / "video" / f"{clip.stem}.mp4", frames, seconds * fps, fps, width, height, gop=fps)
+        write_wav(root / "audio" / f"{clip.stem}.wav", _demo_audio(clip, seed, seconds), DEMO_AUDIO_RATE_HZ)
+    files = {clip.stem: [f"audio/{clip.stem}.wav", f"video/{clip.stem}.mp4"] for clip in clips}
+    _write_table(
+        root / "meta.csv",
+        ("filename_audio", "filename_video", "scene_label", "identifier"),
+        [files[c.stem] + [c.scene, f"{c.city}-{c.location_id}"] for c in clips],
+    )
+    setup = root / "evaluation_setup"
+    labelled = ("filename_audio", "filename_video", "scene_label")
+    _write_table(setup / "fold1_train.csv", labelled, [files[c.stem] + [c.scene] for c in clips if c.split == "train"])
+    evaluate = [c for c in clips if c.split == "evaluate"]
+    _write_table(setup / "fold1_evaluate.csv", labelled, [files[c.stem] + [c.scene] for c in evaluate])
+    _write_table(setup / "fold1_test.csv", labelled[:2], [files[c.stem] for c in evaluate])
+    logger.info("wrote a SYNTHETIC TAU-layout dataset: %d clips x %d s in %s", len(clips), seconds, root)
+    return root
