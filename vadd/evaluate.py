@@ -54,6 +54,8 @@ def evaluate_vadd(
         write_protocol_csv(out_dir / "protocol.csv", items)
     else:
         items = read_protocol_csv(protocol_csv)
+    if not any(i.manipulated for i in items):
+        raise ValueError(f"{store_location}: the protocol has no manipulated item (too few test clips of different classes)")
     scores = score_items(items, predictions["visual"], predictions["audio"])
     metrics = vadd_metrics(scores, classes)
     metrics["n_classes"] = n_classes

@@ -44,11 +44,12 @@ def generate_protocol(ids: list[str], scenes: list[str], n_classes: int, seed: i
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by_class[label].append(i)
-    pristine_pool, manipulated_pool = [], defaultdict(list)
-    for label in sorted(by_class):
-        members = [by_class[label][j] for j in rng.permutation(len(by_class[label]))]
-        pristine_pool += members[0::2]
-        manipulated_pool[label] = members[1::2]
+    # classes one after another, each shuffled; alternating over the whole sequence stratifies the halves
+    ordered = [m for label in sorted(by_class) for m in rng.permutation(by_class[label]).tolist()]
+    pristine_pool = ordered[0::2]
+    manipulated_pool: dict[str, list[int]] = defaultdict(list)
+    for i in ordered[1::2]:
+        manipulated_pool[labels[i]].append(i)
     pairs = []
     while True:
         ranked = sorted((c for c in manipulated_pool if manipulated_pool[c]), key=lambda c: (-len(manipulated_pool[c]), c))

@@ -1,0 +1,210 @@
+"""Dataset manifests: the TAU Urban Audio-Visual Scenes 2021 layout, or a generic CSV.
+
+A manifest lists clips (id = file stem, label, split, video and audio paths inside one data root) and
+is validated as a whole: one error lists every missing file; duplicate ids, unknown labels and paths
+that leave the data root are refused with the file and line that hold them.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from extract.errors import ManifestError
+
+TAU_SCENES: tuple[str, ...] = (
+    "airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+    "street_pedestrian", "street_traffic", "tram",
+)
+IOV_CLASSES: tuple[str, ...] = ("indoor", "outdoor", "vehicle")
+SCENE_TO_IOV: dict[str, str] = {
+    "airport": "indoor", "shopping_mall": "indoor", "metro_station": "indoor",
+    "street_pedestrian": "outdoor", "street_traffic": "outdoor", "park": "outdoor", "public_square": "outdoor",
+    "bus": "vehicle", "metro": "vehicle", "tram": "vehicle",
+}
+SPLITS = ("train", "test")  # TAU fold1_train -> train; fold1_evaluate (= fold1_test's clips) -> test
+UNASSIGNED = "unassigned"
+MediaKind = Literal["video", "audio"]
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip. ``audio_path`` None means the video's own audio track."""
+
+    clip_id: str
+    label: str  # '' when unknown
+    split: str
+    video_path: Path | None
+    audio_path: Path | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The clips of one dataset, under one data root."""
+
+    root: Path
+    clips: tuple[Clip, ...]
+    classes: tuple[str, ...]
+    source: Literal["tau", "csv"]
+
+    def ids(self) -> list[str]:
+        return [c.clip_id for c in self.clips]
+
+    def by_split(self, split: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == split]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A parsed delimited file: header and (line number, row dict) pairs."""
+
+    path: Path
+    header: tuple[str, ...]
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def _read_table(path: Path, delimiter: str, required: Sequence[str]) -> _Table:
+    """Read a delimited file with a header (BOM and CRLF tolerant), checking the required columns."""
+    if not path.is_file():
+        raise ManifestError(f"{path}: file not found")
+    text = path.read_bytes().decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = tuple(h.strip() for h in next(reader, []))
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ManifestError(f"{path}: header {list(header)} lacks column(s) {missing}; expected at least {list(required)}")
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise ManifestError(f"{path}:{line}: {len(values)} fields, the header has {len(header)}")
+        rows.append((line, {h: v.strip() for h, v in zip(header, values)}))
+    return _Table(path, header, rows)
+
+
+def _inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative``, refusing absolute paths and ``..`` that leave the root (checked lexically)."""
+    if os.path.isabs(relative):
+        raise ManifestError(f"{where}: path {relative!r} is absolute; paths must be relative to {root}")
+    normal = os.path.normpath(relative)
+    if normal == ".." or normal.startswith(".." + os.sep):
+        raise ManifestError(f"{where}: path {relative!r} escapes the data root {root}")
+    return root / normal
+
+
+def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path) -> None:
+    """One error naming every missing file of the required kinds."""
+    missing = []
+    for clip in clips:
+        if "video" in require and clip.video_path is not None and not clip.video_path.is_file():
+            missing.append(clip.video_path)
+        audio = clip.audio_path if clip.audio_path is not None else clip.video_path
+        if "audio" in require and audio is not None and not audio.is_file() and audio not in missing:
+            missing.append(audio)
+    if missing:
+        listed = "\n  ".join(str(p) for p in missing[:MAX_LISTED])
+        more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+        raise ManifestError(f"{source}: {len(missing)} media file(s) missing:\n  {listed}{more}")
+
+
+def _check_unique(clips: list[Clip], source: Path) -> None:
+    duplicates = sorted(i for i, n in Counter(c.clip_id for c in clips).items() if n > 1)
+    if duplicates:
+        raise ManifestError(f"{source}: duplicate clip ids (file stems): {duplicates[:MAX_LISTED]}")
+
+
+def read_tau(
+    root: Path, require: Collection[MediaKind] = ("video", "audio"), subset: Collection[str] | None = None
+) -> Manifest:
+    """Read the TAU Urban Audio-Visual Scenes 2021 layout under ``root``.
+
+    Args:
+        root: Folder with ``meta.csv``, ``evaluation_setup/fold1_{train,test,evaluate}.csv``, ``audio/``, ``video/``.
+        require: Media kinds whose files must exist (``()`` for metadata only).
+        subset: Clip ids to keep (others are dropped before the file check).
+    """
+    root = Path(root)
+    meta = _read_table(root / "meta.csv", "\t", ("filename_audio", "filename_video", "scene_label"))
+    setup = root / "evaluation_setup"
+    train = _read_table(setup / "fold1_train.csv", "\t", ("filename_audio", "filename_video", "scene_label"))
+    evaluate = _read_table(setup / "fold1_evaluate.csv", "\t", ("filename_audio", "filename_video", "scene_label"))
+    test = _read_table(setup / "fold1_test.csv", "\t", ("filename_audio", "filename_video"))
+
+    clips: dict[str, Clip] = {}
+    for line, row in meta.rows:
+        where = f"{meta.path}:{line}"
+        audio = _inside(root, row["filename_audio"], where)
+        video = _inside(root, row["filename_video"], where)
+        if audio.stem != video.stem:
+            raise ManifestError(f"{where}: audio {audio.name} and video {video.name} name different clips")
+        if row["scene_label"] not in TAU_SCENES:
+            raise ManifestError(f"{where}: unknown scene label {row['scene_label']!r}; known: {', '.join(TAU_SCENES)}")
+        if audio.stem in clips:
+            raise ManifestError(f"{where}: duplicate clip id {audio.stem}")
+        clips[audio.stem] = Clip(audio.stem, row["scene_label"], UNASSIGNED, video, audio)
+
+    for table, split in ((train, "train"), (evaluate, "test"), (test, "test")):
+        for line, row in table.rows:
+            where = f"{table.path}:{line}"
+            stem = Path(row["filename_audio"]).stem
+            if stem not in clips:
+                raise ManifestError(f"{where}: clip {stem} is not in {meta.path}")
+            clip = clips[stem]
+            if "scene_label" in row and row["scene_label"] != clip.label:
+                raise ManifestError(f"{where}: label {row['scene_label']!r} contradicts meta.csv ({clip.label!r})")
+            if clip.split not in (UNASSIGNED, split):
+                raise ManifestError(f"{where}: clip {stem} is in both {clip.split} and {split}")
+            clips[stem] = Clip(clip.clip_id, clip.label, split, clip.video_path, clip.audio_path)
+
+    kept = [c for c in clips.values() if subset is None or c.clip_id in subset]
+    _check_files(kept, require, root)
+    return Manifest(root, tuple(kept), TAU_SCENES, "tau")
+
+
+def read_csv_manifest(
+    path: Path, classes: Sequence[str] | None = None, require: Collection[MediaKind] = ("video", "audio")
+) -> Manifest:
+    """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``; paths relative to its folder).
+
+    ``video`` or ``audio`` may be empty but not both; an empty ``audio`` means the video's own track.
+    ``label`` may be empty (unlabeled). ``classes`` None: the sorted labels found.
+    """
+    path = Path(path)
+    root = path.parent
+    table = _read_table(path, ",", ("video", "split"))
+    clips = []
+    for line, row in table.rows:
+        where = f"{path}:{line}"
+        video = _inside(root, row["video"], where) if row.get("video") else None
+        audio = _inside(root, row["audio"], where) if row.get("audio") else None
+        if video is None and audio is None:
+            raise ManifestError(f"{where}: a row needs a video or an audio path")
+        if not row["split"]:
+            raise ManifestError(f"{where}: empty split")
+        label = row.get("label", "")
+        if classes is not None and label and label not in classes:
+            raise ManifestError(f"{where}: unknown label {label!r}; known: {', '.join(classes)}")
+        clips.append(Clip((video or audio).stem, label, row["split"], video, audio))
+    _check_unique(clips, path)
+    _check_files(clips, require, path)
+    found = tuple(sorted({c.label for c in clips if c.label}))
+    return Manifest(root, tuple(clips), tuple(classes) if classes is not None else found, "csv")
+
+
+def read_manifest(
+    data: Path, require: Collection[MediaKind] = ("video", "audio"), classes: Sequence[str] | None = None
+) -> Manifest:
+    """A TAU folder (with ``meta.csv``) or a CSV manifest file; ``classes`` applies to CSV manifests."""
+    data = Path(data)
+    if data.is_dir() and (data / "meta.csv").exists():
+        return read_tau(data, require)
+    if data.is_file() and data.suffix.lower() == ".csv":
+        return read_csv_manifest(data, classes, require)
+    raise ManifestError(f"{data}: expected a TAU-layout folder with meta.csv or a .csv manifest file; found neither")
