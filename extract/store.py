@@ -238,6 +238,14 @@ class EmbeddingStore:
             raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
         return dict(self.root[group_key(name, view)].attrs)
 
+    def views(self, name: str) -> list[str]:
+        """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""
+        key = f"extractors/{name}"
+        if key not in self.root:
+            return []
+        found = sorted(v for v, _ in self.root[key].groups())
+        return sorted(found, key=lambda v: v != DEFAULT_VIEW)
+
     def extractor_names(self, view: str = DEFAULT_VIEW) -> list[str]:
         if "extractors" not in self.root:
             return []

@@ -125,3 +125,10 @@ def test_fsspec_url_store(tmp_path):
     s.write_block("toy.test", 0, block_result(2, 3, 0.5))
     again = EmbeddingStore.open(f"file://{tmp_path}/u.zarr")
     assert again.pending_blocks("toy.test") == [1, 2]
+
+
+def test_views_lists_original_first(store):
+    spec = {"name": "toy.test", "embedding_dim": 4, "version": "1"}
+    store.prepare_group("toy.test", spec=spec, fingerprint="f1", weights="random-init", view="aug0")
+    assert store.views("toy.test") == ["original", "aug0"]
+    assert store.views("absent") == []
