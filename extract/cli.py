@@ -59,7 +59,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             state = "present" if weights.is_present(spec) else "MISSING"
             w = spec.weights
             print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  {state:7s} {weights.expected_path(spec)}")
-            print(f"{'':40s} url {w.url}\n{'':40s} sha256 {w.sha256} ({w.sha256_origin})\n{'':40s} license {w.license}")
+            print(f"{'':40s} url {w.url}\n{'':40s} sha256 {w.sha256 or '-'} ({w.sha256_origin}){' md5 ' + w.md5 if w.md5 else ''}\n{'':40s} license {w.license}")
         return 0
     specs = [get_spec(n) for n in resolve_names(args.names)] if args.names else [
         get_spec(n) for n in list_extractors()

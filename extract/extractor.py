@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from extract.registry import ExtractorSpec, get_class, get_spec
-from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights
+from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, weights_id as checkpoint_id
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,6 @@ def create_extractor(name: str, *, random_init: bool = False, device: str = "cpu
     else:
         path = resolve_weights(spec)
         module.load_checkpoint(path)
-        weights_id = spec.weights.sha256
+        weights_id = checkpoint_id(path)
     module.eval().to(resolve_device(device))
     return Extractor(spec=spec, module=module, weights_id=weights_id, device=resolve_device(device))

@@ -22,9 +22,14 @@ class WeightsSource:
 
     filename: str
     url: str
-    sha256: str
+    sha256: str  # full hex digest, or the hex prefix a publisher puts in its file names (torchvision: 8)
     sha256_origin: str  # who vouches for the digest: the publisher, or avscene from the official file
     license: str
+    md5: str = ""  # where the publisher gives only an md5 (e.g. Zenodo), checked as well
+
+    def __post_init__(self) -> None:
+        if not (self.sha256 or self.md5):
+            raise ValueError(f"{self.filename}: give a sha256 (or publisher's prefix) or an md5 to verify it by")
 
 
 @dataclass(frozen=True)

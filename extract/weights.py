@@ -2,7 +2,8 @@
 
 Resolution order: the weights cache (``$AVSCENE_WEIGHTS`` or ``cache/weights``) holds files under the
 spec's ``filename``; ``fetch`` downloads from the official URL and ``import_dir`` copies from a local
-folder, both verifying sha256 before a file is put in place. Loading never downloads.
+folder, both verifying the published digest (full sha256, a publisher's sha256 prefix, or md5) before a
+file is put in place. Loading never downloads; the store records the full sha256 of the file loaded.
 """
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ class WeightsChecksumError(ValueError):
     """A checkpoint file does not have the published sha256."""
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digests(path: Path) -> dict[str, str]:
+    """``{"sha256": ..., "md5": ...}`` of a file, read once in 1 MiB blocks."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
 def expected_path(spec: ExtractorSpec) -> Path:
@@ -47,17 +50,29 @@ def _stamp_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _verified(path: Path, sha256: str) -> bool:
-    """True when ``path`` has digest ``sha256``; a stamp file avoids re-hashing unchanged large files."""
+def cached_digests(path: Path) -> dict[str, str]:
+    """Digests of ``path``; a stamp file beside it avoids re-hashing an unchanged large file."""
     stat = path.stat()
-    stamp = f"{sha256} {stat.st_size} {stat.st_mtime_ns}"
+    key = f"{stat.st_size} {stat.st_mtime_ns}"
     stamp_file = _stamp_path(path)
-    if stamp_file.exists() and stamp_file.read_text().strip() == stamp:
-        return True
-    if sha256_file(path) != sha256:
-        return False
-    stamp_file.write_text(stamp + "\n")
-    return True
+    if stamp_file.exists():
+        parts = stamp_file.read_text().split()
+        if len(parts) == 4 and " ".join(parts[2:]) == key:
+            return {"sha256": parts[0], "md5": parts[1]}
+    digests = file_digests(path)
+    stamp_file.write_text(f"{digests['sha256']} {digests['md5']} {key}\n")
+    return digests
+
+
+def mismatch(digests: dict[str, str], spec: ExtractorSpec) -> str:
+    """'' when ``digests`` satisfy the spec's published sha256 (or its prefix) and md5, else what differs."""
+    assert spec.weights is not None
+    w = spec.weights
+    if w.sha256 and not digests["sha256"].startswith(w.sha256):
+        return f"sha256 {digests['sha256']} does not match the published {w.sha256} ({w.sha256_origin})"
+    if w.md5 and digests["md5"] != w.md5:
+        return f"md5 {digests['md5']} does not match the published {w.md5}"
+    return ""
 
 
 def is_present(spec: ExtractorSpec) -> bool:
@@ -76,28 +91,27 @@ def resolve_weights(spec: ExtractorSpec) -> Path:
             f"  python -m extract weights import DIR    # copies {spec.weights.filename} from a local folder, checking sha256\n"
             "or pass --random-init to run the architecture with random weights (recorded as such in the store)."
         )
-    if not _verified(path, spec.weights.sha256):
-        raise WeightsChecksumError(
-            f"{path} does not have the sha256 {spec.weights.sha256} of {spec.name!r} "
-            f"({spec.weights.sha256_origin}); delete it and fetch or import it again"
-        )
+    problem = mismatch(cached_digests(path), spec)
+    if problem:
+        raise WeightsChecksumError(f"{path} ({spec.name!r}): {problem}; delete it and fetch or import it again")
     return path
+
+
+def weights_id(path: Path) -> str:
+    """What the store records for a loaded checkpoint: its full sha256."""
+    return cached_digests(path)["sha256"]
 
 
 def _install(source: Path, spec: ExtractorSpec) -> Path:
     """Verify ``source`` against the spec and move/copy it into the cache atomically."""
-    assert spec.weights is not None
-    digest = sha256_file(source)
-    if digest != spec.weights.sha256:
-        raise WeightsChecksumError(
-            f"{source}: sha256 {digest} differs from {spec.weights.sha256} expected for {spec.name!r}"
-        )
+    problem = mismatch(file_digests(source), spec)
+    if problem:
+        raise WeightsChecksumError(f"{source} ({spec.name!r}): {problem}")
     target = expected_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)
     partial.replace(target)
-    _verified(target, digest)
     return target
 
 
@@ -106,7 +120,7 @@ def fetch(spec: ExtractorSpec) -> Path:
     if spec.weights is None:
         raise ValueError(f"{spec.name} has no weights to fetch")
     target = expected_path(spec)
-    if target.exists() and _verified(target, spec.weights.sha256):
+    if target.exists() and not mismatch(cached_digests(target), spec):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     download = target.with_name(target.name + ".download")
@@ -131,7 +145,7 @@ def import_dir(folder: Path, specs: list[ExtractorSpec]) -> list[Path]:
         if not source.exists():
             continue
         target = expected_path(spec)
-        if target.exists() and _verified(target, spec.weights.sha256):
+        if target.exists() and not mismatch(cached_digests(target), spec):
             installed.append(target)
             continue
         installed.append(_install(source, spec))
