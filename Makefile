@@ -54,6 +54,7 @@ vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|<csv>
 	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL)
 
 real-audio-check: $(STAMP) ## efficientat on the 42 real TAU wavs: train on 32 fold1_train, score 10 fold1_evaluate
+	$(PY) -m extract weights import $${AVSCENE_SHARED:-../shared}/weights efficientat_mn04.audioset
 	$(PY) -m extract tau-audio-manifest --audio $${AVSCENE_SHARED:-../shared}/tau/audio --out cache/real-audio
 	$(PY) -m extract run --data cache/real-audio/manifest.csv --classes tau --store cache/real-audio/embeddings.zarr \
 		--extractors efficientat_mn04.audioset --device $(DEVICE)

@@ -85,7 +85,8 @@ def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
     """Probe every clip's length (in parallel) and lay out the clip table."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         probes = list(pool.map(probe_seconds, manifest.clips))
-    rel = lambda p: "" if p is None else str(Path(p).resolve().relative_to(manifest.root.resolve()))  # noqa: E731
+    # lexical: manifest paths are built under its root (a symlinked media folder must not be resolved away)
+    rel = lambda p: "" if p is None else str(Path(p).relative_to(manifest.root))  # noqa: E731
     return ClipTable(
         ids=np.array([c.clip_id for c in manifest.clips], dtype=str),
         labels=np.array([c.label for c in manifest.clips], dtype=str),

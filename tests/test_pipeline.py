@@ -127,3 +127,20 @@ def test_missing_weights_fail_before_touching_the_store(tiny_dataset, tmp_path):
     assert out.returncode == 2
     assert "mobilenet_v2-b0353104.pth" in out.stderr and "weights import" in out.stderr
     assert not (tmp_path / "w.zarr").exists()
+
+
+def test_real_tau_wavs_through_a_symlinked_audio_folder(tmp_path):
+    """The real-audio check's layout: a CSV manifest over a symlink to the real wavs; paths stay relative."""
+    from extract.tau_audio import write_tau_audio_manifest
+    from tests.conftest import require_shared
+
+    manifest = write_tau_audio_manifest(require_shared("tau", "audio"), tmp_path / "real")
+    lines = manifest.read_text().splitlines()
+    (tmp_path / "real" / "three.csv").write_text("\n".join([lines[0], *lines[1:4]]) + "\n")
+    store = str(tmp_path / "s.zarr")
+    run_extraction(RunConfig(data=tmp_path / "real" / "three.csv", store=store, extractors=("debug_audio",),
+                             device="cpu", progress=False))
+    opened = EmbeddingStore.open(store)
+    assert list(opened.clips.audio_paths) == [line.split(",")[1] for line in lines[1:4]]
+    assert list(opened.clips.n_seconds) == [10, 10, 10]
+    assert (opened.status("debug_audio") == DONE).all()
