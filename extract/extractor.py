@@ -164,15 +164,15 @@ def create_extractor(
     import torch
 
     spec, cls = spec or get_spec(name), get_class(name)
+    path = None if spec.weights is None or random_init else resolve_weights(spec)  # fail before building
     torch.manual_seed(0)  # random-init and built-in parameters are reproducible
     module = cls(spec)
     if spec.weights is None:
         weights_id = BUILTIN
-    elif random_init:
+    elif path is None:
         logger.warning("%s: RANDOM weights (--random-init); its embeddings carry no pretrained knowledge", name)
         weights_id = RANDOM_INIT
     else:
-        path = resolve_weights(spec)
         module.load_checkpoint(path)
         weights_id = checkpoint_id(path)
     torch_device = resolve_device(device)
