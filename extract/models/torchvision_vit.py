@@ -10,7 +10,7 @@ position embeddings are built for that size).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -41,14 +41,11 @@ VIT_H14_SPEC = ExtractorSpec(
     weights=_SWAG_WEIGHTS,
     visual=_SWAG_INPUT,
 )
-VIT_H14_LOGITS_SPEC = ExtractorSpec(
+VIT_H14_LOGITS_SPEC = replace(
+    VIT_H14_SPEC,
     name="vit_h14.swag_e2e_in1k_logits",
-    modality="visual",
     embedding_dim=1000,
-    version="1",
     description="torchvision ViT-H/14 SWAG E2E (518 px): the 1000 ImageNet logits (`heads` output), as the paper's code used",
-    weights=_SWAG_WEIGHTS,
-    visual=_SWAG_INPUT,
 )
 VIT_B16_SPEC = ExtractorSpec(
     name="vit_b16.in1k",
