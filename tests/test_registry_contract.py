@@ -250,7 +250,12 @@ def test_published_layout_matches_the_real_file(name):
     real_path = shared_dir() / "weights" / get_spec(name).weights.filename
     if not real_path.exists():
         pytest.skip(f"real checkpoint {real_path} not available (set AVSCENE_SHARED to the shared folder)")
-    real = torch.load(real_path, map_location="cpu", weights_only=True)
+    if real_path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        real = load_file(str(real_path))
+    else:
+        real = torch.load(real_path, map_location="cpu", weights_only=True)
     real = real["state_dict"] if name in FILE_CONTAINER else real
     _, published = _published(name)
     assert {k: tuple(v.shape) for k, v in published.items()} == {k: tuple(v.shape) for k, v in real.items()}
