@@ -25,6 +25,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shard_count=shard_count,
         overwrite=args.overwrite,
         batch_size=args.batch_size,
+        batch_sizes=tuple(_parse_batch_size(item) for item in args.model_batch_size),
+        precision=args.precision,
+        channels_last=not args.no_channels_last,
+        compile=args.compile,
         decode_workers=args.decode_workers,
         clips_per_chunk=args.clips_per_chunk,
         progress=not args.no_progress,
@@ -36,6 +40,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(line)
     print(f"store: {cfg.store}")
     return 0
+
+
+def _parse_batch_size(text: str) -> tuple[str, int]:
+    """``NAME=N`` -> (registry name, N)."""
+    from extract.registry import get_spec
+
+    name, _, size = text.partition("=")
+    if not size.isdigit() or int(size) < 1:
+        raise ValueError(f"--model-batch-size needs NAME=N with N >= 1, got {text!r}")
+    return get_spec(name.strip()).name, int(size)
 
 
 def _parse_classes(text: str) -> tuple[str, ...] | None:
@@ -134,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i")
     run.add_argument("--overwrite", action="store_true", help="replace embeddings of another fingerprint")
     run.add_argument("--batch-size", type=int, default=64, help="model batch size in seconds of media")
+    run.add_argument("--model-batch-size", action="append", default=[], metavar="NAME=N",
+                     help="batch size for one extractor (repeatable), e.g. vit_h14.swag_e2e_in1k=32")
+    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                     help="CUDA autocast precision (auto: bf16 on CUDA); CPU always runs float32; "
+                          "non-fp32 runs get their own store fingerprint")
+    run.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format on CUDA")
+    run.add_argument("--compile", action="store_true", help="torch.compile each model (batches padded to one shape)")
     run.add_argument("--decode-workers", type=int, default=2, help="decoding threads")
     run.add_argument("--clips-per-chunk", type=int, default=None, help="store chunk size in clips (new stores)")
     run.add_argument("--no-progress", action="store_true")

@@ -17,7 +17,7 @@ from extract.registry import ExtractorSpec
 from extract.store import FRAME_OFFSET_SECONDS
 from extract.video_io import probe_video, read_frames, video_seconds
 
-ImageSize = tuple[int, int]  # (resize_shorter_px, crop_px)
+ImageSize = tuple[int, int, str]  # (resize_shorter_px, crop_px, interpolation): VisualInput.frame_size
 AudioFormat = tuple[int, str]  # (sample_rate_hz, channels)
 
 
@@ -31,7 +31,7 @@ class DecodePlan:
     @classmethod
     def for_specs(cls, specs: list[ExtractorSpec]) -> "DecodePlan":
         return cls(
-            frozenset((s.visual.resize_shorter_px, s.visual.crop_px) for s in specs if s.visual),
+            frozenset(s.visual.frame_size for s in specs if s.visual),
             frozenset((s.audio.sample_rate_hz, s.audio.channels) for s in specs if s.audio),
         )
 
@@ -51,7 +51,7 @@ class DecodedClip:
 
     def input_for(self, spec: ExtractorSpec) -> np.ndarray:
         if spec.visual is not None:
-            return self.frames[(spec.visual.resize_shorter_px, spec.visual.crop_px)]
+            return self.frames[spec.visual.frame_size]
         assert spec.audio is not None
         return self.audio[(spec.audio.sample_rate_hz, spec.audio.channels)]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from typing import Literal
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +16,47 @@ from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, weights_id as
 logger = logging.getLogger(__name__)
 
 DeviceName = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a model runs on its device. Only ``precision`` changes the numbers (it enters the fingerprint).
+
+    Attributes:
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32``, or ``bf16``/``fp16`` autocast.
+            Autocast is used on CUDA only; on CPU every model runs in float32 whatever is asked.
+        channels_last: NHWC memory format for module and input on CUDA (faster convolutions under autocast).
+        compile: ``torch.compile`` the module; batches are zero-padded to ``batch_size`` so one shape compiles.
+        batch_size: Frames or 1-s windows per forward pass.
+    """
+
+    precision: Precision = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def resolved(self, device: str) -> "InferenceOptions":
+        """These options as they take effect on ``device`` (a resolved torch device string)."""
+        cuda = device.startswith("cuda")
+        if not cuda and self.precision in ("bf16", "fp16"):
+            logger.warning("precision %s needs CUDA; running float32 on %s", self.precision, device)
+        precision: Precision = ("bf16" if self.precision == "auto" else self.precision) if cuda else "fp32"
+        return replace(self, precision=precision, channels_last=self.channels_last and cuda)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InferenceOptions":
+        return cls(**data)
 
 
 def resolve_device(device: str) -> str:
@@ -30,9 +72,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def fingerprint(spec: ExtractorSpec, weights_id: str) -> str:
-    """Digest of everything that determines an extractor's numbers (spec incl. version, weights)."""
-    payload = json.dumps({"spec": spec.to_dict(), "weights": weights_id}, sort_keys=True)
+def fingerprint(spec: ExtractorSpec, weights_id: str, precision: Precision = "fp32") -> str:
+    """Digest of everything that determines an extractor's numbers: spec (incl. version), weights, precision.
+
+    A float32 run hashes only spec and weights, so fingerprints of float32 stores are those of before
+    the precision option existed; a bf16/fp16 run gets its own fingerprint and cannot resume (or mix
+    into) a float32 group, nor the reverse.
+    """
+    content: dict[str, Any] = {"spec": spec.to_dict(), "weights": weights_id}
+    if precision != "fp32":
+        content["precision"] = precision
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -44,10 +94,16 @@ class Extractor:
     module: "object"  # torch.nn.Module, typed loosely to keep torch out of import time
     weights_id: str
     device: str
+    options: InferenceOptions = field(default_factory=InferenceOptions)  # as resolved for ``device``
+    forward: "object" = None  # what runs a batch: ``module``, or its torch.compile wrapper
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.module
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.spec, self.weights_id)
+        return fingerprint(self.spec, self.weights_id, self.options.precision)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Embed a batch: visual ``(B, H, W, 3)`` uint8 frames, or audio ``(B, C, samples)`` float32.
@@ -57,12 +113,27 @@ class Extractor:
         """
         import torch
 
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        n = len(batch)
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        if self.options.compile and n < self.options.batch_size:  # one input shape: no recompiles
+            x = torch.cat([x, x.new_zeros((self.options.batch_size - n, *x.shape[1:]))])
+        cuda = self.device.startswith("cuda")
+        with torch.inference_mode(), self._autocast():
+            x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
             if self.spec.visual is not None:
                 x = normalise_images(x, self.spec)
-            out = self.module(x)
+                if self.options.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            out = self.forward(x)[:n]
         return out.float().cpu().numpy()
+
+    def _autocast(self):
+        import torch
+
+        if self.options.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.options.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 def normalise_images(frames_uint8: "torch.Tensor", spec: ExtractorSpec) -> "torch.Tensor":
@@ -76,21 +147,39 @@ def normalise_images(frames_uint8: "torch.Tensor", spec: ExtractorSpec) -> "torc
     return (x - mean) / std
 
 
-def create_extractor(name: str, *, random_init: bool = False, device: str = "cpu") -> Extractor:
-    """Build ``name`` with its pretrained weights (or random ones when ``random_init`` is explicit)."""
+def create_extractor(
+    name: str,
+    *,
+    random_init: bool = False,
+    device: str = "cpu",
+    options: InferenceOptions = InferenceOptions(),
+    spec: ExtractorSpec | None = None,
+) -> Extractor:
+    """Build ``name`` with its pretrained weights (or random ones when ``random_init`` is explicit).
+
+    Args:
+        options: Inference options, resolved for the device (see :class:`InferenceOptions`).
+        spec: Replaces the registered spec of ``name`` (e.g. a smaller crop to test a large model on CPU).
+    """
     import torch
 
-    spec, cls = get_spec(name), get_class(name)
+    spec, cls = spec or get_spec(name), get_class(name)
+    path = None if spec.weights is None or random_init else resolve_weights(spec)  # fail before building
     torch.manual_seed(0)  # random-init and built-in parameters are reproducible
     module = cls(spec)
     if spec.weights is None:
         weights_id = BUILTIN
-    elif random_init:
+    elif path is None:
         logger.warning("%s: RANDOM weights (--random-init); its embeddings carry no pretrained knowledge", name)
         weights_id = RANDOM_INIT
     else:
-        path = resolve_weights(spec)
         module.load_checkpoint(path)
         weights_id = checkpoint_id(path)
-    module.eval().to(resolve_device(device))
-    return Extractor(spec=spec, module=module, weights_id=weights_id, device=resolve_device(device))
+    torch_device = resolve_device(device)
+    options = options.resolved(torch_device)
+    module.eval().to(torch_device)
+    if options.channels_last:
+        module.to(memory_format=torch.channels_last)
+    forward = torch.compile(module) if options.compile else module
+    return Extractor(spec=spec, module=module, weights_id=weights_id, device=torch_device, options=options,
+                     forward=forward)

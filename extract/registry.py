@@ -32,14 +32,32 @@ class WeightsSource:
             raise ValueError(f"{self.filename}: give a sha256 (or publisher's prefix) or an md5 to verify it by")
 
 
+Interpolation = Literal["area", "bilinear", "bicubic"]
+INTERPOLATIONS: tuple[Interpolation, ...] = ("area", "bilinear", "bicubic")
+
+
 @dataclass(frozen=True)
 class VisualInput:
-    """How a decoded frame becomes model input: resize shorter side, centre crop, normalise."""
+    """How a decoded frame becomes model input: resize shorter side, centre crop, normalise.
+
+    ``interpolation`` is the filter of the in-decoder resize: ``area`` (averaging; the default of the
+    first extractors), or ``bilinear``/``bicubic`` where a model's published transforms name one.
+    """
 
     resize_shorter_px: int
     crop_px: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    interpolation: Interpolation = "area"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+
+    @property
+    def frame_size(self) -> tuple[int, int, Interpolation]:
+        """``(resize_shorter_px, crop_px, interpolation)``: what the decoder must produce."""
+        return self.resize_shorter_px, self.crop_px, self.interpolation
 
 
 @dataclass(frozen=True)
@@ -85,7 +103,9 @@ class ExtractorSpec:
             fields["weights"] = WeightsSource(**fields["weights"])
         if fields.get("visual") is not None:
             v = fields["visual"]
-            fields["visual"] = VisualInput(v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]))
+            fields["visual"] = VisualInput(
+                v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]), v.get("interpolation", "area")
+            )
         if fields.get("audio") is not None:
             fields["audio"] = AudioInput(**fields["audio"])
         return cls(**fields)

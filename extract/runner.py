@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, probe_seconds
-from extract.extractor import Extractor, create_extractor
+from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
 from extract.store import (
     DONE,
@@ -45,11 +45,22 @@ class RunConfig:
     shard_index: int = 0
     shard_count: int = 1
     overwrite: bool = False
-    batch_size: int = 64
+    batch_size: int = 64  # per forward pass, for every extractor not in batch_sizes
+    batch_sizes: tuple[tuple[str, int], ...] = ()  # (extractor name, batch size) overrides
+    precision: Precision = "auto"  # see extract.extractor.InferenceOptions
+    channels_last: bool = True
+    compile: bool = False
     decode_workers: int = 2
     clips_per_chunk: int | None = None
     wait_timeout_s: float = 900.0
     progress: bool = True
+
+    def inference_options(self, name: str) -> InferenceOptions:
+        """The inference options of extractor ``name`` in this run (before resolution for the device)."""
+        return InferenceOptions(
+            precision=self.precision, channels_last=self.channels_last, compile=self.compile,
+            batch_size=dict(self.batch_sizes).get(name, self.batch_size),
+        )
 
 
 @dataclass
@@ -116,7 +127,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, extractors: list[Extractor]) 
         for e in extractors:
             store.prepare_group(
                 e.spec.name, spec=e.spec.to_dict(), fingerprint=e.fingerprint, weights=e.weights_id,
-                overwrite=cfg.overwrite,
+                overwrite=cfg.overwrite, inference=e.options.to_dict(),
             )
         return store
     store = EmbeddingStore.wait_until_ready(cfg.store, cfg.wait_timeout_s)
@@ -128,7 +139,10 @@ def open_store(cfg: RunConfig, manifest: Manifest, extractors: list[Extractor]) 
 
 def run_extraction(cfg: RunConfig) -> RunSummary:
     """Extract every pending clip of this shard for every extractor; safe to rerun after any interruption."""
-    extractors = [create_extractor(n, random_init=cfg.random_init, device=cfg.device) for n in cfg.extractors]
+    extractors = [
+        create_extractor(n, random_init=cfg.random_init, device=cfg.device, options=cfg.inference_options(n))
+        for n in cfg.extractors
+    ]
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes)
     store = open_store(cfg, manifest, extractors)
@@ -163,7 +177,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
                 queued.append(submit(blocks[position + 2]))
             for e in extractors:
                 if block in pending[e.spec.name]:
-                    result = embed_block(e, decoded, store.seconds_max, cfg.batch_size)
+                    result = embed_block(e, decoded, store.seconds_max)
                     store.write_block(e.spec.name, block, result)
                     _count(summary, e.spec.name, result, clips.ids[store.block_slice(block)])
             progress.update(len(decoded))
@@ -173,8 +187,9 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     return summary
 
 
-def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int, batch_size: int) -> BlockResult:
-    """Embed all seconds of a block's clips in batches across clips; failures stay per clip."""
+def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int) -> BlockResult:
+    """Embed all seconds of a block's clips in batches (``extractor.options.batch_size``) across clips."""
+    batch_size = extractor.options.batch_size
     spec = extractor.spec
     n = len(decoded)
     embeddings = np.zeros((n, seconds_max, spec.embedding_dim), np.float32)

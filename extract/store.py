@@ -260,8 +260,13 @@ class EmbeddingStore:
         weights: str,
         overwrite: bool = False,
         view: str = DEFAULT_VIEW,
+        inference: dict[str, Any] | None = None,
     ) -> None:
-        """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``."""
+        """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``.
+
+        ``inference`` (the run's resolved :class:`~extract.extractor.InferenceOptions`) is recorded in the
+        group attrs; its precision is part of ``fingerprint``, the rest (batch size, compile) only of the record.
+        """
         key = group_key(name, view)
         if key in self.root:
             old = dict(self.root[key].attrs)
@@ -290,6 +295,7 @@ class EmbeddingStore:
                 "view": view,
                 "code_version": f"avscene {__version__} / {spec['name']} v{spec['version']}",
                 "created_utc": _utc_now(),
+                "inference": inference or {},
                 "complete": False,
                 "arrays_ready": True,  # written last: workers may write blocks now
             }

@@ -28,8 +28,11 @@ SEEK_OVERHEAD_FRAMES = 10
 """Cost of one seek (reposition, decoder flush, thread pipeline refill) in decoded frames; ~8-11 measured on 1080p."""
 TIME_TOLERANCE_S = 1e-6
 """A frame whose presentation time is within this of ``t`` counts as shown at ``t`` (pts rounding)."""
-INTERPOLATION = "AREA"
-"""swscale filter of the in-decoder resize (area averaging: no aliasing when shrinking 1080p)."""
+SWSCALE_FILTERS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+"""swscale filter of the in-decoder resize per spec interpolation; ``area`` (averaging, no aliasing when
+shrinking 1080p) unless a size names another. swscale widens its filters when shrinking, so
+``bilinear``/``bicubic`` here are antialiased like torchvision's ``Resize(antialias=True)``."""
+DEFAULT_INTERPOLATION = "area"
 
 
 @dataclass(frozen=True)
@@ -211,10 +214,12 @@ def _resize_dims(width: int, height: int, shorter_px: int) -> tuple[int, int]:
     return max(1, round(width * shorter_px / height)), shorter_px
 
 
-def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int) -> np.ndarray:
+def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
     """Resize in the decoder (rgb24) and centre-crop to uint8 ``(crop_px, crop_px, 3)``."""
     width, height = _resize_dims(frame.width, frame.height, shorter_px)
-    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+    rgb = frame.reformat(
+        width=width, height=height, format="rgb24", interpolation=SWSCALE_FILTERS[interpolation]
+    ).to_ndarray()
     top, left = (height - crop_px) // 2, (width - crop_px) // 2
     return rgb[top : top + crop_px, left : left + crop_px]
 
@@ -222,9 +227,9 @@ def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int) -> np.ndarray
 def read_frames(
     path: Path,
     times_s: Sequence[float],
-    sizes: Sequence[tuple[int, int]],
+    sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
     strategy: Literal["auto", "seek", "sequential"] = "auto",
-) -> dict[tuple[int, int], np.ndarray]:
+) -> dict[tuple, np.ndarray]:
     """The frame shown at each time, resized and centre-cropped for each requested size.
 
     The frame shown at ``t`` is the last one whose presentation time is <= ``t`` (the last frame of the
@@ -233,12 +238,15 @@ def read_frames(
     Args:
         path: Video file; its first video stream is used.
         times_s: Sample times in seconds from the first frame, any order.
-        sizes: ``(resize_shorter_px, crop_px)`` pairs: the shorter side is resized to
-            ``resize_shorter_px`` (aspect kept), then a centre square of ``crop_px`` is cut.
+        sizes: ``(resize_shorter_px, crop_px)`` pairs or ``(resize_shorter_px, crop_px, interpolation)``
+            triples: the shorter side is resized to ``resize_shorter_px`` (aspect kept) with the
+            ``interpolation`` filter (``area`` when not given; see ``SWSCALE_FILTERS``), then a centre
+            square of ``crop_px`` is cut.
         strategy: ``"seek"``, ``"sequential"`` or ``"auto"`` (:func:`choose_strategy`).
 
     Returns:
-        ``{(resize_shorter_px, crop_px): uint8 (len(times_s), crop_px, crop_px, 3)}``, rows in ``times_s`` order.
+        ``{size: uint8 (len(times_s), crop_px, crop_px, 3)}`` keyed by each size as given, rows in
+        ``times_s`` order.
 
     Raises:
         ValueError: on a bad strategy or size.
@@ -247,11 +255,14 @@ def read_frames(
     path = Path(path)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    for shorter_px, crop_px in sizes:
+    for size in sizes:
+        shorter_px, crop_px, *interpolation = size
         if not 0 < crop_px <= shorter_px:
             raise ValueError(
                 f"size (resize_shorter_px, crop_px) needs 0 < crop_px <= resize_shorter_px, got {(shorter_px, crop_px)}"
             )
+        if interpolation and interpolation[0] not in SWSCALE_FILTERS:
+            raise ValueError(f"size {size}: interpolation must be one of {tuple(SWSCALE_FILTERS)}")
     info = probe_video(path)
     if strategy == "auto":
         strategy = choose_strategy(info, times_s) if times_s else "sequential"
