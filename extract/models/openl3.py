@@ -214,6 +214,39 @@ def keras_to_torch(weights: dict[str, np.ndarray], source: str = "checkpoint") -
     return state
 
 
+def torch_to_keras(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`keras_to_torch`: an :class:`OpenL3AudioNet` state dict under Keras names and shapes."""
+    weights: dict[str, np.ndarray] = {}
+    for layer, kind, _ in KERAS_LAYERS:
+        for keras_weight, torch_weight in (_BN_WEIGHTS if kind == "bn" else _CONV_WEIGHTS).items():
+            value = state[f"layers.{layer}.{torch_weight}"].detach().cpu()
+            if keras_weight == "kernel":
+                value = value.permute(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+            weights[f"{layer}/{keras_weight}:0"] = value.numpy().astype(np.float32)
+    return weights
+
+
+def write_keras_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
+    """Write ``"<layer>/<weight>:0" -> array`` as a Keras weights-only HDF5 file (gzip-compressed when the
+    name ends in ``.gz``), the layout :func:`read_keras_weights` reads; used to build test checkpoints."""
+    import h5py
+
+    layers: dict[str, list[str]] = {}
+    for key in weights:
+        layer, weight = key.rsplit("/", 1)
+        layers.setdefault(layer, []).append(weight)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        handle.attrs["layer_names"] = [name.encode() for name in layers]
+        for layer, names in layers.items():
+            group = handle.create_group(layer)
+            group.attrs["weight_names"] = [f"{layer}/{name}".encode() for name in names]
+            for name in names:
+                group.create_dataset(f"{layer}/{name}", data=weights[f"{layer}/{name}"])
+    raw = buffer.getvalue()
+    Path(path).write_bytes(gzip.compress(raw, compresslevel=1) if str(path).endswith(".gz") else raw)
+
+
 class OpenL3AudioNet(nn.Module):
     """``(N, 48000)`` 1-s frames at 48 kHz -> ``(N, embedding_size)``, OpenL3's audio network in eval mode.
 
@@ -308,6 +341,8 @@ class OpenL3(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         frames = self.frames(waveform)
+        if frames.shape[0] == 0:
+            return frames.new_zeros((0, self.config.embedding_size))
         flat = frames.reshape(-1, frames.shape[-1])
         embedded = torch.cat([self.net(flat[s : s + self.frames_per_batch])
                               for s in range(0, len(flat), self.frames_per_batch)])
