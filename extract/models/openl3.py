@@ -11,9 +11,11 @@ flatten in channels-last order (``(h, w, c)``). The pooling sizes divide the fin
 
 Per second: second ``k`` of a clip is the mean of the embeddings of the 1-s frames whose **centre** lies in
 ``[k, k + 1)``: centres ``k, k + hop, ..., k + 1 - hop`` (10 frames at the default 0.1-s hop), each covering
-``[centre - 0.5, centre + 0.5)``. This is exactly ``openl3.get_audio_embedding(center=True, hop_size=hop)``
-grouped by timestamp. The model therefore takes ``[k - 0.5, k + 1.5)`` (``AudioInput.context_seconds=0.5``);
-before the clip's start and after the file's end the audio is zero, as openl3's own centring and end padding.
+``[centre - 0.5, centre + 0.5)``. These are the frames ``openl3.get_audio_embedding(center=True, hop_size=hop)``
+stamps ``k <= t < k + 1``, with one difference at the clip's end: openl3 stops at the first frame that reaches
+the last sample (centres up to ``duration - 0.5``), while here every second averages all its frames, the later
+ones zero beyond the file. The model takes ``[k - 0.5, k + 1.5)`` (``AudioInput.context_seconds=0.5``); before
+the clip's start the audio is zero, as openl3's centring pads it.
 
 Checkpoint: the official files keep Keras' layer names (``batch_normalization_1..8``, ``conv2d_1..7``,
 ``audio_embedding_layer``; openl3's code names only the last, Keras numbers the others, and these are the names
