@@ -158,12 +158,15 @@ def audio_windows(
     n_seconds: int,
     target_rate_hz: int,
     channels: Literal["mono", "stereo"],
+    context_samples: int = 0,
 ) -> np.ndarray:
     """Cut a waveform into consecutive 1-s windows at a model's rate and channel layout.
 
     Channels are mixed first (mono: mean; stereo: first two, a mono input duplicated), then resampled
     with a polyphase filter when the rates differ. Window ``k`` holds output samples
-    ``[k * target_rate_hz, (k + 1) * target_rate_hz)``; a short tail is zero-padded, extra samples dropped.
+    ``[k * target_rate_hz - context_samples, (k + 1) * target_rate_hz + context_samples)``: samples the
+    file has are used (also beyond the last counted second), everything before its start or after its
+    end is zero.
 
     Args:
         waveform: float ``(channels, samples)``.
@@ -171,9 +174,10 @@ def audio_windows(
         n_seconds: Number of windows.
         target_rate_hz: Output sample rate.
         channels: ``"mono"`` or ``"stereo"``.
+        context_samples: Extra output samples on each side of every window (0: exactly the second).
 
     Returns:
-        float32 ``(n_seconds, C, target_rate_hz)`` with C = 1 (mono) or 2 (stereo).
+        float32 ``(n_seconds, C, target_rate_hz + 2 * context_samples)`` with C = 1 (mono) or 2 (stereo).
 
     Raises:
         ValueError: on a bad shape, rate, count or channel mode.
@@ -186,6 +190,8 @@ def audio_windows(
         raise ValueError(f"sample rates must be positive, got {sample_rate_hz} and {target_rate_hz}")
     if n_seconds < 0:
         raise ValueError(f"n_seconds must be >= 0, got {n_seconds}")
+    if context_samples < 0:
+        raise ValueError(f"context_samples must be >= 0, got {context_samples}")
     x = np.asarray(waveform, dtype=np.float32)
     if channels == "mono":
         x = x.mean(axis=0, keepdims=True)
@@ -195,11 +201,15 @@ def audio_windows(
         x = x[:2]
     if sample_rate_hz != target_rate_hz:
         # Resample only what the windows need (plus filter margin) to save time on long inputs.
-        needed_in = math.ceil((n_seconds + 1) * sample_rate_hz)
+        needed_in = math.ceil((n_seconds + 1 + context_samples / target_rate_hz) * sample_rate_hz)
         gcd = math.gcd(sample_rate_hz, target_rate_hz)
         x = resample_poly(x[:, :needed_in], target_rate_hz // gcd, sample_rate_hz // gcd, axis=1)
     n_out = n_seconds * target_rate_hz
-    out = np.zeros((x.shape[0], n_out), dtype=np.float32)
-    n_copy = min(n_out, x.shape[1])
-    out[:, :n_copy] = x[:, :n_copy]
-    return np.ascontiguousarray(out.reshape(x.shape[0], n_seconds, target_rate_hz).transpose(1, 0, 2))
+    padded = np.zeros((x.shape[0], n_out + 2 * context_samples), dtype=np.float32)  # zeros before the start
+    n_copy = min(n_out + context_samples, x.shape[1])
+    padded[:, context_samples : context_samples + n_copy] = x[:, :n_copy]
+    if context_samples == 0:
+        return np.ascontiguousarray(padded.reshape(x.shape[0], n_seconds, target_rate_hz).transpose(1, 0, 2))
+    window = target_rate_hz + 2 * context_samples
+    starts = np.arange(n_seconds) * target_rate_hz
+    return np.ascontiguousarray(padded[:, starts[:, None] + np.arange(window)].transpose(1, 0, 2))

@@ -1,4 +1,4 @@
-"""Decode one clip once for every extractor of a run: frames at k + 0.5 s, 1-s audio windows.
+"""Decode one clip once for every extractor of a run: frames at k + 0.5 s, 1-s audio windows (+ context).
 
 Each visual input size and each audio (rate, channels) format is produced once per clip, however many
 extractors share it. Errors are kept per modality so a clip without audio still gets visual embeddings.
@@ -18,7 +18,7 @@ from extract.store import FRAME_OFFSET_SECONDS
 from extract.video_io import probe_video, read_frames, video_seconds
 
 ImageSize = tuple[int, int, str]  # (resize_shorter_px, crop_px, interpolation): VisualInput.frame_size
-AudioFormat = tuple[int, str]  # (sample_rate_hz, channels)
+AudioFormat = tuple[int, str, int]  # (sample_rate_hz, channels, context_samples)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DecodePlan:
     def for_specs(cls, specs: list[ExtractorSpec]) -> "DecodePlan":
         return cls(
             frozenset(s.visual.frame_size for s in specs if s.visual),
-            frozenset((s.audio.sample_rate_hz, s.audio.channels) for s in specs if s.audio),
+            frozenset(_audio_format(s) for s in specs if s.audio),
         )
 
 
@@ -42,7 +42,7 @@ class DecodedClip:
 
     clip_id: str
     frames: dict[ImageSize, np.ndarray] = field(default_factory=dict)  # (n_seconds, crop, crop, 3) uint8
-    audio: dict[AudioFormat, np.ndarray] = field(default_factory=dict)  # (n_seconds, C, rate) float32
+    audio: dict[AudioFormat, np.ndarray] = field(default_factory=dict)  # (n_seconds, C, window) float32
     errors: dict[str, tuple[str, str]] = field(default_factory=dict)  # modality -> (stage, message)
     decode_seconds: float = 0.0
 
@@ -52,8 +52,12 @@ class DecodedClip:
     def input_for(self, spec: ExtractorSpec) -> np.ndarray:
         if spec.visual is not None:
             return self.frames[spec.visual.frame_size]
-        assert spec.audio is not None
-        return self.audio[(spec.audio.sample_rate_hz, spec.audio.channels)]
+        return self.audio[_audio_format(spec)]
+
+
+def _audio_format(spec: ExtractorSpec) -> AudioFormat:
+    assert spec.audio is not None
+    return (spec.audio.sample_rate_hz, spec.audio.channels, spec.audio.context_samples)
 
 
 def audio_source(clip: Clip):
@@ -98,8 +102,8 @@ def decode_clip(clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str =
         try:
             waveform, rate_hz = load_audio(audio_source(clip))
             out.audio = {
-                (target, channels): audio_windows(waveform, rate_hz, n_seconds, target, channels)
-                for target, channels in sorted(plan.audio_formats)
+                (target, channels, context): audio_windows(waveform, rate_hz, n_seconds, target, channels, context)
+                for target, channels, context in sorted(plan.audio_formats)
             }
         except Exception as err:  # any failure is this clip's, never the run's
             out.errors["audio"] = ("decode", _describe(err, audio_source(clip)))

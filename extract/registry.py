@@ -16,6 +16,12 @@ Modality = Literal["visual", "audio"]
 MODALITIES: tuple[Modality, ...] = ("visual", "audio")
 
 
+NO_DIGEST_PUBLISHED = "no digest published"
+"""Start of ``WeightsSource.sha256_origin`` when the publisher gives no digest at all (e.g. OpenL3's files):
+the file cannot be verified, which ``fetch``/``import``/loading log as a warning; the store still records
+the full sha256 of the file actually loaded."""
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """One pretrained checkpoint file and its provenance."""
@@ -28,8 +34,16 @@ class WeightsSource:
     md5: str = ""  # where the publisher gives only an md5 (e.g. Zenodo), checked as well
 
     def __post_init__(self) -> None:
-        if not (self.sha256 or self.md5):
-            raise ValueError(f"{self.filename}: give a sha256 (or publisher's prefix) or an md5 to verify it by")
+        if not (self.sha256 or self.md5 or self.sha256_origin.startswith(NO_DIGEST_PUBLISHED)):
+            raise ValueError(
+                f"{self.filename}: give a sha256 (or publisher's prefix) or an md5 to verify it by, or say "
+                f"sha256_origin='{NO_DIGEST_PUBLISHED}: <where you looked>'"
+            )
+
+    @property
+    def verifiable(self) -> bool:
+        """Whether a published digest exists to check the file against."""
+        return bool(self.sha256 or self.md5)
 
 
 Interpolation = Literal["area", "bilinear", "bicubic"]
@@ -62,10 +76,35 @@ class VisualInput:
 
 @dataclass(frozen=True)
 class AudioInput:
-    """How a 1-s audio window becomes model input."""
+    """How a 1-s audio window becomes model input.
+
+    Second ``k`` of a clip is the window ``[k, k + 1)``; ``context_seconds`` widens it to
+    ``[k - context_seconds, k + 1 + context_seconds)`` for models whose analysis frames reach beyond the
+    second (OpenL3). Context comes from the file where it exists and is zero beyond the file's ends; with
+    the default 0 the input is exactly the second.
+    """
 
     sample_rate_hz: int
     channels: Literal["mono", "stereo"]
+    context_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        context = self.context_seconds * self.sample_rate_hz
+        if self.context_seconds < 0 or abs(context - round(context)) > 1e-6:
+            raise ValueError(
+                f"context_seconds must be >= 0 and a whole number of samples at {self.sample_rate_hz} Hz, "
+                f"got {self.context_seconds}"
+            )
+
+    @property
+    def context_samples(self) -> int:
+        """Extra samples on each side of the second."""
+        return round(self.context_seconds * self.sample_rate_hz)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per model input: the second plus context on both sides."""
+        return self.sample_rate_hz + 2 * self.context_samples
 
 
 @dataclass(frozen=True)

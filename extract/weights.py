@@ -65,7 +65,10 @@ def cached_digests(path: Path) -> dict[str, str]:
 
 
 def mismatch(digests: dict[str, str], spec: ExtractorSpec) -> str:
-    """'' when ``digests`` satisfy the spec's published sha256 (or its prefix) and md5, else what differs."""
+    """'' when ``digests`` satisfy the spec's published sha256 (or its prefix) and md5, else what differs.
+
+    A source without any published digest has nothing to differ from: callers warn about it instead.
+    """
     assert spec.weights is not None
     w = spec.weights
     if w.sha256 and not digests["sha256"].startswith(w.sha256):
@@ -91,10 +94,19 @@ def resolve_weights(spec: ExtractorSpec) -> Path:
             f"  python -m extract weights import DIR    # copies {spec.weights.filename} from a local folder, checking sha256\n"
             "or pass --random-init to run the architecture with random weights (recorded as such in the store)."
         )
-    problem = mismatch(cached_digests(path), spec)
+    digests = cached_digests(path)
+    problem = mismatch(digests, spec)
     if problem:
         raise WeightsChecksumError(f"{path} ({spec.name!r}): {problem}; delete it and fetch or import it again")
+    _warn_if_unverifiable(spec, path, digests["sha256"])
     return path
+
+
+def _warn_if_unverifiable(spec: ExtractorSpec, path: Path, sha256: str) -> None:
+    assert spec.weights is not None
+    if not spec.weights.verifiable:
+        logger.warning("%s: %s is UNVERIFIED (%s); its sha256 is %s", spec.name, path, spec.weights.sha256_origin,
+                       sha256)
 
 
 def weights_id(path: Path) -> str:
@@ -104,9 +116,11 @@ def weights_id(path: Path) -> str:
 
 def _install(source: Path, spec: ExtractorSpec) -> Path:
     """Verify ``source`` against the spec and move/copy it into the cache atomically."""
-    problem = mismatch(file_digests(source), spec)
+    digests = file_digests(source)
+    problem = mismatch(digests, spec)
     if problem:
         raise WeightsChecksumError(f"{source} ({spec.name!r}): {problem}")
+    _warn_if_unverifiable(spec, source, digests["sha256"])
     target = expected_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
