@@ -112,9 +112,62 @@ def _efficientat_published(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{n}": (channels,) for n in ("weight", "bias", "running_mean", "running_var")} | {
+        f"{prefix}.num_batches_tracked": ()}
+
+
+def _panns_shapes(blocks: list[tuple[int, int]], wavegram: bool) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of an official PANNs ``model`` state dict, written from audioset_tagging_cnn's models.py
+    (torchlibrosa front end, bn0 over 64 mel bins, ConvBlock(in, out) = conv1/bn1/conv2/bn2 3x3 without bias,
+    fc1, fc_audioset; Wavegram_Logmel_Cnn14 adds pre_conv0/pre_bn0 and ConvPreWavBlocks)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "spectrogram_extractor.stft.conv_real.weight": (513, 1, 1024),
+        "spectrogram_extractor.stft.conv_imag.weight": (513, 1, 1024),
+        "logmel_extractor.melW": (513, 64),
+    } | _bn_shapes("bn0", 64)
+
+    def block(prefix: str, c_in: int, c_out: int, kernel: tuple[int, ...]) -> None:
+        shapes[f"{prefix}.conv1.weight"] = (c_out, c_in, *kernel)
+        shapes[f"{prefix}.conv2.weight"] = (c_out, c_out, *kernel)
+        shapes.update(_bn_shapes(f"{prefix}.bn1", c_out) | _bn_shapes(f"{prefix}.bn2", c_out))
+
+    for i, (c_in, c_out) in enumerate(blocks, start=1):
+        block(f"conv_block{i}", c_in, c_out, (3, 3))
+    if wavegram:
+        shapes["pre_conv0.weight"] = (64, 1, 11)
+        shapes.update(_bn_shapes("pre_bn0", 64))
+        for i, (c_in, c_out) in enumerate([(64, 64), (64, 128), (128, 128)], start=1):
+            block(f"pre_block{i}", c_in, c_out, (3,))
+        block("pre_block4", 4, 64, (3, 3))
+    dim = blocks[-1][1]
+    return shapes | {"fc1.weight": (dim, dim), "fc1.bias": (dim,), "fc_audioset.weight": (527, dim),
+                     "fc_audioset.bias": (527,)}
+
+
+def _layout_from_shapes(shapes: dict[str, tuple[int, ...]]) -> Callable[[torch.nn.Module], dict[str, torch.Tensor]]:
+    """The module's tensors under the published keys; a missing key or another shape fails."""
+
+    def layout(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        state = module.state_dict()
+        missing = sorted(set(shapes) - set(state))
+        assert not missing, f"published keys missing from the module: {missing[:5]}"
+        for key, shape in shapes.items():
+            assert tuple(state[key].shape) == shape, f"{key}: module {tuple(state[key].shape)} != published {shape}"
+        return {key: state[key].clone() for key in shapes}
+
+    return layout
+
+
+_CNN14_BLOCKS = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, 2048)]
+
 PUBLISHED_LAYOUT: dict[str, Callable[[torch.nn.Module], dict[str, torch.Tensor]]] = {
     "mobilenet_v2.imagenet": lambda module: {k: v.clone() for k, v in module.state_dict().items()},
     "efficientat_mn04.audioset": _efficientat_published,
+    "panns_cnn10.audioset": _layout_from_shapes(_panns_shapes(_CNN14_BLOCKS[:4], wavegram=False)),
+    "panns_cnn14.audioset": _layout_from_shapes(_panns_shapes(_CNN14_BLOCKS, wavegram=False)),
+    "panns_wavegram_logmel_cnn14.audioset": _layout_from_shapes(
+        _panns_shapes([(1, 64), (128, 128)] + _CNN14_BLOCKS[2:], wavegram=True)),
 }
 
 
@@ -159,5 +212,6 @@ def test_published_layout_matches_the_real_file(name):
     if not real_path.exists():
         pytest.skip(f"real checkpoint {real_path} not available (set AVSCENE_SHARED to the shared folder)")
     real = torch.load(real_path, map_location="cpu", weights_only=True)
+    real = real.get("model", real)  # PANNs files wrap their state dict: {"model": ..., "iteration": ...}
     _, published = _published(name)
     assert {k: tuple(v.shape) for k, v in published.items()} == {k: tuple(v.shape) for k, v in real.items()}
