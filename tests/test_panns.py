@@ -140,7 +140,8 @@ def test_front_end_tensors_carry_the_official_names_and_the_computed_values():
     np.testing.assert_array_equal(melW.numpy(), slaney_mel_filterbank(RATE_HZ, N_FFT, N_MELS, FMIN_HZ, FMAX_HZ).T)
     n, k = np.arange(N_FFT), np.arange(N_FFT // 2 + 1)[:, None]
     window = np.hanning(N_FFT + 1)[:-1]
-    real, imag = state["spectrogram_extractor.stft.conv_real.weight"], state["spectrogram_extractor.stft.conv_imag.weight"]
+    real = state["spectrogram_extractor.stft.conv_real.weight"]
+    imag = state["spectrogram_extractor.stft.conv_imag.weight"]
     assert real.shape == imag.shape == (N_FFT // 2 + 1, 1, N_FFT)
     np.testing.assert_allclose(real[:, 0].numpy(), window * np.cos(2 * np.pi * k * n / N_FFT), atol=1e-6)
     np.testing.assert_allclose(imag[:, 0].numpy(), -window * np.sin(2 * np.pi * k * n / N_FFT), atol=1e-6)
