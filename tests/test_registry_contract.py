@@ -176,6 +176,55 @@ def _openl3_published(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in openl3.torch_to_keras(module.net.state_dict()).items()}
 
 
+def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{n}": (channels,) for n in ("weight", "bias", "running_mean", "running_var")} | {
+        f"{prefix}.num_batches_tracked": ()}
+
+
+def _panns_shapes(blocks: list[tuple[int, int]], wavegram: bool) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of an official PANNs ``model`` state dict, written from audioset_tagging_cnn's models.py
+    (torchlibrosa front end, bn0 over 64 mel bins, ConvBlock(in, out) = conv1/bn1/conv2/bn2 3x3 without bias,
+    fc1, fc_audioset; Wavegram_Logmel_Cnn14 adds pre_conv0/pre_bn0 and ConvPreWavBlocks)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "spectrogram_extractor.stft.conv_real.weight": (513, 1, 1024),
+        "spectrogram_extractor.stft.conv_imag.weight": (513, 1, 1024),
+        "logmel_extractor.melW": (513, 64),
+    } | _bn_shapes("bn0", 64)
+
+    def block(prefix: str, c_in: int, c_out: int, kernel: tuple[int, ...]) -> None:
+        shapes[f"{prefix}.conv1.weight"] = (c_out, c_in, *kernel)
+        shapes[f"{prefix}.conv2.weight"] = (c_out, c_out, *kernel)
+        shapes.update(_bn_shapes(f"{prefix}.bn1", c_out) | _bn_shapes(f"{prefix}.bn2", c_out))
+
+    for i, (c_in, c_out) in enumerate(blocks, start=1):
+        block(f"conv_block{i}", c_in, c_out, (3, 3))
+    if wavegram:
+        shapes["pre_conv0.weight"] = (64, 1, 11)
+        shapes.update(_bn_shapes("pre_bn0", 64))
+        for i, (c_in, c_out) in enumerate([(64, 64), (64, 128), (128, 128)], start=1):
+            block(f"pre_block{i}", c_in, c_out, (3,))
+        block("pre_block4", 4, 64, (3, 3))
+    dim = blocks[-1][1]
+    return shapes | {"fc1.weight": (dim, dim), "fc1.bias": (dim,), "fc_audioset.weight": (527, dim),
+                     "fc_audioset.bias": (527,)}
+
+
+def _layout_from_shapes(shapes: dict[str, tuple[int, ...]]) -> Callable[[torch.nn.Module], dict[str, torch.Tensor]]:
+    """The module's tensors under the published keys; a missing key or another shape fails."""
+
+    def layout(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        state = module.state_dict()
+        missing = sorted(set(shapes) - set(state))
+        assert not missing, f"published keys missing from the module: {missing[:5]}"
+        for key, shape in shapes.items():
+            assert tuple(state[key].shape) == shape, f"{key}: module {tuple(state[key].shape)} != published {shape}"
+        return {key: state[key].clone() for key in shapes}
+
+    return layout
+
+
+_CNN14_BLOCKS = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, 2048)]
+
 _VIT_H14 = dict(patch_px=14, layers=32, width=1280, mlp_dim=5120, image_px=518)
 _CLIP_H14 = dict(patch_px=14, layers=32, width=1280, embed_dim=1024, text_layers=24, text_width=1024)
 PUBLISHED_LAYOUT: dict[str, Callable[[torch.nn.Module], dict[str, torch.Tensor]]] = {
@@ -194,12 +243,18 @@ PUBLISHED_LAYOUT: dict[str, Callable[[torch.nn.Module], dict[str, torch.Tensor]]
     "resnet50.places365": lambda m: filled(m, csail_resnet50_keys(), csail_name),
     "densenet161.places365": lambda m: filled(m, csail_densenet161_keys(), csail_name),
     **{name: _openl3_published for name in openl3.CONFIGS},
+    "panns_cnn10.audioset": _layout_from_shapes(_panns_shapes(_CNN14_BLOCKS[:4], wavegram=False)),
+    "panns_cnn14.audioset": _layout_from_shapes(_panns_shapes(_CNN14_BLOCKS, wavegram=False)),
+    "panns_wavegram_logmel_cnn14.audioset": _layout_from_shapes(
+        _panns_shapes([(1, 64), (128, 128)] + _CNN14_BLOCKS[2:], wavegram=True)),
 }
-# Files that wrap the state dict (CSAIL's training checkpoints): how the publisher saved it.
+# Files that wrap the state dict (CSAIL's and PANNs' training checkpoints): how the publisher saved it.
 FILE_CONTAINER: dict[str, Callable[[dict[str, torch.Tensor]], object]] = {
     "resnet50.places365": lambda state: {"epoch": 89, "arch": "resnet50", "state_dict": state, "best_prec1": 54.65},
     "densenet161.places365": lambda state: {"epoch": 89, "arch": "densenet161", "state_dict": state,
                                             "best_prec1": 56.1},
+    **{name: (lambda state: {"iteration": 600000, "model": state}) for name in
+       ("panns_cnn10.audioset", "panns_cnn14.audioset", "panns_wavegram_logmel_cnn14.audioset")},
 }
 
 
@@ -236,7 +291,9 @@ def _load_real(name: str, path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     real = torch.load(path, map_location="cpu", weights_only=True)
-    return real["state_dict"] if name in FILE_CONTAINER else real
+    if name not in FILE_CONTAINER:
+        return real
+    return real["state_dict"] if "state_dict" in real else real["model"]
 
 
 def _published(name: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
