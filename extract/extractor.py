@@ -9,8 +9,8 @@ from typing import Literal
 
 import numpy as np
 
-from extract.registry import ExtractorSpec, get_class, get_spec
-from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, weights_id as checkpoint_id
+from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
+from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,16 @@ def fingerprint(spec: ExtractorSpec, weights_id: str) -> str:
 
 @dataclass
 class Extractor:
-    """A ready-to-run extractor. ``weights_id`` is the checkpoint sha256, ``random-init`` or ``builtin-seeded``."""
+    """A ready-to-run extractor. ``weights_id`` is the checkpoint sha256, ``random-init`` or ``builtin-seeded``.
+
+    ``training_run`` is the run record of weights trained here (None for published or random weights).
+    """
 
     spec: ExtractorSpec
     module: "object"  # torch.nn.Module, typed loosely to keep torch out of import time
     weights_id: str
     device: str
+    training_run: dict | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -92,5 +96,6 @@ def create_extractor(name: str, *, random_init: bool = False, device: str = "cpu
         path = resolve_weights(spec)
         module.load_checkpoint(path)
         weights_id = checkpoint_id(path)
+    run = training_record(spec) if isinstance(spec.weights, TrainedWeights) and weights_id != RANDOM_INIT else None
     module.eval().to(resolve_device(device))
-    return Extractor(spec=spec, module=module, weights_id=weights_id, device=resolve_device(device))
+    return Extractor(spec=spec, module=module, weights_id=weights_id, device=resolve_device(device), training_run=run)

@@ -260,8 +260,13 @@ class EmbeddingStore:
         weights: str,
         overwrite: bool = False,
         view: str = DEFAULT_VIEW,
+        extra_attrs: dict[str, Any] | None = None,
     ) -> None:
-        """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``."""
+        """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``.
+
+        ``extra_attrs`` (e.g. the training run of weights trained here, a view's transform) are stored
+        in the group's attributes beside the spec.
+        """
         key = group_key(name, view)
         if key in self.root:
             old = dict(self.root[key].attrs)
@@ -288,6 +293,7 @@ class EmbeddingStore:
                 "fingerprint": fingerprint,
                 "weights": weights,
                 "view": view,
+                **(extra_attrs or {}),
                 "code_version": f"avscene {__version__} / {spec['name']} v{spec['version']}",
                 "created_utc": _utc_now(),
                 "complete": False,
