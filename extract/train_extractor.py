@@ -161,7 +161,7 @@ def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, 
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
         val_acc = _accuracy(module, data.waveforms[val_idx], data.targets[val_idx], cfg.batch_size, device)
         epochs.append({"epoch": epoch, "train_loss": total_loss / len(order), "train_accuracy": correct / len(order),
