@@ -366,6 +366,8 @@ class EmbeddingStore:
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
         """Write the completion marker (and timing) when no clip is pending; returns completeness."""
         g = self.root[group_key(name, view)]
+        if g.attrs.get("complete"):
+            return True  # a rerun leaves a finished group's record (timing, completion time) as it was
         status = np.asarray(g["status"][:])
         if (status == PENDING).any():
             return False

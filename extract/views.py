@@ -164,7 +164,9 @@ class View:
             image = F.hflip(image)
         image = opencv_contrast(opencv_brightness(image, params["brightness"]), params["contrast"])
         if params["rotation_deg"]:
-            image = F.rotate(image, float(params["rotation_deg"]), interpolation=InterpolationMode.BILINEAR, fill=0)
+            # fill=None: zero padding inside the bilinear sampler, like cv2.warpAffine's BORDER_CONSTANT 0
+            # (an explicit fill=0 would blend edge pixels with black a second time through a mask)
+            image = F.rotate(image, float(params["rotation_deg"]), interpolation=InterpolationMode.BILINEAR)
         return image
 
 
