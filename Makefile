@@ -12,6 +12,7 @@ CLASSES ?= 10
 SHARD ?= 0/1
 PROTOCOL ?= generated
 PYTEST_ARGS ?=
+EPOCHS ?= 10
 
 .PHONY: help install demo test extract weights-list weights-import weights train-ls vadd-eval real-audio-check info clean-demo
 
@@ -34,6 +35,10 @@ test: $(STAMP) ## offline CPU test suite (the command CI runs)
 
 extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n]: embed into the store
 	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD)
+
+.PHONY: train-iov
+train-iov: $(STAMP) ## DATA=... STORE=... [EPOCHS=10]: train iov_cnn420 on the train split, install, extract
+	$(PY) -m extract train-iov --data $(DATA) --store $(STORE) --epochs $(EPOCHS) --device $(DEVICE)
 
 info: $(STAMP) ## STORE=...: what the store holds and its recorded errors
 	$(PY) -m extract info --store $(STORE)

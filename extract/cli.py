@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 def _cmd_run(args: argparse.Namespace) -> int:
     from extract.registry import resolve_names
     from extract.runner import RunConfig, parse_shard, run_extraction
+    from extract.views import parse_views
 
     shard_index, shard_count = parse_shard(args.shard)
     cfg = RunConfig(
@@ -32,6 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         decode_workers=args.decode_workers,
         clips_per_chunk=args.clips_per_chunk,
         progress=not args.no_progress,
+        views=parse_views(args.views, args.view_seed),
     )
     summary = run_extraction(cfg)
     for name, clip, stage, message in summary.errors:
@@ -62,7 +64,7 @@ def _parse_classes(text: str) -> tuple[str, ...] | None:
 
 def _cmd_weights(args: argparse.Namespace) -> int:
     from extract import weights
-    from extract.registry import get_spec, list_extractors, resolve_names
+    from extract.registry import TrainedWeights, get_spec, list_extractors, resolve_names
 
     if args.action == "list":
         for name in list_extractors():
@@ -73,6 +75,10 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             state = "present" if weights.is_present(spec) else "MISSING"
             w = spec.weights
             print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  {state:7s} {weights.expected_path(spec)}")
+            if isinstance(w, TrainedWeights):
+                run = weights.training_record(spec)["run_id"] if state == "present" else "-"
+                print(f"{'':40s} {weights.how_to_get(spec)}\n{'':40s} training run {run}\n{'':40s} license {w.license}")
+                continue
             print(f"{'':40s} url {w.url}\n{'':40s} sha256 {w.sha256 or '-'} ({w.sha256_origin}){' md5 ' + w.md5 if w.md5 else ''}\n{'':40s} license {w.license}")
         return 0
     specs = [get_spec(n) for n in resolve_names(args.names)] if args.names else [
@@ -80,7 +86,9 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     ]
     if args.action == "fetch":
         for spec in specs:
-            if spec.weights is not None:
+            if isinstance(spec.weights, TrainedWeights):
+                print(f"{spec.name}: {weights.how_to_get(spec)}")
+            elif spec.weights is not None:
                 print(f"{spec.name}: {weights.fetch(spec)}")
         return 0
     installed = weights.import_dir(Path(args.dir), specs)
@@ -89,6 +97,27 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     if not installed:
         print(f"no known weights file in {args.dir}")
         return 1
+    return 0
+
+
+def _cmd_train_iov(args: argparse.Namespace) -> int:
+    from extract.manifest import SCENE_TO_IOV, read_manifest
+    from extract.runner import RunConfig, run_extraction
+    from extract.train_extractor import TrainConfig, train_extractor
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      seed=args.seed, decode_workers=args.decode_workers, device=args.device)
+    manifest = read_manifest(Path(args.data), require=(), classes=_parse_classes(args.classes))
+    path, record = train_extractor("iov_cnn420", manifest, SCENE_TO_IOV, cfg)
+    print(f"weights: {path}\nsha256: {record['sha256']}\ntraining run: {record['run_id']} "
+          f"(val accuracy {record['metrics']['final_val_accuracy']:.3f}, record {path}.run.json)")
+    if args.store:
+        summary = run_extraction(RunConfig(data=Path(args.data), store=args.store, extractors=("iov_cnn420",),
+                                           classes=_parse_classes(args.classes), device=args.device,
+                                           progress=not args.no_progress))
+        for line in summary.lines():
+            print(line)
+        print(f"store: {args.store}")
     return 0
 
 
@@ -158,7 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decode-workers", type=int, default=2, help="decoding threads")
     run.add_argument("--clips-per-chunk", type=int, default=None, help="store chunk size in clips (new stores)")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--views", default="", help="augmented visual passes, e.g. paper_aug:1,randaug:1 (README)")
+    run.add_argument("--view-seed", type=int, default=0, help="seed of the augmented views")
     run.set_defaults(func=_cmd_run)
+
+    tiov = sub.add_parser("train-iov", help="train iov_cnn420 on the TRAIN split, install its weights (+ extract)")
+    tiov.add_argument("--data", required=True, help="TAU-layout folder or CSV manifest (labels: TAU scenes)")
+    tiov.add_argument("--store", default="", help="also extract iov_cnn420 into this store after training")
+    tiov.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau'")
+    tiov.add_argument("--epochs", type=int, default=10)
+    tiov.add_argument("--batch-size", type=int, default=32, help="1-s windows per step")
+    tiov.add_argument("--learning-rate", type=float, default=1e-3)
+    tiov.add_argument("--seed", type=int, default=0)
+    tiov.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tiov.add_argument("--decode-workers", type=int, default=2)
+    tiov.add_argument("--no-progress", action="store_true")
+    tiov.set_defaults(func=_cmd_train_iov)
 
     w = sub.add_parser("weights", help="list, fetch or import pretrained weights")
     wsub = w.add_subparsers(dest="action", required=True)

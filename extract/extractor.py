@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from extract.registry import ExtractorSpec, get_class, get_spec
-from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, weights_id as checkpoint_id
+from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
+from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,10 @@ def fingerprint(spec: ExtractorSpec, weights_id: str, precision: Precision = "fp
 
 @dataclass
 class Extractor:
-    """A ready-to-run extractor. ``weights_id`` is the checkpoint sha256, ``random-init`` or ``builtin-seeded``."""
+    """A ready-to-run extractor. ``weights_id`` is the checkpoint sha256, ``random-init`` or ``builtin-seeded``.
+
+    ``training_run`` is the run record of weights trained here (None for published or random weights).
+    """
 
     spec: ExtractorSpec
     module: "object"  # torch.nn.Module, typed loosely to keep torch out of import time
@@ -96,6 +99,7 @@ class Extractor:
     device: str
     options: InferenceOptions = field(default_factory=InferenceOptions)  # as resolved for ``device``
     forward: "object" = None  # what runs a batch: ``module``, or its torch.compile wrapper
+    training_run: dict | None = None  # run record of weights trained here (extract train-iov)
 
     def __post_init__(self) -> None:
         if self.forward is None:
@@ -176,10 +180,11 @@ def create_extractor(
         module.load_checkpoint(path)
         weights_id = checkpoint_id(path)
     torch_device = resolve_device(device)
+    run = training_record(spec) if isinstance(spec.weights, TrainedWeights) and weights_id != RANDOM_INIT else None
     options = options.resolved(torch_device)
     module.eval().to(torch_device)
     if options.channels_last:
         module.to(memory_format=torch.channels_last)
     forward = torch.compile(module) if options.compile else module
     return Extractor(spec=spec, module=module, weights_id=weights_id, device=torch_device, options=options,
-                     forward=forward)
+                     forward=forward, training_run=run)

@@ -51,6 +51,23 @@ INTERPOLATIONS: tuple[Interpolation, ...] = ("area", "bilinear", "bicubic")
 
 
 @dataclass(frozen=True)
+class TrainedWeights:
+    """Weights with no published file: a local training run makes them (``train_command``).
+
+    The run saves ``filename`` in the weights cache with a run record beside it (``<filename>.run.json``:
+    run id, sha256 of the file, training config, data and metrics); the record vouches for the file.
+    """
+
+    filename: str
+    train_command: str  # how to make them, e.g. "python -m extract train-iov --data D"
+    license: str  # of the trained parameters (the training data's license applies)
+
+    @property
+    def record_filename(self) -> str:
+        return self.filename + ".run.json"
+
+
+@dataclass(frozen=True)
 class VisualInput:
     """How a decoded frame becomes model input: resize shorter side, centre crop, normalise.
 
@@ -120,7 +137,7 @@ class ExtractorSpec:
     embedding_dim: int
     version: str
     description: str
-    weights: WeightsSource | None  # None: deterministic built-in parameters (debug extractors)
+    weights: WeightsSource | TrainedWeights | None  # None: deterministic built-in parameters (debug extractors)
     visual: VisualInput | None = None
     audio: AudioInput | None = None
 
@@ -139,7 +156,8 @@ class ExtractorSpec:
     def from_dict(cls, data: dict[str, Any]) -> "ExtractorSpec":
         fields = dict(data)
         if fields.get("weights") is not None:
-            fields["weights"] = WeightsSource(**fields["weights"])
+            w = fields["weights"]
+            fields["weights"] = TrainedWeights(**w) if "train_command" in w else WeightsSource(**w)
         if fields.get("visual") is not None:
             v = fields["visual"]
             fields["visual"] = VisualInput(

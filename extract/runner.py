@@ -18,6 +18,7 @@ from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, probe_seco
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
 from extract.store import (
+    DEFAULT_VIEW,
     DONE,
     FAILED,
     FLOAT16_MAX,
@@ -28,6 +29,8 @@ from extract.store import (
     default_clips_per_chunk,
     store_exists,
 )
+from extract.train_extractor import leaked_clips, store_summary
+from extract.views import View, augment_clip
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class RunConfig:
     clips_per_chunk: int | None = None
     wait_timeout_s: float = 900.0
     progress: bool = True
+    views: tuple[View, ...] = ()  # augmented visual passes, stored beside the original view
 
     def inference_options(self, name: str) -> InferenceOptions:
         """The inference options of extractor ``name`` in this run (before resolution for the device)."""
@@ -61,6 +65,47 @@ class RunConfig:
             precision=self.precision, channels_last=self.channels_last, compile=self.compile,
             batch_size=dict(self.batch_sizes).get(name, self.batch_size),
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One group the run writes: an extractor on the original frames or on an augmented ``view``."""
+
+    extractor: Extractor
+    view: View | None = None
+
+    @property
+    def name(self) -> str:
+        return self.extractor.spec.name
+
+    @property
+    def view_name(self) -> str:
+        return DEFAULT_VIEW if self.view is None else self.view.name
+
+    @property
+    def key(self) -> str:
+        """Summary key: the extractor name, or ``name/view`` for an augmented view."""
+        return self.name if self.view is None else f"{self.name}/{self.view.name}"
+
+    @property
+    def fingerprint(self) -> str:
+        fp = self.extractor.fingerprint
+        return fp if self.view is None else self.view.fingerprint(fp)
+
+    def extra_attrs(self) -> dict:
+        attrs = {} if self.view is None else {"view_transform": self.view.to_dict()}
+        if self.extractor.training_run is not None:
+            attrs["training_run"] = store_summary(self.extractor.training_run)
+        return attrs
+
+
+def build_targets(extractors: list[Extractor], views: tuple[View, ...]) -> list[Target]:
+    """Every extractor on the original view; visual extractors also on each augmented view."""
+    visual = [e for e in extractors if e.spec.modality == "visual"]
+    if views and not visual:
+        logger.warning("--views ignored: augmented views apply to visual extractors only")
+    return [Target(e) for e in extractors] + [Target(e, v) for v in views for e in visual]
+
 
 
 @dataclass
@@ -109,8 +154,9 @@ def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
     )
 
 
-def open_store(cfg: RunConfig, manifest: Manifest, extractors: list[Extractor]) -> EmbeddingStore:
-    """Create (single run or shard 0) or wait for (other shards) the store and every extractor group."""
+def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> EmbeddingStore:
+    """Create (single run or shard 0) or wait for (other shards) the store and every extractor/view group."""
+    extractors = list({id(t.extractor): t.extractor for t in targets}.values())
     leader = cfg.shard_index == 0
     if leader:
         if store_exists(cfg.store):
@@ -124,17 +170,30 @@ def open_store(cfg: RunConfig, manifest: Manifest, extractors: list[Extractor]) 
             store = EmbeddingStore.create(
                 cfg.store, table, classes=manifest.classes, data_root=str(manifest.root), clips_per_chunk=per_chunk
             )
-        for e in extractors:
+        _refuse_training_leak(store, extractors)
+        for t in targets:
             store.prepare_group(
-                e.spec.name, spec=e.spec.to_dict(), fingerprint=e.fingerprint, weights=e.weights_id,
-                overwrite=cfg.overwrite, inference=e.options.to_dict(),
+                t.name, spec=t.extractor.spec.to_dict(), fingerprint=t.fingerprint, weights=t.extractor.weights_id,
+                overwrite=cfg.overwrite, view=t.view_name, inference=t.extractor.options.to_dict(),
+                extra_attrs=t.extra_attrs(),
             )
         return store
     store = EmbeddingStore.wait_until_ready(cfg.store, cfg.wait_timeout_s)
     store.check_clip_ids([c.clip_id for c in manifest.clips])
-    for e in extractors:
-        store.wait_for_group(e.spec.name, e.fingerprint, cfg.wait_timeout_s)
+    for t in targets:
+        store.wait_for_group(t.name, t.fingerprint, cfg.wait_timeout_s, view=t.view_name)
     return store
+
+
+def _refuse_training_leak(store: EmbeddingStore, extractors: list[Extractor]) -> None:
+    """Weights trained here must not have seen a clip this store counts as a test clip."""
+    test_ids = list(store.clips.ids[store.clips.splits == "test"])
+    for e in extractors:
+        if e.training_run is not None and (leaked := leaked_clips(e.training_run, test_ids)):
+            raise StoreError(
+                f"{e.spec.name}: training run {e.training_run['run_id']} trained on {len(leaked)} clip(s) that are "
+                f"test clips of {store.location} (e.g. {leaked[0]}); retrain on this dataset's train split"
+            )
 
 
 def run_extraction(cfg: RunConfig) -> RunSummary:
@@ -143,16 +202,18 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
         create_extractor(n, random_init=cfg.random_init, device=cfg.device, options=cfg.inference_options(n))
         for n in cfg.extractors
     ]
+    targets = build_targets(extractors, cfg.views)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes)
-    store = open_store(cfg, manifest, extractors)
+    store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips
     summary = RunSummary()
 
-    pending = {e.spec.name: set(store.pending_blocks(e.spec.name, cfg.shard_index, cfg.shard_count)) for e in extractors}
-    for e in extractors:
-        summary.skipped[e.spec.name] = store.count_finished(e.spec.name, cfg.shard_index, cfg.shard_count)
+    shard = (cfg.shard_index, cfg.shard_count)
+    pending = {t.key: set(store.pending_blocks(t.name, *shard, view=t.view_name)) for t in targets}
+    for t in targets:
+        summary.skipped[t.key] = store.count_finished(t.name, *shard, view=t.view_name)
     blocks = sorted(set().union(*pending.values()))
     total_clips = sum(store.block_slice(b).stop - store.block_slice(b).start for b in blocks)
     logger.info("%s: %d blocks (%d clips) to do in shard %d/%d", cfg.store, len(blocks), total_clips,
@@ -161,8 +222,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     progress = _progress(total_clips, cfg.progress)
     with ThreadPoolExecutor(max_workers=max(1, cfg.decode_workers)) as pool:
         def submit(block: int) -> list[Future]:
-            todo = [e for e in extractors if block in pending[e.spec.name]]
-            plan = DecodePlan.for_specs([e.spec for e in todo])
+            plan = DecodePlan.for_specs([t.extractor.spec for t in targets if block in pending[t.key]])
             sl = store.block_slice(block)
             return [
                 pool.submit(decode_clip, clip_by_id[str(clips.ids[i])], int(clips.n_seconds[i]), plan,
@@ -175,15 +235,17 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
             decoded = [f.result() for f in queued.pop(0)]
             if position + 2 < len(blocks):
                 queued.append(submit(blocks[position + 2]))
-            for e in extractors:
-                if block in pending[e.spec.name]:
-                    result = embed_block(e, decoded, store.seconds_max)
-                    store.write_block(e.spec.name, block, result)
-                    _count(summary, e.spec.name, result, clips.ids[store.block_slice(block)])
+            for view in (None, *cfg.views):
+                todo = [t for t in targets if t.view == view and block in pending[t.key]]
+                inputs = decoded if view is None or not todo else [augment_clip(d, view) for d in decoded]
+                for t in todo:
+                    result = embed_block(t.extractor, inputs, store.seconds_max)
+                    store.write_block(t.name, block, result, view=t.view_name)
+                    _count(summary, t.key, result, clips.ids[store.block_slice(block)])
             progress.update(len(decoded))
     progress.close()
-    for e in extractors:
-        summary.complete[e.spec.name] = store.finalize_if_complete(e.spec.name)
+    for t in targets:
+        summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)
     return summary
 
 

@@ -261,11 +261,13 @@ class EmbeddingStore:
         overwrite: bool = False,
         view: str = DEFAULT_VIEW,
         inference: dict[str, Any] | None = None,
+        extra_attrs: dict[str, Any] | None = None,
     ) -> None:
         """Create the arrays of one extractor view, or check that existing ones match ``fingerprint``.
 
         ``inference`` (the run's resolved :class:`~extract.extractor.InferenceOptions`) is recorded in the
-        group attrs; its precision is part of ``fingerprint``, the rest (batch size, compile) only of the record.
+        group attrs; its precision is part of ``fingerprint``, the rest (batch size, compile) only of the record. ``extra_attrs`` (the training run of weights
+        trained here, a view's transform) are stored beside the spec.
         """
         key = group_key(name, view)
         if key in self.root:
@@ -293,6 +295,7 @@ class EmbeddingStore:
                 "fingerprint": fingerprint,
                 "weights": weights,
                 "view": view,
+                **(extra_attrs or {}),
                 "code_version": f"avscene {__version__} / {spec['name']} v{spec['version']}",
                 "created_utc": _utc_now(),
                 "inference": inference or {},
@@ -366,6 +369,8 @@ class EmbeddingStore:
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
         """Write the completion marker (and timing) when no clip is pending; returns completeness."""
         g = self.root[group_key(name, view)]
+        if g.attrs.get("complete"):
+            return True  # a rerun leaves a finished group's record (timing, completion time) as it was
         status = np.asarray(g["status"][:])
         if (status == PENDING).any():
             return False
