@@ -353,3 +353,11 @@ def test_published_layout_matches_the_real_file(name):
     real = _load_real(name, real_path)
     _, published = _published(name)
     assert {k: tuple(v.shape) for k, v in published.items()} == {k: tuple(v.shape) for k, v in real.items()}
+
+
+def test_seed_alias_names_the_first_papers_six_with_its_widths():
+    from extract.registry import resolve_names
+
+    names = resolve_names("seed")
+    assert [get_spec(n).modality for n in names] == ["visual"] * 3 + ["audio"] * 3
+    assert [get_spec(n).embedding_dim for n in names] == [1000, 1024, 2048, 512, 512, 256]
