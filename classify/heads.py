@@ -119,12 +119,11 @@ class FusionHead(nn.Module):
         self.config = config
         stages = config.attention_stages
         p = config.projection_dim
-        self.projections = nn.ModuleDict(
-            {i.name: _xavier_linear(i.dim, p) for i in inputs} if p is not None else {}
-        )
+        # module lists aligned with ``inputs`` (extractor names contain dots, which module names may not)
+        self.projections = nn.ModuleList([_xavier_linear(i.dim, p) for i in inputs] if p is not None else [])
         width = {i.name: p if p is not None else i.dim for i in inputs}
-        self.early = nn.ModuleDict(
-            {i.name: MaskedSelfAttention(width[i.name], config.attention_heads) for i in inputs} if "es" in stages else {}
+        self.early = nn.ModuleList(
+            [MaskedSelfAttention(width[i.name], config.attention_heads) for i in inputs] if "es" in stages else []
         )
         self.modality_order = [m for m in MODALITIES if any(i.modality == m for i in inputs)]
         modality_width = {m: sum(width[i.name] for i in inputs if i.modality == m) for m in self.modality_order}
@@ -152,12 +151,12 @@ class FusionHead(nn.Module):
     def forward(self, features: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """``features`` name -> (B, T, D_e) float32, ``mask`` (B, T) bool -> logits (B, T, K), zero where masked."""
         per_modality: dict[str, list[torch.Tensor]] = {m: [] for m in self.modality_order}
-        for spec in self.inputs:
+        for index, spec in enumerate(self.inputs):
             x = features[spec.name]
-            if spec.name in self.projections:
-                x = self.projections[spec.name](x)
-            if spec.name in self.early:
-                x = self.early[spec.name](x, mask)
+            if len(self.projections):
+                x = self.projections[index](x)
+            if len(self.early):
+                x = self.early[index](x, mask)
             per_modality[spec.modality].append(x)
         fused = []
         for modality in self.modality_order:
