@@ -7,22 +7,66 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+# literal copies of classify.heads.HEAD_KINDS and classify.train.PRESETS keys: importing those would import torch
+HEAD_CHOICES = ("linear", "mlp", "ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls")
+PRESET_CHOICES = ("paper-text", "paper-code", "adam", "adam-mixup")
+
+
+def _configs(args: argparse.Namespace, kind: str):
+    from classify.heads import HeadConfig
+    from classify.train import preset
+
+    overrides = {"seed": args.seed}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.mixup is not None:
+        overrides["mixup_fraction"] = args.mixup
+    if args.no_augmented_views:
+        overrides["augmented_views"] = False
+    if args.evaluate_augmented_views:
+        overrides["evaluate_augmented_views"] = True
+    head_overrides = {"dropout": args.dropout} if args.dropout is not None else {}
+    return HeadConfig(kind=kind, projection_dim=args.projection_dim, **head_overrides), preset(args.preset, **overrides)
+
+
+def _extractors(args: argparse.Namespace) -> list[str] | None:
+    return [n for n in args.extractors.split(",") if n] if args.extractors else None
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from classify.heads import HeadConfig
     from classify.run import run_training
-    from classify.train import TrainConfig
 
-    extractors = [n for n in args.extractors.split(",") if n] if args.extractors else None
+    head_config, train_config = _configs(args, args.head)
     out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{args.classes}cls"
-    _, metrics = run_training(
-        args.store, extractors, args.classes, HeadConfig(kind=args.head),
-        TrainConfig(epochs=args.epochs, seed=args.seed), out,
-    )
-    print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  second accuracy: {metrics['second_accuracy']:.4f}"
+    _, metrics = run_training(args.store, _extractors(args), args.classes, head_config, train_config, out)
+    print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  (mean proba): {metrics['clip_accuracy_mean_proba']:.4f}"
+          f"  second accuracy: {metrics['second_accuracy']:.4f}  second log loss: {metrics['second_log_loss']:.4f}"
           f"  ({metrics['n_clips']} test clips, {metrics['n_seconds']} seconds)")
+    if "iov_from_10_classes" in metrics:
+        print(f"3-class clip accuracy from this 10-class head: {metrics['iov_from_10_classes']['clip_accuracy']:.4f}")
     print(format_confusion(metrics["confusion_vote"], metrics["classes"]))
     print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from classify.ablation import run_ablation
+
+    head_config, train_config = _configs(args, "ls")
+    out = Path(args.out)
+    table = run_ablation(args.store, out, head_config, train_config, _extractors(args))
+    for row in table:
+        print(f"{row['run']:32s} clip acc {row['clip_acc_vote']!s:>6}  paper {row['paper_clip_acc'] or '':>6}")
+    print(f"table: {out / 'ablation.md'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from classify.predict import predict_split
+
+    n = predict_split(Path(args.model), args.store, args.split or None, Path(args.out))
+    print(f"{n} clips scored")
+    print(f"predictions: {args.out}")
     return 0
 
 
@@ -34,19 +78,41 @@ def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="cache/embeddings.zarr")
+    parser.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
+    parser.add_argument("--preset", default="adam", choices=PRESET_CHOICES,
+                        help="training preset: paper-text, paper-code (the released code), adam, adam-mixup")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--projection-dim", type=int, default=None,
+                        help="project each embedding to this width first (default: the paper's full dimensions)")
+    parser.add_argument("--dropout", type=float, default=None, help="head dropout (default 0.5, the released code's)")
+    parser.add_argument("--mixup", type=float, default=None, help="fraction of training clips mixed (ratio 0.4)")
+    parser.add_argument("--no-augmented-views", action="store_true", help="train on the original view only")
+    parser.add_argument("--evaluate-augmented-views", action="store_true", help="also score augmented views")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m classify", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a head on the train split, score the test split")
-    train.add_argument("--store", default="cache/embeddings.zarr")
-    train.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
+    _add_training_options(train)
     train.add_argument("--classes", type=int, default=10, choices=[10, 3])
-    train.add_argument("--head", default="mlp", choices=["linear", "mlp"])
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--head", default="ls", choices=HEAD_CHOICES)
     train.add_argument("--out", default="", help="run folder (default cache/runs/<head>-<classes>cls)")
     train.set_defaults(func=_cmd_train)
+    ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC for 10 and 3 classes, beside the paper")
+    _add_training_options(ablation)
+    ablation.add_argument("--out", default="cache/runs/ablation")
+    ablation.set_defaults(func=_cmd_ablation)
+    predict = sub.add_parser("predict", help="DCASE-format clip predictions of a trained head (unlabeled splits too)")
+    predict.add_argument("--model", required=True, help="model.pt of a run folder")
+    predict.add_argument("--store", default="cache/embeddings.zarr")
+    predict.add_argument("--split", default="test", help="store split to score ('' = every clip)")
+    predict.add_argument("--out", required=True, help="output CSV (tab-separated)")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 

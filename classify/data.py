@@ -1,20 +1,21 @@
 """Stage-2 input: a split of the store in RAM, as labelled (clips, seconds, features) arrays."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
-from extract.store import EmbeddingStore
+from extract.store import DEFAULT_VIEW, EmbeddingStore
 
 ClassCount = Literal[10, 3]
 
 
 @dataclass
 class ClipSet:
-    """Clips of one split with per-extractor features ``(n, T, D)`` float32 and a joint mask ``(n, T)``."""
+    """Clips of one split with per-extractor features ``(n, T, D_e)`` (float16 as stored, or float32) and a joint
+    mask ``(n, T)``; ``modalities`` maps each extractor to ``visual`` or ``audio`` (the store's ``spec.modality``)."""
 
     ids: np.ndarray
     scene_labels: np.ndarray  # (n,) str, the store's labels
@@ -23,6 +24,7 @@ class ClipSet:
     features: dict[str, np.ndarray]
     mask: np.ndarray
     fingerprints: dict[str, str]
+    modalities: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -30,7 +32,21 @@ class ClipSet:
     def subset(self, rows: np.ndarray) -> "ClipSet":
         return ClipSet(
             self.ids[rows], self.scene_labels[rows], self.targets[rows], self.classes,
-            {k: v[rows] for k, v in self.features.items()}, self.mask[rows], self.fingerprints,
+            {k: v[rows] for k, v in self.features.items()}, self.mask[rows], self.fingerprints, self.modalities,
+        )
+
+    @classmethod
+    def concat(cls, parts: list["ClipSet"]) -> "ClipSet":
+        """Rows of several ClipSets of the same extractors and classes (e.g. a split's views), in order."""
+        first = parts[0]
+        for other in parts[1:]:
+            if other.classes != first.classes or list(other.features) != list(first.features):
+                raise ValueError("cannot concatenate ClipSets of different classes or extractors")
+        return ClipSet(
+            np.concatenate([p.ids for p in parts]), np.concatenate([p.scene_labels for p in parts]),
+            np.concatenate([p.targets for p in parts]), first.classes,
+            {n: np.concatenate([p.features[n] for p in parts]) for n in first.features},
+            np.concatenate([p.mask for p in parts]), first.fingerprints, first.modalities,
         )
 
 
@@ -50,17 +66,58 @@ def encode_labels(scene_labels: np.ndarray, classes: tuple[str, ...]) -> np.ndar
     return np.array([index.get(s, -1) for s in mapped], dtype=np.int64)
 
 
-def load_clips(store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int) -> ClipSet:
-    """Load ``split`` for ``extractors`` in one pass; only clips every extractor embedded are kept."""
-    data = store.load_split(extractors, split)
+def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[str, str]:
+    """``spec.modality`` of each extractor's group in the store."""
+    return {n: str(store.group_attrs(n)["spec"]["modality"]) for n in extractors}
+
+
+def load_clips(
+    store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int, view: str = DEFAULT_VIEW
+) -> ClipSet:
+    """Load ``split`` for ``extractors`` in one pass; only clips every extractor embedded are kept.
+
+    ``view`` other than ``original`` takes the visual extractors from that augmented view and the audio extractors
+    from ``original`` (augmented views exist only for visual extractors); its clip ids get the suffix ``#<view>``.
+    """
+    modalities = extractor_modalities(store, extractors)
     classes = class_names(store.classes, n_classes)
-    mask = np.logical_and.reduce([data.valid[n] for n in extractors])
+    if view == DEFAULT_VIEW:
+        data = store.load_split(extractors, split)
+        ids, labels, features, valid = data.ids, data.labels, data.embeddings, data.valid
+        fingerprints = data.fingerprints
+    else:
+        visual = [n for n in extractors if modalities[n] == "visual"]
+        audio = [n for n in extractors if modalities[n] != "visual"]
+        if not visual:
+            raise ValueError(f"view {view!r} needs a visual extractor; {extractors} are all audio")
+        parts = [store.load_split(visual, split, view)] + ([store.load_split(audio, split)] if audio else [])
+        common = np.intersect1d(parts[0].ids, parts[-1].ids)
+        features, valid, fingerprints = {}, {}, {}
+        for part in parts:
+            position = {clip: row for row, clip in enumerate(part.ids)}
+            rows = np.array([position[clip] for clip in common], dtype=np.int64)
+            features.update({n: e[rows] for n, e in part.embeddings.items()})
+            valid.update({n: v[rows] for n, v in part.valid.items()})
+            fingerprints.update(part.fingerprints)
+            labels = part.labels[rows]
+        ids = np.array([f"{clip}#{view}" for clip in common])
     return ClipSet(
-        ids=data.ids,
-        scene_labels=data.labels,
-        targets=encode_labels(data.labels, classes),
+        ids=ids,
+        scene_labels=labels,
+        targets=encode_labels(labels, classes),
         classes=classes,
-        features={n: data.embeddings[n].astype(np.float32) for n in extractors},
-        mask=mask,
-        fingerprints=data.fingerprints,
+        features={n: features[n] for n in extractors},
+        mask=np.logical_and.reduce([valid[n] for n in extractors]),
+        fingerprints=fingerprints,
+        modalities=modalities,
     )
+
+
+def augmented_views(store: EmbeddingStore, extractors: list[str]) -> list[str]:
+    """Augmented views (not ``original``) stored for every visual extractor of ``extractors``, by name."""
+    modalities = extractor_modalities(store, extractors)
+    visual = [n for n in extractors if modalities[n] == "visual"]
+    if not visual:
+        return []
+    common = set.intersection(*(set(store.views(n)) for n in visual)) - {DEFAULT_VIEW}
+    return sorted(common)

@@ -7,18 +7,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classify.heads import HeadConfig, PerSecondHead
+from classify.heads import FusionHead, HeadConfig, HeadInput
 from classify.scaler import Standardiser
 from classify.train import TrainedHead
 
 
 def save_head(path: Path, trained: TrainedHead) -> None:
+    """Write ``trained`` to ``path`` (tensors, plus its config, inputs, classes and fingerprints as JSON)."""
     meta = {
         "extractors": trained.extractors,
         "classes": list(trained.classes),
         "fingerprints": trained.fingerprints,
         "head": trained.head_config.to_dict(),
-        "input_dim": int(sum(v.shape[0] for v in trained.scaler.mean.values())),
+        "inputs": [{"name": i.name, "dim": i.dim, "modality": i.modality} for i in trained.head.inputs],
+        "history": trained.history,
     }
     torch.save(
         {
@@ -31,13 +33,15 @@ def save_head(path: Path, trained: TrainedHead) -> None:
 
 
 def load_head(path: Path) -> TrainedHead:
+    """Read a head written by :func:`save_head` (``weights_only`` loading: no pickle)."""
     if not Path(path).exists():
         raise FileNotFoundError(f"no trained head at {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     meta = json.loads(blob["meta_json"])
     config = HeadConfig.from_dict(meta["head"])
-    head = PerSecondHead(meta["input_dim"], len(meta["classes"]), config)
+    head = FusionHead([HeadInput(**i) for i in meta["inputs"]], len(meta["classes"]), config)
     head.load_state_dict(blob["head"])
     head.eval()
     scaler = Standardiser.from_arrays({k: v.numpy() for k, v in blob["scaler"].items()})
-    return TrainedHead(head, scaler, meta["extractors"], tuple(meta["classes"]), meta["fingerprints"], config)
+    return TrainedHead(head, scaler, meta["extractors"], tuple(meta["classes"]), meta["fingerprints"], config,
+                       meta["history"])

@@ -6,11 +6,14 @@ import logging
 import time
 from pathlib import Path
 
-from classify.data import load_clips
+import numpy as np
+
+from classify.data import ClipSet, augmented_views, encode_labels, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, save_confusion_png, write_predictions_csv
 from classify.persist import save_head
 from classify.train import TrainConfig, TrainedHead, train_head
+from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
 from extract.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -18,6 +21,45 @@ logger = logging.getLogger(__name__)
 
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: int, with_augmented: bool) -> ClipSet:
+    """``split`` from the ``original`` view, plus every augmented visual view when ``with_augmented``."""
+    views = augmented_views(store, names) if with_augmented else []
+    parts = [load_clips(store, names, split, n_classes)] + [load_clips(store, names, split, n_classes, v) for v in views]
+    if views:
+        logger.info("%s: %d clips from original + %d augmented view(s) %s", split, len(parts[0]), len(views), views)
+    return ClipSet.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def run_config(
+    store: EmbeddingStore,
+    names: list[str],
+    n_classes: int,
+    head_config: HeadConfig,
+    train_config: TrainConfig,
+    train_split: str = "train",
+    eval_split: str = "test",
+) -> dict:
+    """Everything that determines a run's results (written as config.json; equal dicts = same run)."""
+    return {
+        "store": store.location, "extractors": list(names),
+        "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
+        "views": augmented_views(store, names) if train_config.augmented_views else [],
+        "n_classes": n_classes, "head": head_config.to_dict(), "train": train_config.to_dict(),
+        "train_split": train_split, "eval_split": eval_split,
+    }
+
+
+def iov_from_scene_probs(probs: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """Map 10-scene probabilities ``(n, T, 10)`` to indoor/outdoor/vehicle ``(n, T, 3)`` by summing each group."""
+    unknown = [c for c in classes if c not in SCENE_TO_IOV]
+    if unknown:
+        raise ValueError(f"classes {unknown} have no indoor/outdoor/vehicle mapping")
+    out = np.zeros((*probs.shape[:-1], len(IOV_CLASSES)), dtype=probs.dtype)
+    for k, scene in enumerate(classes):
+        out[..., IOV_CLASSES.index(SCENE_TO_IOV[scene])] += probs[..., k]
+    return out
 
 
 def run_training(
@@ -30,34 +72,34 @@ def run_training(
     train_split: str = "train",
     eval_split: str = "test",
 ) -> tuple[TrainedHead, dict]:
-    """Train on ``train_split`` and evaluate on ``eval_split``; returns the head and the metrics."""
+    """Train on ``train_split`` (and its augmented views) and evaluate on ``eval_split``; returns head and metrics."""
     store = EmbeddingStore.open(store_location)
     names = extractors or store.extractor_names()
     if not names:
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
+    config = run_config(store, names, n_classes, head_config, train_config, train_split, eval_split)
     started = time.perf_counter()
-    train = load_clips(store, names, train_split, n_classes)
-    test = load_clips(store, names, eval_split, n_classes)
+    train = load_views(store, names, train_split, n_classes, train_config.augmented_views)
+    test = load_views(store, names, eval_split, n_classes, train_config.evaluate_augmented_views)
     load_s = time.perf_counter() - started
     trained = train_head(train, head_config, train_config)
     train_s = time.perf_counter() - started - load_s
     probs = trained.predict_proba(test)
     metrics = classification_metrics(probs, test.mask, test.targets, test.classes)
-    metrics.update({"n_train_clips": len(train), "load_seconds": load_s, "train_seconds": train_s})
+    if n_classes == 10 and all(c in SCENE_TO_IOV for c in test.classes):
+        iov_targets = encode_labels(test.scene_labels, IOV_CLASSES)
+        mapped = classification_metrics(iov_from_scene_probs(probs, test.classes), test.mask, iov_targets, IOV_CLASSES)
+        metrics["iov_from_10_classes"] = mapped
+    metrics.update({"n_train_clips": len(train), "load_seconds": load_s, "train_seconds": train_s,
+                    "train_history": trained.history})
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", {
-        "store": store_location, "extractors": names, "fingerprints": trained.fingerprints,
-        "classes": list(trained.classes), "n_classes": n_classes, "head": head_config.to_dict(),
-        "train": train_config.to_dict(), "train_split": train_split, "eval_split": eval_split,
-    })
+    write_json(out_dir / "config.json", {**config, "classes": list(trained.classes), "modalities": train.modalities})
     save_head(out_dir / "model.pt", trained)
     write_predictions_csv(out_dir / "predictions.csv", test.ids, probs, test.mask, test.classes)
     if metrics["n_clips"]:
-        import numpy as np
-
         save_confusion_png(np.array(metrics["confusion_vote"]), test.classes, out_dir / "confusion.png",
-                           f"{'+'.join(names)} ({n_classes} classes)")
+                           f"{head_config.kind}: {'+'.join(names)} ({n_classes} classes)")
     write_json(out_dir / "metrics.json", metrics)
     logger.info("clip accuracy %.4f, second accuracy %.4f on %d %s clips",
                 metrics["clip_accuracy"] or 0, metrics["second_accuracy"] or 0, metrics["n_clips"], eval_split)

@@ -1,0 +1,45 @@
+"""Scoring a split with a trained head in the DCASE 2021 Task 1B output format (works on unlabeled splits)."""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from classify.data import load_clips
+from classify.metrics import clip_mean_proba
+from classify.persist import load_head
+from extract.store import EmbeddingStore
+
+logger = logging.getLogger(__name__)
+
+
+def write_dcase_csv(path: Path, filenames: list[str], clip_probs: np.ndarray, classes: tuple[str, ...]) -> None:
+    """Tab-separated ``filename``, ``scene_label`` (argmax), one probability column per class; one row per clip."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(["filename", "scene_label", *classes])
+        for name, p in zip(filenames, clip_probs):
+            writer.writerow([name, classes[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+
+
+def predict_split(model_path: Path, store_location: str, split: str | None, out_path: Path) -> int:
+    """Score every clip of ``split`` (None = all) with the head at ``model_path``; returns the number of rows.
+
+    A clip's probabilities are the mean over its valid seconds; ``filename`` is the clip's video path in the store
+    (its id when the store has none).
+    """
+    trained = load_head(model_path)
+    store = EmbeddingStore.open(store_location)
+    clips = load_clips(store, trained.extractors, split, len(trained.classes))
+    if clips.classes != trained.classes:
+        raise ValueError(f"{store_location}: the store's classes {clips.classes} differ from the head's {trained.classes}")
+    probs = trained.predict_proba(clips)
+    table = store.clips
+    video_of = dict(zip(table.ids, table.video_paths))
+    filenames = [video_of.get(c) or str(c) for c in clips.ids]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_dcase_csv(out_path, filenames, clip_mean_proba(probs, clips.mask), trained.classes)
+    logger.info("%d clips of split %s scored into %s", len(clips), split, out_path)
+    return len(clips)

@@ -1,0 +1,259 @@
+"""The head family (#4): shapes and masking of every variant, batch invariance, presets, mixup, views, ablation."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classify.cli import HEAD_CHOICES, PRESET_CHOICES
+from classify.data import ClipSet, augmented_views, load_clips
+from classify.heads import ATTENTION_KINDS, HEAD_KINDS, FusionHead, HeadConfig, HeadInput
+from classify.metrics import classification_metrics
+from classify.persist import load_head
+from classify.run import iov_from_scene_probs, load_views, run_training
+from classify.train import PRESETS, TrainConfig, mixup, preset, train_head
+from extract.store import DONE, BlockResult, EmbeddingStore
+
+REPO = Path(__file__).resolve().parent.parent
+INPUTS = [HeadInput("v1", 12, "visual"), HeadInput("v2", 8, "visual"), HeadInput("a1", 6, "audio")]
+
+
+def _features(n: int, t: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {i.name: torch.randn(n, t, i.dim, generator=g) for i in INPUTS}
+
+
+@pytest.mark.parametrize("projection_dim", [None, 4])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
+def test_every_variant_shapes_and_masking(kind, projection_dim):
+    torch.manual_seed(0)
+    head = FusionHead(INPUTS, 5, HeadConfig(kind=kind, projection_dim=projection_dim, attention_heads=2)).eval()
+    x = _features(3, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
+    logits = head(x, mask)
+    assert logits.shape == (3, 4, 5) and torch.isfinite(logits).all()
+    assert (logits[~mask] == 0).all()
+    # what lies in masked seconds never reaches the valid ones
+    noisy = {n: v.clone() for n, v in x.items()}
+    for v in noisy.values():
+        v[~mask] = 1e3
+    torch.testing.assert_close(head(noisy, mask)[mask], logits[mask])
+
+
+def test_attention_stages_of_each_kind():
+    assert HeadConfig(kind="ns").attention_stages == frozenset()
+    assert HeadConfig(kind="es+ms+ls").attention_stages == {"es", "ms", "ls"}
+    head = FusionHead(INPUTS, 3, HeadConfig(kind="ms"))
+    assert len(head.early) == 0 and head.late is None and set(head.per_modality) == {"visual", "audio"}
+    widths = [m.attention.embed_dim for m in head.per_modality.values()]
+    assert widths == [20, 6]  # concatenated visual (12 + 8) and audio embeddings
+    assert FusionHead(INPUTS, 3, HeadConfig(kind="ls", projection_dim=4)).late.attention.embed_dim == 12
+
+
+@pytest.mark.parametrize("kind", ["ls", "es+ms+ls"])
+def test_a_clip_scores_the_same_alone_or_in_any_batch(kind):
+    torch.manual_seed(0)
+    head = FusionHead(INPUTS, 4, HeadConfig(kind=kind)).eval()
+    x = _features(9, 5, seed=1)
+    mask = torch.ones(9, 5, dtype=torch.bool)
+    mask[3, 3:] = False
+    with torch.no_grad():
+        alone = head({n: v[3:4] for n, v in x.items()}, mask[3:4])[0]
+        for rows in ([3, 0, 1], [8, 7, 3, 2, 1, 0], list(range(9))):
+            position = rows.index(3)
+            batch = head({n: v[rows] for n, v in x.items()}, mask[rows])[position]
+            torch.testing.assert_close(batch, alone, rtol=0, atol=1e-6)
+
+
+def test_the_papers_2d_attention_mixes_the_batch():
+    """The deviation the README documents: MultiheadAttention on (batch, features) attends across samples."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 1).eval()
+    x = torch.randn(6, 8)
+    with torch.no_grad():
+        in_batch = attention(x, x, x)[0][:1]
+        alone = attention(x[:1], x[:1], x[:1])[0]
+    assert not torch.allclose(in_batch, alone, atol=1e-3)
+
+
+def _toy_clips(n_per_class: int = 4, n_classes: int = 3, t: int = 4, seed: int = 0) -> ClipSet:
+    rng = np.random.default_rng(seed)
+    targets = np.repeat(np.arange(n_classes), n_per_class)
+    features = {i.name: (rng.normal(size=(len(targets), t, i.dim)) + targets[:, None, None] * 0.5).astype(np.float16)
+                for i in INPUTS}
+    mask = np.ones((len(targets), t), bool)
+    mask[::5, -1] = False
+    return ClipSet(np.array([f"c{i}" for i in range(len(targets))]), targets.astype(str), targets.astype(np.int64),
+                   tuple(map(str, range(n_classes))), features, mask, {i.name: "fp" for i in INPUTS},
+                   {i.name: i.modality for i in INPUTS})
+
+
+@pytest.mark.parametrize("kind", ["ls", "es+ms+ls", "mlp"])
+def test_tiny_set_is_overfit_to_100_percent(kind):
+    clips = _toy_clips()
+    config = TrainConfig(epochs=60, batch_size=4, lr=3e-3, schedule="constant", seed=2)
+    head = train_head(clips, HeadConfig(kind=kind, dropout=0.0, projection_dim=8), config)
+    metrics = classification_metrics(head.predict_proba(clips), clips.mask, clips.targets, clips.classes)
+    assert metrics["second_accuracy"] == 1.0 and metrics["clip_accuracy"] == 1.0
+
+
+def test_training_is_seeded_and_deterministic():
+    clips = _toy_clips()
+    config = TrainConfig(epochs=2, batch_size=4, mixup_fraction=0.5, seed=3)
+    a = train_head(clips, HeadConfig(kind="es+ls"), config).predict_proba(clips)
+    b = train_head(clips, HeadConfig(kind="es+ls"), config).predict_proba(clips)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_presets_round_trip_and_match_the_papers():
+    for name, config in PRESETS.items():
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config, name
+    text, code = PRESETS["paper-text"], PRESETS["paper-code"]
+    assert (text.optimizer, text.epochs, text.batch_size) == ("sgd", 20, 32)
+    assert text.learning_rate(0) == pytest.approx(1e-3) and text.learning_rate(18) == pytest.approx(1e-3 - 18 * (1e-3 - 1e-5) / 19)
+    assert text.learning_rate(19) == pytest.approx(1e-5)
+    assert (code.epochs, code.weight_decay, code.schedule) == (30, 0.01, "cosine")
+    assert code.learning_rate(12) == pytest.approx((1e-3 + 1e-5) / 2) and code.learning_rate(29) == pytest.approx(1e-5)
+    assert PRESETS["adam-mixup"].mixup_ratio == 0.4 and PRESETS["adam-mixup"].mixup_fraction == 0.2
+    assert preset("paper-code", epochs=3).epochs == 3
+    head = HeadConfig(kind="es+ms", projection_dim=32, mlp_hidden=(7, 5))
+    assert HeadConfig.from_dict(json.loads(json.dumps(head.to_dict()))) == head
+    assert HEAD_CHOICES == HEAD_KINDS and PRESET_CHOICES == tuple(PRESETS)
+    assert set(ATTENTION_KINDS) < set(HEAD_KINDS)
+
+
+@pytest.mark.parametrize("bad", [dict(kind="late"), dict(dropout=1.0), dict(projection_dim=0), dict(attention_heads=0)])
+def test_bad_head_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        HeadConfig(**bad)
+
+
+def test_bad_train_configs_are_refused():
+    for bad in (dict(optimizer="rmsprop"), dict(schedule="step"), dict(mixup_fraction=1.5), dict(epochs=0)):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("paper")
+
+
+def test_joint_mixup_mixes_both_modalities_and_labels_with_ratio_0_4():
+    x = {"v": torch.arange(4.0).view(4, 1, 1).expand(4, 2, 3).clone(), "a": torch.arange(4.0).view(4, 1, 1).expand(4, 2, 2).clone()}
+    mask = torch.ones(4, 2, dtype=torch.bool)
+    targets = torch.eye(4)
+    config = TrainConfig(mixup_fraction=0.5, mixup_ratio=0.4)
+    mixed, new_mask, soft = mixup(x, mask, targets, config, torch.Generator().manual_seed(0))
+    changed = [i for i in range(4) if not torch.equal(soft[i], targets[i])]
+    assert len(changed) <= 2 and new_mask.all()
+    for i in changed:
+        partner = next(j for j in range(4) if j != i and soft[i, j] > 0)
+        assert soft[i, i] == pytest.approx(0.4) and soft[i, partner] == pytest.approx(0.6)
+        for v in mixed.values():
+            assert torch.allclose(v[i], torch.full_like(v[i], 0.4 * i + 0.6 * partner))
+    assert torch.equal(x["v"][:, 0, 0], torch.arange(4.0))  # inputs untouched
+
+
+def test_scene_probabilities_map_to_indoor_outdoor_vehicle():
+    classes = ("airport", "bus", "park")
+    probs = np.array([[[0.2, 0.5, 0.3]]])
+    np.testing.assert_allclose(iov_from_scene_probs(probs, classes), [[[0.2, 0.3, 0.5]]])
+    with pytest.raises(ValueError, match="mapping"):
+        iov_from_scene_probs(probs, ("airport", "bus", "kitchen"))
+
+
+@pytest.fixture
+def store_with_view(tiny_store, tmp_path) -> str:
+    """A copy of the tiny store with an augmented view ``aug0`` of debug_visual (original + 100)."""
+    location = str(tmp_path / "views.zarr")
+    shutil.copytree(tiny_store, location)
+    store = EmbeddingStore.open(location, mode="r+")
+    attrs = store.group_attrs("debug_visual")
+    store.prepare_group("debug_visual", spec=attrs["spec"], fingerprint=attrs["fingerprint"],
+                        weights=attrs["weights"], view="aug0")
+    original = store.root["extractors/debug_visual/original"]
+    for block in range(store.n_blocks):
+        rows = store.block_slice(block)
+        n = rows.stop - rows.start
+        store.write_block("debug_visual", block, BlockResult(
+            embeddings=np.asarray(original["embeddings"][rows], np.float32) + 100.0,
+            valid=np.asarray(original["valid"][rows]), status=np.full(n, DONE, np.int8),
+            error_stage=np.array([""] * n), error_message=np.array([""] * n),
+            extract_seconds=np.zeros(n, np.float32)), view="aug0")
+    return location
+
+
+def test_augmented_views_are_training_samples_only(store_with_view, tmp_path):
+    store = EmbeddingStore.open(store_with_view)
+    names = ["debug_visual", "debug_audio"]
+    assert augmented_views(store, names) == ["aug0"] and augmented_views(store, ["debug_audio"]) == []
+    original = load_clips(store, names, "train", 10)
+    view = load_clips(store, names, "train", 10, "aug0")
+    order = np.argsort(original.ids)
+    np.testing.assert_array_equal(view.ids, np.array([f"{c}#aug0" for c in original.ids[order]]))
+    np.testing.assert_allclose(view.features["debug_visual"].astype(np.float32),
+                               original.features["debug_visual"][order].astype(np.float32) + 100, atol=0.1)
+    np.testing.assert_array_equal(view.features["debug_audio"], original.features["debug_audio"][order])
+    assert len(load_views(store, names, "train", 10, True)) == 2 * len(original)
+
+    trained, metrics = run_training(store_with_view, names, 10, HeadConfig(kind="ls", projection_dim=8),
+                                    TrainConfig(epochs=1), tmp_path / "run")
+    test = load_clips(store, names, "test", 10)
+    assert metrics["n_train_clips"] == 2 * len(original) and metrics["n_clips"] == len(test)
+    # the scaler saw both training views and nothing of the test split (leak test)
+    train_visual = np.concatenate([original.features["debug_visual"][original.mask],
+                                   view.features["debug_visual"][view.mask]]).astype(np.float64)
+    np.testing.assert_allclose(load_head(tmp_path / "run" / "model.pt").scaler.mean["debug_visual"],
+                               train_visual.mean(0), rtol=1e-6)
+    _, with_flag = run_training(store_with_view, names, 10, HeadConfig(kind="ls", projection_dim=8),
+                                TrainConfig(epochs=1, evaluate_augmented_views=True), tmp_path / "run2")
+    assert with_flag["n_clips"] == 2 * len(test)
+    assert "iov_from_10_classes" in with_flag and with_flag["iov_from_10_classes"]["classes"] == ["indoor", "outdoor", "vehicle"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "classify", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_predict_cli_writes_dcase_format(tiny_store, tmp_path):
+    out = _run("train", "--store", tiny_store, "--head", "ls", "--projection-dim", "8", "--epochs", "2",
+               "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert "3-class clip accuracy from this 10-class head" in out.stdout
+    out = _run("predict", "--model", str(tmp_path / "run" / "model.pt"), "--store", tiny_store, "--split", "test",
+               "--out", str(tmp_path / "pred.csv"))
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "pred.csv") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    classes = json.loads((tmp_path / "run" / "config.json").read_text())["classes"]
+    assert rows[0] == ["filename", "scene_label", *classes]
+    n_test = len(load_clips(EmbeddingStore.open(tiny_store), ["debug_visual", "debug_audio"], "test", 10))
+    assert len(rows) == 1 + n_test
+    for row in rows[1:]:
+        probs = np.array(row[2:], float)
+        assert row[1] == classes[int(probs.argmax())] and probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_ablation_writes_table_and_reuses_complete_runs(tiny_store, tmp_path):
+    args = ("ablation", "--store", tiny_store, "--epochs", "1", "--projection-dim", "8", "--out", str(tmp_path / "abl"))
+    out = _run(*args)
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "abl" / "ablation.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 9 + 5  # Table 2 (8 variants + the MLP, 10 classes) + LS for VASC-3, VSC-10/3, ASC-10/3
+    runs = [r["run"] for r in table]
+    assert runs[:2] == ["audio-visual-ns-10cls", "audio-visual-ls-10cls"] and "audio-ls-3cls" in runs
+    assert next(r for r in table if r["run"] == "visual-ls-10cls")["paper_clip_acc"] == "94.32"
+    assert "paper, TAU, real weights" in (tmp_path / "abl" / "ablation.md").read_text()
+    assert (tmp_path / "abl" / "ablation.png").exists()
+    stamp = (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns
+    again = _run(*args)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns == stamp
+    assert "reused" in again.stderr
