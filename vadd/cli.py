@@ -9,14 +9,21 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vadd.evaluate import evaluate_vadd
+    from vadd.evaluate import VaddConfig, evaluate_vadd
 
     out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{args.classes}cls"
-    extractors = [n for n in args.extractors.split(",") if n] or None
-    metrics = evaluate_vadd(args.store, args.classes, out, Path(args.protocol) if args.protocol != "generated" else None,
-                            extractors, seed=args.seed)
-    print(f"VADD {args.classes}-class: F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
-          f"recall {metrics['recall']:.4f}  ROC AUC {metrics['roc_auc']}  ({metrics['n_items']} items)")
+    config = VaddConfig(
+        n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
+        extractors=tuple(n for n in args.extractors.split(",") if n),
+        validation_fraction=args.validation_fraction, seed=args.seed,
+    )
+    metrics = evaluate_vadd(args.store, config, out)
+    rule, score = metrics["paper_rule"], metrics["mismatch_score"]
+    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['n_items']} items): paper rule F1 {rule['f1']:.4f} "
+          f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
+    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
+          f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
+    print(f"table: {out / 'metrics.md'}")
     print(f"metrics: {out / 'metrics.json'}")
     return 0
 
@@ -36,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
     ev.add_argument("--store", default="cache/embeddings.zarr")
     ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
-    ev.add_argument("--protocol", default="generated", help="'generated' or a protocol CSV path")
+    ev.add_argument("--protocol", default="generated",
+                    help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
+    ev.add_argument("--lists", default="", help="folder of the official vadd_<C>_{pristine,manipulated}.txt "
+                    "(default $AVSCENE_SHARED/vadd)")
+    ev.add_argument("--validation-fraction", type=float, default=0.2,
+                    help="part of the train split held out (by recording location) to choose the score threshold")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--out", default="")
+    ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")
     ev.set_defaults(func=_cmd_eval)
     demo = sub.add_parser("demo", help="the whole pipeline on a small synthetic dataset")
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
