@@ -28,6 +28,36 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, write_timeline_png
+
+    if bool(args.video) == bool(args.batch):
+        raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
+    heads = Path(args.heads) if args.heads else default_heads_dir()
+    logger.info("heads: %s", heads)
+    checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    if args.batch:
+        out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
+        rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
+        failed = sum(1 for r in rows if r["error"])
+        print(f"{len(rows)} videos, {failed} failed, {sum(r['verdict'] == 'manipulated' for r in rows)} flagged manipulated")
+        print(f"csv: {out}")
+        return 0
+    result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
+    out = Path(args.out) if args.out else Path("cache/check") / Path(args.video).stem
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.to_dict()
+    (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_timeline_png(out / "timeline.png", result)
+    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.4f} (threshold {summary['threshold']:.4f}); "
+          f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
+    print(f"timeline: {out / 'timeline.png'}")
+    print(f"json: {out / 'check.json'}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vadd.demo import run_demo
 
@@ -53,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")
     ev.set_defaults(func=_cmd_eval)
+    check = sub.add_parser("check", help="does a video's picture match its sound? (JSON + PNG timeline)")
+    check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")
+    check.add_argument("--audio", default="", help="check the video against this audio file instead of its soundtrack")
+    check.add_argument("--batch", default="", help="a folder of videos, or a CSV with columns video[,audio]")
+    check.add_argument("--heads", default="", help="a `vadd eval` run folder (default cache/runs/vadd-10cls, "
+                       "else cache/demo/runs/vadd-10cls)")
+    check.add_argument("--out", default="", help="output folder (default cache/check/<video stem>) or batch CSV "
+                       "(default cache/check/batch.csv)")
+    check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
+    check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    check.set_defaults(func=_cmd_check)
     demo = sub.add_parser("demo", help="the whole pipeline on a small synthetic dataset")
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     demo.add_argument("--clips-per-scene", type=int, default=10)
