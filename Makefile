@@ -11,9 +11,13 @@ DEVICE ?= auto
 CLASSES ?= 10
 SHARD ?= 0/1
 PROTOCOL ?= generated
+VADD_OUT ?=
+VIDEO ?=
+AUDIO ?=
+HEADS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test extract weights-list weights-import weights train-ls vadd-eval real-audio-check info clean-demo
+.PHONY: help install demo test extract weights-list weights-import weights train-ls vadd-eval vadd-check real-audio-check info clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -50,8 +54,12 @@ weights: $(STAMP) ## EXTRACTORS=...: download official weights (needs internet)
 train-ls: $(STAMP) ## baseline head on STORE, CLASSES=10|3 (replaced by the LS head of #4)
 	$(PY) -m classify train --store $(STORE) --classes $(CLASSES)
 
-vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|<csv>
-	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL)
+vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE -> cache/runs/vadd-<C>cls
+	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) \
+		--out $(or $(VADD_OUT),cache/runs/vadd-$(CLASSES)cls)
+
+vadd-check: $(STAMP) ## VIDEO=... [AUDIO=...] [HEADS=run folder]: does the picture match the sound? JSON + PNG
+	$(PY) -m vadd check "$(VIDEO)" $(if $(AUDIO),--audio "$(AUDIO)") $(if $(HEADS),--heads "$(HEADS)")
 
 real-audio-check: $(STAMP) ## efficientat on the 42 real TAU wavs: train on 32 fold1_train, score 10 fold1_evaluate
 	$(PY) -m extract tau-audio-manifest --audio $${AVSCENE_SHARED:-../shared}/tau/audio --out cache/real-audio
