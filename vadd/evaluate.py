@@ -76,19 +76,19 @@ def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -
     return out
 
 
-def build_test_protocol(config: VaddConfig, store: EmbeddingStore, test_ids: list[str], test_scenes: list[str]) -> list[ProtocolItem]:
-    """The items to score: generated on the test split, the official lists, or a protocol CSV."""
+def fixed_protocol(config: VaddConfig, store: EmbeddingStore) -> list[ProtocolItem] | None:
+    """The official lists or a protocol CSV, checked against the store's test split; None for ``generated``."""
     if config.protocol == "generated":
-        return generate_protocol(test_ids, test_scenes, config.n_classes, config.seed)
+        return None
     if config.protocol == "official":
         items = official_protocol(Path(config.lists_dir) if config.lists_dir else default_lists_dir(), config.n_classes)
     else:
         items = read_protocol_csv(Path(config.protocol))
     needed = {i.video_clip for i in items} | {i.audio_clip for i in items}
-    missing = sorted(needed - set(test_ids))
+    test_ids = set(store.clips.ids[store.clips.splits == "test"].tolist())
+    missing = sorted(needed - test_ids)
     if missing:
-        in_store = set(store.clips.ids.tolist())
-        elsewhere = [c for c in missing if c in in_store]
+        elsewhere = [c for c in missing if c in set(store.clips.ids.tolist())]
         hint = (" PROTOCOL=official needs a TAU Urban Audio-Visual Scenes 2021 store whose test split is fold1_evaluate."
                 if config.protocol == "official" else "")
         raise ValueError(
@@ -107,6 +107,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     """
     store = EmbeddingStore.open(store_location)
     modalities = extractors_by_modality(store, config.extractors)
+    items = fixed_protocol(config, store)  # checked before any training
     clips = store.clips
     train_rows = np.flatnonzero(clips.splits == "train")
     held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
@@ -131,9 +132,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     classes = heads["visual"].classes
 
     threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, classes)
-    test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
-    label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
-    items = build_test_protocol(config, store, test_ids, [label_of[i] for i in test_ids])
+    if items is None:
+        test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
+        label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
+        items = generate_protocol(test_ids, [label_of[i] for i in test_ids], config.n_classes, config.seed)
     if not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
     scores = score_items(items, test_pred["visual"], test_pred["audio"])
