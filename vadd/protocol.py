@@ -8,6 +8,7 @@ number. It is written as an explicit CSV, the format the loader reads back.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections import defaultdict
 from dataclasses import astuple, dataclass, fields
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from extract.manifest import SCENE_TO_IOV
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_COLUMNS = ("video_clip", "audio_clip", "video_label", "audio_label", "manipulated")
 
@@ -79,7 +82,8 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
 
     Holding out locations (as TAU's train/evaluate split does) keeps the validation part from being
     easier than the test split. Locations are taken in a seeded order while the scene's held-out count
-    stays <= ``ceil(fraction * n_scene)``; a scene keeps at least one location for training.
+    stays <= ``ceil(fraction * n_scene)``; a scene keeps at least one location for training. A scene where
+    no location fits (a single location, as in tiny stores) holds out single clips instead, with a warning.
 
     Returns:
         bool ``(len(ids),)``, True for validation clips.
@@ -88,6 +92,7 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     held = np.zeros(len(ids), bool)
+    by_clip: list[str] = []
     for scene in sorted(set(scenes)):
         rows = [i for i, s in enumerate(scenes) if s == scene]
         by_location: dict[str, list[int]] = defaultdict(list)
@@ -100,6 +105,12 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
             if taken + size <= target:
                 held[by_location[locations[j]]] = True
                 taken += size
+        if taken == 0 and len(rows) > 1:  # one location, or every location too big: hold out single clips
+            held[rng.permutation(rows)[: min(target, len(rows) - 1)]] = True
+            by_clip.append(scene)
+    if by_clip:
+        logger.warning("validation hold-out by single clips (not whole locations) for %d scenes with too few "
+                       "locations: %s", len(by_clip), ", ".join(by_clip))
     return held
 
 
