@@ -11,10 +11,16 @@ DEVICE ?= auto
 CLASSES ?= 10
 SHARD ?= 0/1
 PROTOCOL ?= generated
+VADD_OUT ?=
+VIDEO ?=
+AUDIO ?=
+HEADS ?=
 PYTEST_ARGS ?=
 EPOCHS ?= 10
+HEAD ?= ls
+PRESET ?= adam
 
-.PHONY: help install demo test extract weights-list weights-import weights train-ls vadd-eval real-audio-check info clean-demo
+.PHONY: help install demo test extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -52,11 +58,21 @@ weights-import: $(STAMP) ## copy real weights from $(AVSCENE_SHARED)/weights (de
 weights: $(STAMP) ## EXTRACTORS=...: download official weights (needs internet)
 	$(PY) -m extract weights fetch $(subst $(comma), ,$(EXTRACTORS))
 
-train-ls: $(STAMP) ## baseline head on STORE, CLASSES=10|3 (replaced by the LS head of #4)
-	$(PY) -m classify train --store $(STORE) --classes $(CLASSES)
+train-ls: $(STAMP) ## the paper's LS head on STORE, CLASSES=10|3 [PRESET=adam] -> cache/runs/ls-<C>cls
+	$(PY) -m classify train --store $(STORE) --classes $(CLASSES) --head ls --preset $(PRESET)
 
-vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|<csv>
-	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL)
+train: $(STAMP) ## HEAD=ls|ns|es|ms|...|mlp PRESET=paper-text|paper-code|adam|adam-mixup CLASSES=10|3 on STORE
+	$(PY) -m classify train --store $(STORE) --classes $(CLASSES) --head $(HEAD) --preset $(PRESET)
+
+ablation: $(STAMP) ## Table 2 rows + VASC/ASC/VSC, 10 and 3 classes, beside the paper -> cache/runs/ablation
+	$(PY) -m classify ablation --store $(STORE) --preset $(PRESET)
+
+vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE -> cache/runs/vadd-<C>cls
+	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) \
+		--out $(or $(VADD_OUT),cache/runs/vadd-$(CLASSES)cls)
+
+vadd-check: $(STAMP) ## VIDEO=... [AUDIO=...] [HEADS=run folder]: does the picture match the sound? JSON + PNG
+	$(PY) -m vadd check "$(VIDEO)" $(if $(AUDIO),--audio "$(AUDIO)") $(if $(HEADS),--heads "$(HEADS)")
 
 real-audio-check: $(STAMP) ## efficientat on the 42 real TAU wavs: train on 32 fold1_train, score 10 fold1_evaluate
 	$(PY) -m extract weights import $${AVSCENE_SHARED:-../shared}/weights efficientat_mn04.audioset

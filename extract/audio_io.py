@@ -7,6 +7,7 @@ message starts with the file path.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -102,27 +103,78 @@ def audio_info(path: Path) -> tuple[int, int, int]:
     return rate_hz, n_frames, n_channels
 
 
-def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream to float32 planar ``(channels, samples)`` at its decoded rate."""
+def _pyav_chunks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
+    """Decode the first audio stream frame by frame: float32 planar ``(channels, samples)`` and its rate."""
     container, stream = _open_audio_container(path)
     resampler: av.AudioResampler | None = None
     rate_hz = 0
-    chunks: list[np.ndarray] = []
+    reached = 0  # samples per channel yielded so far
     with container:
         try:
             for frame in container.decode(stream):
                 if resampler is None:  # set up from decoded frames: HE-AAC headers may state half the rate
                     rate_hz = int(frame.sample_rate)
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate_hz)
-                chunks.extend(converted.to_ndarray() for converted in resampler.resample(frame))
+                for converted in resampler.resample(frame):
+                    chunk = converted.to_ndarray()
+                    reached += chunk.shape[1]
+                    yield chunk, rate_hz
             if resampler is not None:
-                chunks.extend(converted.to_ndarray() for converted in resampler.resample(None))
+                for converted in resampler.resample(None):
+                    yield converted.to_ndarray(), rate_hz
         except (av.FFmpegError, ValueError) as err:  # ValueError: the resampler refuses a mid-stream format change
-            reached_s = sum(chunk.shape[1] for chunk in chunks) / rate_hz if rate_hz else 0.0
+            reached_s = reached / rate_hz if rate_hz else 0.0
             raise MediaError(f"{path}: audio decode error at {reached_s:.2f} s ({err})") from err
+
+
+def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream to float32 planar ``(channels, samples)`` at its decoded rate."""
+    chunks, rate_hz = [], 0
+    for chunk, rate_hz in _pyav_chunks(path):
+        chunks.append(chunk)
     if not chunks:
         raise MediaError(f"{path}: no audio samples")
     return np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32), rate_hz
+
+
+def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield a file's audio in consecutive blocks of ``block_seconds`` at its native rate (the last may be short).
+
+    The bounded-memory form of :func:`load_audio`: at most about one block is held at a time, so a
+    2-hour soundtrack is never loaded at once.
+
+    Yields:
+        ``(waveform, sample_rate_hz)``: float32 ``(channels, samples)`` in [-1, 1].
+
+    Raises:
+        ValueError: ``block_seconds`` < 1.
+        MediaError: missing file, unreadable or not media, no audio stream, or no samples.
+    """
+    if block_seconds < 1:
+        raise ValueError(f"block_seconds must be >= 1, got {block_seconds}")
+    path = Path(path)
+    _check_exists(path)
+    header = _sf_header(path)
+    if header is not None:
+        try:
+            with sf.SoundFile(str(path)) as f:
+                for block in f.blocks(blocksize=block_seconds * header[0], dtype="float32", always_2d=True):
+                    yield np.ascontiguousarray(block.T), header[0]
+        except sf.LibsndfileError as err:
+            raise MediaError(f"{path}: unreadable audio ({err})") from err
+        return
+    pending: list[np.ndarray] = []
+    held, rate_hz = 0, 0
+    for chunk, rate_hz in _pyav_chunks(path):
+        pending.append(chunk)
+        held += chunk.shape[1]
+        block = block_seconds * rate_hz
+        while held >= block:
+            joined = np.concatenate(pending, axis=1)
+            yield np.ascontiguousarray(joined[:, :block], dtype=np.float32), rate_hz
+            pending, held = [joined[:, block:]], held - block
+    if held:
+        yield np.ascontiguousarray(np.concatenate(pending, axis=1), dtype=np.float32), rate_hz
 
 
 def load_audio(path: Path) -> tuple[np.ndarray, int]:

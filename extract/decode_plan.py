@@ -32,7 +32,7 @@ class DecodePlan:
     def for_specs(cls, specs: list[ExtractorSpec]) -> "DecodePlan":
         return cls(
             frozenset(s.visual.frame_size for s in specs if s.visual),
-            frozenset(_audio_format(s) for s in specs if s.audio),
+            frozenset(audio_format(s) for s in specs if s.audio),
         )
 
 
@@ -50,14 +50,18 @@ class DecodedClip:
         return self.errors.get(spec.modality)
 
     def input_for(self, spec: ExtractorSpec) -> np.ndarray:
-        if spec.visual is not None:
-            return self.frames[spec.visual.frame_size]
-        return self.audio[_audio_format(spec)]
+        return self.frames[spec.visual.frame_size] if spec.visual is not None else self.audio[audio_format(spec)]
 
 
-def _audio_format(spec: ExtractorSpec) -> AudioFormat:
+def audio_format(spec: ExtractorSpec) -> AudioFormat:
+    """The decoded audio an audio extractor reads."""
     assert spec.audio is not None
     return (spec.audio.sample_rate_hz, spec.audio.channels, spec.audio.context_samples)
+
+
+def input_key(spec: ExtractorSpec) -> ImageSize | AudioFormat:
+    """Key of ``spec``'s input among decoded inputs: its frame size, or its audio format."""
+    return spec.visual.frame_size if spec.visual is not None else audio_format(spec)
 
 
 def audio_source(clip: Clip):

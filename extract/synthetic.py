@@ -80,8 +80,13 @@ def write_video(
     gop: int = 30,
     audio: np.ndarray | None = None,
     audio_rate_hz: int = 48_000,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
 ) -> None:
-    """Encode an H.264 (libx264, yuv420p) mp4 with a keyframe exactly every ``gop`` frames.
+    """Encode a video (H.264 + AAC by default, yuv420p) with a keyframe exactly every ``gop`` frames.
+
+    The container follows the file suffix (mp4, mov, mkv, avi, webm, ...); pick codecs it accepts
+    (webm: ``libvpx-vp9`` + ``libopus`` at 48 kHz; avi: ``mpeg4`` + ``mp3``).
 
     Args:
         path: Output ``.mp4``.
@@ -93,6 +98,8 @@ def write_video(
         gop: Keyframe interval in frames; scene-cut keyframes are disabled.
         audio: Optional float32 ``(channels, samples)`` in [-1, 1], 1 or 2 channels, encoded as AAC.
         audio_rate_hz: Sample rate of ``audio``.
+        video_codec: PyAV encoder name; x264 options (no scene-cut keyframes) apply to ``libx264`` only.
+        audio_codec: PyAV encoder name.
 
     Raises:
         ValueError: on odd sizes, a non-positive count or rate, or a bad audio shape.
@@ -107,16 +114,13 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        video = container.add_stream(
-            "libx264",
-            rate=Fraction(fps),
-            options={"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"},
-        )
+        x264 = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        video = container.add_stream(video_codec, rate=Fraction(fps), options=x264 if video_codec == "libx264" else {})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.gop_size = gop
         sound = None
         if audio is not None:
-            sound = container.add_stream("aac", rate=audio_rate_hz)
+            sound = container.add_stream(audio_codec, rate=audio_rate_hz)
             sound.layout = "mono" if audio.shape[0] == 1 else "stereo"
         for index in range(n_frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(get_frame(index), dtype=np.uint8), format="rgb24")
@@ -126,8 +130,9 @@ def write_video(
         container.mux(video.encode(None))
         if sound is not None:
             samples = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
-            for start in range(0, samples.shape[1], AAC_FRAME_SAMPLES):
-                chunk = np.ascontiguousarray(samples[:, start : start + AAC_FRAME_SAMPLES])
+            step = sound.codec_context.frame_size or AAC_FRAME_SAMPLES
+            for start in range(0, samples.shape[1], step):
+                chunk = np.ascontiguousarray(samples[:, start : start + step])
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout.name)
                 frame.sample_rate, frame.pts, frame.time_base = audio_rate_hz, start, Fraction(1, audio_rate_hz)
                 container.mux(sound.encode(frame))

@@ -224,6 +224,51 @@ def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation
     return rgb[top : top + crop_px, left : left + crop_px]
 
 
+def iter_frames(
+    path: Path,
+    times_s: Sequence[float],
+    sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
+    strategy: Literal["auto", "seek", "sequential"] = "auto",
+    info: VideoInfo | None = None,
+) -> Iterator[tuple[int, dict[tuple, np.ndarray]]]:
+    """Yield ``(index into times_s, {size: uint8 (crop_px, crop_px, 3)})`` in time order, one frame at a time.
+
+    The bounded-memory form of :func:`read_frames` (same arguments, same frames): a caller can embed
+    frames in chunks of seconds and drop them, however long the video. ``info`` skips the probe.
+    """
+    path = Path(path)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    for size in sizes:
+        shorter_px, crop_px, *interpolation = size
+        if not 0 < crop_px <= shorter_px:
+            raise ValueError(
+                f"size (resize_shorter_px, crop_px) needs 0 < crop_px <= resize_shorter_px, got {(shorter_px, crop_px)}"
+            )
+        if interpolation and interpolation[0] not in SWSCALE_FILTERS:
+            raise ValueError(f"size {size}: interpolation must be one of {tuple(SWSCALE_FILTERS)}")
+    info = info or probe_video(path)
+    if strategy == "auto":
+        strategy = choose_strategy(info, times_s) if times_s else "sequential"
+    order = sorted(range(len(times_s)), key=lambda i: times_s[i])
+    seeks, _ = _plan(info, [times_s[i] for i in order], seek=strategy == "seek")
+    with _open(path) as container:
+        stream = _video_stream(path, container)
+        stream.thread_type = "AUTO"
+        cursor = _Cursor(container, stream)
+        converted: tuple[av.VideoFrame | None, dict[tuple, np.ndarray]] = (None, {})
+        try:
+            for i, do_seek in zip(order, seeks):
+                if do_seek:
+                    cursor.seek(_keyframe_before(info, times_s[i]))
+                frame = cursor.frame_at(times_s[i])
+                if converted[0] is not frame:
+                    converted = (frame, {size: _to_array(frame, *size) for size in sizes})
+                yield i, converted[1]
+        except (av.FFmpegError, MediaError) as err:
+            raise MediaError(f"{path}: decode error at {cursor.reached_s:.2f} s ({err})") from err
+
+
 def read_frames(
     path: Path,
     times_s: Sequence[float],
@@ -252,37 +297,8 @@ def read_frames(
         ValueError: on a bad strategy or size.
         MediaError: missing, unreadable or undecodable file (with the time reached), no video stream.
     """
-    path = Path(path)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    for size in sizes:
-        shorter_px, crop_px, *interpolation = size
-        if not 0 < crop_px <= shorter_px:
-            raise ValueError(
-                f"size (resize_shorter_px, crop_px) needs 0 < crop_px <= resize_shorter_px, got {(shorter_px, crop_px)}"
-            )
-        if interpolation and interpolation[0] not in SWSCALE_FILTERS:
-            raise ValueError(f"size {size}: interpolation must be one of {tuple(SWSCALE_FILTERS)}")
-    info = probe_video(path)
-    if strategy == "auto":
-        strategy = choose_strategy(info, times_s) if times_s else "sequential"
-    order = sorted(range(len(times_s)), key=lambda i: times_s[i])
-    seeks, _ = _plan(info, [times_s[i] for i in order], seek=strategy == "seek")
     out = {size: np.empty((len(times_s), size[1], size[1], 3), dtype=np.uint8) for size in sizes}
-    with _open(path) as container:
-        stream = _video_stream(path, container)
-        stream.thread_type = "AUTO"
-        cursor = _Cursor(container, stream)
-        converted: tuple[av.VideoFrame | None, dict[tuple[int, int], np.ndarray]] = (None, {})
-        try:
-            for i, do_seek in zip(order, seeks):
-                if do_seek:
-                    cursor.seek(_keyframe_before(info, times_s[i]))
-                frame = cursor.frame_at(times_s[i])
-                if converted[0] is not frame:
-                    converted = (frame, {size: _to_array(frame, *size) for size in sizes})
-                for size in sizes:
-                    out[size][i] = converted[1][size]
-        except (av.FFmpegError, MediaError) as err:
-            raise MediaError(f"{path}: decode error at {cursor.reached_s:.2f} s ({err})") from err
+    for i, arrays in iter_frames(path, times_s, sizes, strategy):
+        for size in sizes:
+            out[size][i] = arrays[size]
     return out

@@ -6,8 +6,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vadd.protocol import ProtocolItem, generate_protocol, read_protocol_csv, write_protocol_csv
-from vadd.score import ModalityPredictions, score_items, vadd_metrics
+from vadd.protocol import (
+    ProtocolItem,
+    generate_protocol,
+    read_protocol_csv,
+    recording_location,
+    validation_rows,
+    write_protocol_csv,
+)
+from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
 
 SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
           "street_pedestrian", "street_traffic", "tram"]
@@ -40,6 +47,32 @@ def test_protocol_csv_round_trip_and_malformed_line(tmp_path):
     (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"bad.csv:4"):
         read_protocol_csv(tmp_path / "bad.csv")
+    lines[3] = "c1,c2,park,park,0"  # a pristine row naming two clips is a swap in disguise
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bad.csv:4: a pristine row"):
+        read_protocol_csv(tmp_path / "bad.csv")
+
+
+def test_generated_protocol_is_balanced_per_class():
+    ids = [f"clip{i}" for i in range(200)]
+    scenes = [SCENES[i % 10] for i in range(200)]
+    items = generate_protocol(ids, scenes, 10, seed=0)
+    pristine = Counter(i.video_label for i in items if not i.manipulated)
+    manipulated = Counter(i.video_label for i in items if i.manipulated)
+    assert len(items) == 200 and sum(pristine.values()) == sum(manipulated.values()) == 100
+    assert max(pristine.values()) - min(pristine.values()) <= 2 and set(manipulated) == set(SCENES)
+
+
+def test_validation_rows_hold_out_whole_locations_reproducibly():
+    ids = [f"{s}-lyon-{loc}-{seg}" for s in SCENES for loc in range(5) for seg in range(4)]
+    scenes = [i.split("-")[0] for i in ids]
+    held = validation_rows(ids, scenes, 0.2, seed=1)
+    assert held.tolist() == validation_rows(ids, scenes, 0.2, seed=1).tolist()
+    assert held.sum() == 10 * 4  # one 4-clip location of each scene: ceil(0.2 * 20) = 4
+    held_locations = {recording_location(i) for i, h in zip(ids, held) if h}
+    assert all(h == (recording_location(i) in held_locations) for i, h in zip(ids, held))
+    with pytest.raises(ValueError, match="fraction"):
+        validation_rows(ids, scenes, 1.0)
 
 
 def one_hot(classes: list[int], k: int = 3, seconds: int = 4) -> np.ndarray:
@@ -64,9 +97,26 @@ def test_scoring_hand_built_known_answer():
     assert scores.predicted.tolist() == [False, True, True, False]
     assert scores.mismatch.tolist() == [0.0, 1.0, 1.0, 0.0]
     m = vadd_metrics(scores, ("p", "q", "r"))
-    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5 and m["accuracy"] == 0.5
-    assert m["roc_auc"] == 0.5
-    assert m["false_alarm_class_pairs"] == [{"visual": "q", "audio": "r", "count": 1}]
+    rule = m["paper_rule"]
+    assert rule["precision"] == 0.5 and rule["recall"] == 0.5 and rule["f1"] == 0.5 and rule["accuracy"] == 0.5
+    assert m["mismatch_score"]["roc_auc"] == 0.5
+    assert rule["false_alarm_class_pairs"] == [{"visual": "q", "audio": "r", "count": 1}]
+    assert rule["missed_class_pairs"] == [{"video_label": "x", "audio_label": "w", "count": 1}]
+
+
+def test_continuous_score_known_auc_ap_and_threshold():
+    items = [ProtocolItem(f"v{i}", f"a{i}", "x", "y", t) for i, t in enumerate([False, False, True, True])]
+    mismatch = np.array([0.1, 0.4, 0.35, 0.8])
+    scores = ItemScores(items, np.zeros(4, int), np.zeros(4, int), np.zeros(4, bool), mismatch, [])
+    # of the 4 (manipulated, pristine) pairs only (0.35, 0.4) is misordered: AUC 3/4
+    threshold = f1_optimal_threshold(np.array([False, False, True, True]), mismatch)
+    assert threshold == 0.35  # flags 0.35, 0.4, 0.8: precision 2/3, recall 1 -> F1 0.8, the best possible here
+    m = vadd_metrics(scores, ("p",), threshold)["mismatch_score"]
+    assert m["roc_auc"] == 0.75
+    assert m["average_precision"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["f1"] == pytest.approx(0.8) and m["recall"] == 1.0
+    with pytest.raises(ValueError, match="both pristine and manipulated"):
+        f1_optimal_threshold(np.array([True, True]), np.array([0.1, 0.2]))
 
 
 def test_scoring_aligns_on_the_shorter_clip():

@@ -9,15 +9,52 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vadd.evaluate import evaluate_vadd
+    from vadd.evaluate import VaddConfig, evaluate_vadd
 
     out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{args.classes}cls"
-    extractors = [n for n in args.extractors.split(",") if n] or None
-    metrics = evaluate_vadd(args.store, args.classes, out, Path(args.protocol) if args.protocol != "generated" else None,
-                            extractors, seed=args.seed)
-    print(f"VADD {args.classes}-class: F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
-          f"recall {metrics['recall']:.4f}  ROC AUC {metrics['roc_auc']}  ({metrics['n_items']} items)")
+    config = VaddConfig(
+        n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
+        extractors=tuple(n for n in args.extractors.split(",") if n),
+        validation_fraction=args.validation_fraction, seed=args.seed,
+    )
+    metrics = evaluate_vadd(args.store, config, out)
+    rule, score = metrics["paper_rule"], metrics["mismatch_score"]
+    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['n_items']} items): paper rule F1 {rule['f1']:.4f} "
+          f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
+    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
+          f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
+    print(f"table: {out / 'metrics.md'}")
     print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, write_timeline_png
+
+    if bool(args.video) == bool(args.batch):
+        raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
+    heads = Path(args.heads) if args.heads else default_heads_dir()
+    logger.info("heads: %s", heads)
+    checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    if args.batch:
+        out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
+        rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
+        failed = sum(1 for r in rows if r["error"])
+        print(f"{len(rows)} videos, {failed} failed, {sum(r['verdict'] == 'manipulated' for r in rows)} flagged manipulated")
+        print(f"csv: {out}")
+        return 0
+    result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
+    out = Path(args.out) if args.out else Path("cache/check") / Path(args.video).stem
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.to_dict()
+    (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_timeline_png(out / "timeline.png", result)
+    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.4f} (threshold {summary['threshold']:.4f}); "
+          f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
+    print(f"timeline: {out / 'timeline.png'}")
+    print(f"json: {out / 'check.json'}")
     return 0
 
 
@@ -36,11 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
     ev.add_argument("--store", default="cache/embeddings.zarr")
     ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
-    ev.add_argument("--protocol", default="generated", help="'generated' or a protocol CSV path")
+    ev.add_argument("--protocol", default="generated",
+                    help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
+    ev.add_argument("--lists", default="", help="folder of the official vadd_<C>_{pristine,manipulated}.txt "
+                    "(default $AVSCENE_SHARED/vadd)")
+    ev.add_argument("--validation-fraction", type=float, default=0.2,
+                    help="part of the train split held out (by recording location) to choose the score threshold")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--out", default="")
+    ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")
     ev.set_defaults(func=_cmd_eval)
+    check = sub.add_parser("check", help="does a video's picture match its sound? (JSON + PNG timeline)")
+    check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")
+    check.add_argument("--audio", default="", help="check the video against this audio file instead of its soundtrack")
+    check.add_argument("--batch", default="", help="a folder of videos, or a CSV with columns video[,audio]")
+    check.add_argument("--heads", default="", help="a `vadd eval` run folder (default cache/runs/vadd-10cls, "
+                       "else cache/demo/runs/vadd-10cls)")
+    check.add_argument("--out", default="", help="output folder (default cache/check/<video stem>) or batch CSV "
+                       "(default cache/check/batch.csv)")
+    check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
+    check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    check.set_defaults(func=_cmd_check)
     demo = sub.add_parser("demo", help="the whole pipeline on a small synthetic dataset")
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     demo.add_argument("--clips-per-scene", type=int, default=10)

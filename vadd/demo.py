@@ -18,7 +18,7 @@ from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import EmbeddingStore
 from extract.weights import import_dir
-from vadd.evaluate import evaluate_vadd
+from vadd.evaluate import VaddConfig, evaluate_vadd
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
     summary = run_extraction(RunConfig(data=data, store=store, extractors=extractors, device=device))
     for line in summary.lines():
         logger.info("%s", line)
-    _, avsc = run_training(store, list(extractors), 10, HeadConfig(), TrainConfig(), out_dir / "runs" / "avsc-10cls")
-    vadd = evaluate_vadd(store, 10, out_dir / "runs" / "vadd-10cls")
+    _, avsc = run_training(store, list(extractors), 10, HeadConfig(kind="ls"), TrainConfig(), out_dir / "runs" / "avsc-10cls")
+    vadd = evaluate_vadd(store, VaddConfig(n_classes=10), out_dir / "runs" / "vadd-10cls")
     opened = EmbeddingStore.open(store)
     report = {
         "data": f"SYNTHETIC TAU-layout dataset at {data} ({clips_per_scene} clips x 10 scenes x {seconds} s)",
@@ -64,7 +64,8 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
                         else "random-init") for n in extractors},
         "weights_id": {n: opened.group_attrs(n)["weights"] for n in extractors},
         "avsc": {k: avsc[k] for k in ("clip_accuracy", "second_accuracy", "clip_accuracy_mean_proba", "n_clips")},
-        "vadd": {k: vadd[k] for k in ("f1", "precision", "recall", "accuracy", "roc_auc", "n_items")},
+        "vadd": {**{k: vadd["paper_rule"][k] for k in ("f1", "precision", "recall", "accuracy")},
+                 "roc_auc": vadd["mismatch_score"]["roc_auc"], "n_items": vadd["n_items"]},
         "extraction": {"done": dict(summary.done), "failed": dict(summary.failed), "skipped": dict(summary.skipped)},
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -1,21 +1,71 @@
-"""``vadd eval``: train VSC and ASC heads on the train split, score a protocol on the test split."""
+"""``vadd eval``: train VSC and ASC heads on the train split, pick a threshold on validation, score a test protocol.
+
+The train split is divided (seeded, by recording location) into a fitting part and a validation part.
+The visual-only (VSC), audio-only (ASC) and audio-visual (VASC, for the comparison table only) heads are
+fitted on the fitting part; a generated protocol on the validation part chooses the F1-optimal
+mismatch-score threshold; the test protocol (generated on the test split, the official lists, or a CSV)
+is scored once. No protocol clip is ever used for training or for the threshold.
+"""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from classify.data import load_clips
 from classify.heads import HeadConfig
+from classify.metrics import classification_metrics
+from classify.persist import save_head
 from classify.run import write_json
-from classify.train import TrainConfig, train_head
+from classify.train import TrainConfig, TrainedHead, train_head
 from extract.store import EmbeddingStore
-from vadd.protocol import generate_protocol, read_protocol_csv, write_protocol_csv
-from vadd.score import ModalityPredictions, score_items, vadd_metrics
+from vadd.official import default_lists_dir, official_protocol
+from vadd.protocol import ProtocolItem, generate_protocol, read_protocol_csv, validation_rows, write_protocol_csv
+from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores
+from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_HEAD = HeadConfig(kind="ls")  # the paper's late self-attention head
+HEADS_FILE = "heads.json"
 
-def extractors_by_modality(store: EmbeddingStore, names: list[str] | None = None) -> dict[str, list[str]]:
+
+@dataclass(frozen=True)
+class VaddConfig:
+    """One VADD evaluation. ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``) or a CSV path."""
+
+    n_classes: int = 10
+    protocol: str = "generated"
+    lists_dir: str = ""  # "" = $AVSCENE_SHARED/vadd
+    extractors: tuple[str, ...] = ()  # () = every extractor in the store
+    head: HeadConfig = field(default_factory=lambda: DEFAULT_HEAD)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validation_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_classes not in (10, 3):
+            raise ValueError(f"n_classes must be 10 or 3, got {self.n_classes}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["extractors"] = list(self.extractors)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VaddConfig":
+        data = dict(data)
+        data["head"] = HeadConfig.from_dict(data["head"])
+        data["train"] = TrainConfig.from_dict(data["train"])
+        data["extractors"] = tuple(data["extractors"])
+        return cls(**data)
+
+
+def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Split the store's (or the given) extractors into visual and audio ones, from their stored specs."""
     out: dict[str, list[str]] = {"visual": [], "audio": []}
     for name in names or store.extractor_names():
@@ -26,54 +76,134 @@ def extractors_by_modality(store: EmbeddingStore, names: list[str] | None = None
     return out
 
 
-def evaluate_vadd(
-    store_location: str,
-    n_classes: int,
-    out_dir: Path,
-    protocol_csv: Path | None = None,
-    extractors: list[str] | None = None,
-    head_config: HeadConfig = HeadConfig(),
-    train_config: TrainConfig = TrainConfig(),
-    seed: int = 0,
-) -> dict:
-    """Run the VADD evaluation; writes protocol.csv, item_scores.csv, metrics.json and config.json."""
-    store = EmbeddingStore.open(store_location)
-    modalities = extractors_by_modality(store, extractors)
-    predictions, fingerprints = {}, {}
-    for modality, names in modalities.items():
-        head = train_head(load_clips(store, names, "train", n_classes), head_config, train_config)
-        test = load_clips(store, names, "test", n_classes)
-        predictions[modality] = ModalityPredictions.from_head(head, test)
-        fingerprints.update(head.fingerprints)
-        classes = head.classes
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if protocol_csv is None:
-        test_ids = sorted(set(predictions["visual"].probs) & set(predictions["audio"].probs))
-        label_of = dict(zip(store.clips.ids, store.clips.labels))
-        items = generate_protocol(test_ids, [label_of[i] for i in test_ids], n_classes, seed)
-        write_protocol_csv(out_dir / "protocol.csv", items)
+def fixed_protocol(config: VaddConfig, store: EmbeddingStore) -> list[ProtocolItem] | None:
+    """The official lists or a protocol CSV, checked against the store's test split; None for ``generated``."""
+    if config.protocol == "generated":
+        return None
+    if config.protocol == "official":
+        items = official_protocol(Path(config.lists_dir) if config.lists_dir else default_lists_dir(), config.n_classes)
     else:
-        items = read_protocol_csv(protocol_csv)
+        items = read_protocol_csv(Path(config.protocol))
+    needed = {i.video_clip for i in items} | {i.audio_clip for i in items}
+    test_ids = set(store.clips.ids[store.clips.splits == "test"].tolist())
+    missing = sorted(needed - test_ids)
+    if missing:
+        elsewhere = [c for c in missing if c in set(store.clips.ids.tolist())]
+        hint = (" PROTOCOL=official needs a TAU Urban Audio-Visual Scenes 2021 store whose test split is fold1_evaluate."
+                if config.protocol == "official" else "")
+        raise ValueError(
+            f"{store.location}: {len(missing)} of the {len(needed)} protocol clips are not in the store's test split "
+            f"({len(elsewhere)} of them are in another split), e.g. {', '.join(missing[:10])}.{hint}"
+        )
+    return items
+
+
+def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dict:
+    """Run the VADD evaluation and write its run folder; returns the metrics.
+
+    Writes ``protocol.csv`` (explicit items), ``validation_protocol.csv``, ``item_scores.csv``,
+    ``second_scores.csv``, ``metrics.json``, ``metrics.md``, ``roc.png``, ``config.json``, and the heads
+    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``.
+    """
+    store = EmbeddingStore.open(store_location)
+    modalities = extractors_by_modality(store, config.extractors)
+    items = fixed_protocol(config, store)  # checked before any training
+    clips = store.clips
+    train_rows = np.flatnonzero(clips.splits == "train")
+    held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
+                           config.validation_fraction, config.seed)
+    validation_ids = set(clips.ids[train_rows][held].tolist())
+
+    heads: dict[str, TrainedHead] = {}
+    val_pred: dict[str, ModalityPredictions] = {}
+    test_pred: dict[str, ModalityPredictions] = {}
+    accuracy: dict[str, float | None] = {}
+    for key, names in (("visual", modalities["visual"]), ("audio", modalities["audio"]),
+                       ("audio_visual", modalities["visual"] + modalities["audio"])):
+        train = load_clips(store, names, "train", config.n_classes)
+        in_val = np.isin(train.ids, list(validation_ids))
+        head = train_head(train.subset(np.flatnonzero(~in_val)), config.head, config.train)
+        test = load_clips(store, names, "test", config.n_classes)
+        accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
+        if key != "audio_visual":
+            heads[key] = head
+            val_pred[key] = ModalityPredictions.from_head(head, train.subset(np.flatnonzero(in_val)))
+            test_pred[key] = ModalityPredictions.from_head(head, test)
+    classes = heads["visual"].classes
+
+    threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, classes)
+    if items is None:
+        test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
+        label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
+        items = generate_protocol(test_ids, [label_of[i] for i in test_ids], config.n_classes, config.seed)
     if not any(i.manipulated for i in items):
-        raise ValueError(f"{store_location}: the protocol has no manipulated item (too few test clips of different classes)")
-    scores = score_items(items, predictions["visual"], predictions["audio"])
-    metrics = vadd_metrics(scores, classes)
-    metrics["n_classes"] = n_classes
-    _write_item_scores(out_dir / "item_scores.csv", scores, classes)
-    write_json(out_dir / "config.json", {
-        "store": store_location, "n_classes": n_classes, "extractors": modalities, "fingerprints": fingerprints,
-        "protocol": str(protocol_csv) if protocol_csv else f"generated (seed {seed})", "head": head_config.to_dict(),
-        "train": train_config.to_dict(), "rule": "manipulated iff voted visual class != voted audio class",
+        raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
+    scores = score_items(items, test_pred["visual"], test_pred["audio"])
+    metrics = vadd_metrics(scores, classes, threshold)
+    metrics.update({
+        "n_classes": config.n_classes,
+        "protocol": config.protocol,
+        "store": store_location,
+        "extractors": modalities,
+        "head_kind": config.head.kind,
+        "clip_seconds": int(store.seconds_max),
+        "classification_clip_accuracy": {"vsc": accuracy["visual"], "asc": accuracy["audio"], "vasc": accuracy["audio_visual"]},
+        "validation": validation,
     })
-    write_json(out_dir / "metrics.json", metrics)
+    write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
     return metrics
 
 
-def _write_item_scores(path: Path, scores, classes: tuple[str, ...]) -> None:
-    import csv
+def choose_threshold(
+    store: EmbeddingStore, validation_ids: list[str], predictions: dict[str, ModalityPredictions],
+    config: VaddConfig, classes: tuple[str, ...],
+) -> tuple[float, dict, list[ProtocolItem]]:
+    """F1-optimal mismatch threshold on a generated protocol over the held-out part of the train split."""
+    label_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
+    items = generate_protocol(validation_ids, [label_of[i] for i in validation_ids], config.n_classes, config.seed)
+    if not any(i.manipulated for i in items):
+        raise ValueError(
+            f"{store.location}: the validation part of the train split ({len(validation_ids)} clips) is too small to pair "
+            f"clips of different classes; raise --validation-fraction (now {config.validation_fraction})"
+        )
+    scores = score_items(items, predictions["visual"], predictions["audio"])
+    truth = np.array([i.manipulated for i in items])
+    threshold = f1_optimal_threshold(truth, scores.mismatch)
+    found = vadd_metrics(scores, classes, threshold)
+    logger.info("threshold %.4f chosen on %d validation items (%d clips)", threshold, len(items), len(validation_ids))
+    return threshold, {
+        "n_clips": len(validation_ids), "n_items": len(items), "roc_auc": found["mismatch_score"]["roc_auc"],
+        "f1_at_threshold": found["mismatch_score"]["f1"],
+    }, items
 
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["video_clip", "audio_clip", "manipulated", "predicted", "visual_class", "audio_class", "mismatch"])
-        for item, v, a, p, m in zip(scores.items, scores.visual_class, scores.audio_class, scores.predicted, scores.mismatch):
-            writer.writerow([item.video_clip, item.audio_clip, int(item.manipulated), int(p), classes[v], classes[a], f"{m:.6f}"])
+
+def write_run_folder(
+    out_dir: Path, config: VaddConfig, store_location: str, protocols: tuple[list[ProtocolItem], list[ProtocolItem]],
+    scores: ItemScores,
+    metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], threshold: float,
+) -> None:
+    """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_protocol_csv(out_dir / "protocol.csv", protocols[0])
+    write_protocol_csv(out_dir / "validation_protocol.csv", protocols[1])
+    classes = heads["visual"].classes
+    write_item_scores(out_dir / "item_scores.csv", scores, classes)
+    write_second_scores(out_dir / "second_scores.csv", scores)
+    write_roc_png(out_dir / "roc.png", scores, threshold, f"VADD {config.n_classes}-class, {config.protocol} protocol")
+    for key, name in (("visual", "vsc.pt"), ("audio", "asc.pt")):
+        save_head(out_dir / name, heads[key])
+    write_json(out_dir / HEADS_FILE, {
+        "classes": list(classes), "n_classes": config.n_classes, "threshold": threshold,
+        "window_seconds": metrics["clip_seconds"],  # `vadd check` applies the heads to windows of the training clips' length
+        "threshold_source": f"F1-optimal on a generated protocol over {metrics['validation']['n_clips']} held-out train clips",
+        "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints},
+        "audio": {"head": "asc.pt", "extractors": modalities["audio"], "fingerprints": heads["audio"].fingerprints},
+    })
+    write_json(out_dir / "config.json", {
+        "store": store_location, **config.to_dict(),
+        "rule": "paper: manipulated iff voted visual class != voted audio class; "
+                "score: mean over seconds of 1 - sum_c p_visual(c) p_audio(c), manipulated iff score >= threshold",
+    })
+    write_json(out_dir / "metrics.json", metrics)
+    write_markdown(out_dir / "metrics.md", metrics)
+

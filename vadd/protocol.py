@@ -8,6 +8,8 @@ number. It is written as an explicit CSV, the format the loader reads back.
 from __future__ import annotations
 
 import csv
+import logging
+import math
 from collections import defaultdict
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from extract.manifest import SCENE_TO_IOV
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_COLUMNS = ("video_clip", "audio_clip", "video_label", "audio_label", "manipulated")
 
@@ -67,6 +71,49 @@ def generate_protocol(ids: list[str], scenes: list[str], n_classes: int, seed: i
     return items
 
 
+def recording_location(clip_id: str) -> str:
+    """TAU stems are ``scene-city-location-segment``: clips of one recording location share the first three parts."""
+    parts = clip_id.split("-")
+    return "-".join(parts[:3]) if len(parts) == 4 else clip_id
+
+
+def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: int = 0) -> np.ndarray:
+    """Seeded hold-out of about ``fraction`` of each scene's clips, whole recording locations at a time.
+
+    Holding out locations (as TAU's train/evaluate split does) keeps the validation part from being
+    easier than the test split. Locations are taken in a seeded order while the scene's held-out count
+    stays <= ``ceil(fraction * n_scene)``; a scene keeps at least one location for training. A scene where
+    no location fits (a single location, as in tiny stores) holds out single clips instead, with a warning.
+
+    Returns:
+        bool ``(len(ids),)``, True for validation clips.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(ids), bool)
+    by_clip: list[str] = []
+    for scene in sorted(set(scenes)):
+        rows = [i for i, s in enumerate(scenes) if s == scene]
+        by_location: dict[str, list[int]] = defaultdict(list)
+        for i in rows:
+            by_location[recording_location(ids[i])].append(i)
+        locations = sorted(by_location)
+        target, taken = math.ceil(fraction * len(rows)), 0
+        for j in rng.permutation(len(locations))[:-1]:  # the last location of the permutation stays in training
+            size = len(by_location[locations[j]])
+            if taken + size <= target:
+                held[by_location[locations[j]]] = True
+                taken += size
+        if taken == 0 and len(rows) > 1:  # one location, or every location too big: hold out single clips
+            held[rng.permutation(rows)[: min(target, len(rows) - 1)]] = True
+            by_clip.append(scene)
+    if by_clip:
+        logger.warning("validation hold-out by single clips (not whole locations) for %d scenes with too few "
+                       "locations: %s", len(by_clip), ", ".join(by_clip))
+    return held
+
+
 def write_protocol_csv(path: Path, items: list[ProtocolItem]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -89,5 +136,7 @@ def read_protocol_csv(path: Path) -> list[ProtocolItem]:
                 continue
             if len(row) != len(fields(ProtocolItem)) or row[4] not in ("0", "1") or not all(row[:4]):
                 raise ValueError(f"{path}:{line}: expected 4 non-empty names and manipulated 0/1, got {row}")
+            if row[4] == "0" and (row[0] != row[1] or row[2] != row[3]):
+                raise ValueError(f"{path}:{line}: a pristine row (manipulated 0) must name one clip and one label, got {row}")
             items.append(ProtocolItem(*row[:4], manipulated=row[4] == "1"))
     return items

@@ -64,24 +64,64 @@ def score_items(items: list[ProtocolItem], visual: ModalityPredictions, audio: M
     return ItemScores(items, v, a, v != a, np.array(scores), per_second)
 
 
-def vadd_metrics(scores: ItemScores, classes: tuple[str, ...]) -> dict:
-    """F1 (manipulated = positive), precision, recall, accuracy, ROC AUC, AP, confused class pairs."""
-    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+def f1_optimal_threshold(truth: np.ndarray, score: np.ndarray) -> float:
+    """The observed score ``t`` maximising F1 of ``score >= t`` (manipulated = positive); ties: the lowest ``t``.
+
+    Meant for a validation protocol, never the test one.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    truth = np.asarray(truth, bool)
+    if truth.all() or not truth.any():
+        raise ValueError("choosing a threshold needs both pristine and manipulated validation items")
+    precision, recall, thresholds = precision_recall_curve(truth, score)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def detection_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """F1 (manipulated = positive), precision, recall and accuracy of boolean decisions."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    return {
+        "f1": float(f1_score(truth, predicted, zero_division=0)),
+        "precision": float(precision_score(truth, predicted, zero_division=0)),
+        "recall": float(recall_score(truth, predicted, zero_division=0)),
+        "accuracy": float((truth == predicted).mean()),
+    }
+
+
+def vadd_metrics(scores: ItemScores, classes: tuple[str, ...], threshold: float | None = None, top: int = 5) -> dict:
+    """The paper's rule and the mismatch score (ROC AUC, AP, and F1 at ``threshold`` when given).
+
+    ``paper_rule`` also lists the most frequent confused class pairs: false alarms by their predicted
+    (visual, audio) classes, misses by their true (video, audio) labels.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     truth = np.array([i.manipulated for i in scores.items])
     both = len(set(truth.tolist())) == 2
-    wrong = [(classes[v], classes[a]) for v, a, p, t in
-             zip(scores.visual_class, scores.audio_class, scores.predicted, truth) if p and not t]
+    false_alarms = [(classes[v], classes[a]) for v, a, p, t in
+                    zip(scores.visual_class, scores.audio_class, scores.predicted, truth) if p and not t]
+    misses = [(i.video_label, i.audio_label) for i, p in zip(scores.items, scores.predicted) if i.manipulated and not p]
+    mismatch: dict = {
+        "roc_auc": float(roc_auc_score(truth, scores.mismatch)) if both else None,
+        "average_precision": float(average_precision_score(truth, scores.mismatch)) if both else None,
+        "threshold": threshold,
+    }
+    if threshold is not None:
+        mismatch.update(detection_metrics(truth, scores.mismatch >= threshold))
     return {
         "n_items": int(len(truth)),
         "n_manipulated": int(truth.sum()),
-        "f1": float(f1_score(truth, scores.predicted, zero_division=0)),
-        "precision": float(precision_score(truth, scores.predicted, zero_division=0)),
-        "recall": float(recall_score(truth, scores.predicted, zero_division=0)),
-        "accuracy": float((truth == scores.predicted).mean()),
-        "roc_auc": float(roc_auc_score(truth, scores.mismatch)) if both else None,
-        "average_precision": float(average_precision_score(truth, scores.mismatch)) if both else None,
-        "false_alarm_class_pairs": [
-            {"visual": v, "audio": a, "count": n} for (v, a), n in Counter(wrong).most_common(5)
-        ],
+        "paper_rule": {
+            **detection_metrics(truth, scores.predicted),
+            "false_alarm_class_pairs": [
+                {"visual": v, "audio": a, "count": n} for (v, a), n in Counter(false_alarms).most_common(top)
+            ],
+            "missed_class_pairs": [
+                {"video_label": v, "audio_label": a, "count": n} for (v, a), n in Counter(misses).most_common(top)
+            ],
+        },
+        "mismatch_score": mismatch,
     }

@@ -1,0 +1,256 @@
+"""``vadd check``: does one video's picture match its sound? Per-second scene probabilities and mismatch.
+
+The video is decoded and embedded in chunks of seconds (bounded memory however long it is) with the
+extractors the run's heads were trained on; the visual-only and audio-only heads give per-second scene
+probabilities; the mismatch score ``1 - sum_c p_visual(c) p_audio(c)`` is compared with the run's
+validation threshold.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from classify.data import ClipSet
+from classify.metrics import clip_vote
+from classify.persist import load_head
+from classify.train import TrainedHead
+from extract.audio_io import audio_info, audio_windows, iter_audio_blocks, seconds_in
+from extract.decode_plan import DecodePlan, input_key
+from extract.errors import MediaError
+from extract.extractor import Extractor, create_extractor
+from extract.paths import cache_dir
+from extract.store import FRAME_OFFSET_SECONDS
+from extract.video_io import iter_frames, probe_video, video_seconds
+from vadd.evaluate import HEADS_FILE
+from vadd.score import second_mismatch
+
+logger = logging.getLogger(__name__)
+
+MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+
+
+def default_heads_dir() -> Path:
+    """``cache/runs/vadd-10cls`` (written by ``make vadd-eval``), else the demo's ``cache/demo/runs/vadd-10cls``."""
+    for candidate in (cache_dir() / "runs" / "vadd-10cls", cache_dir() / "demo" / "runs" / "vadd-10cls"):
+        if (candidate / HEADS_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no VADD heads in {cache_dir() / 'runs' / 'vadd-10cls'} or {cache_dir() / 'demo' / 'runs' / 'vadd-10cls'}: "
+        "run `make vadd-eval` (or `make demo`), or pass --heads RUN"
+    )
+
+
+@dataclass
+class CheckResult:
+    """Per-second probabilities ``(T, K)`` of both heads, the mismatch ``(T,)`` and the decision."""
+
+    video: str
+    audio: str
+    classes: tuple[str, ...]
+    p_visual: np.ndarray
+    p_audio: np.ndarray
+    threshold: float
+    threshold_source: str
+
+    @property
+    def mismatch(self) -> np.ndarray:
+        return second_mismatch(self.p_visual, self.p_audio)
+
+    def voted(self, probs: np.ndarray) -> str:
+        return self.classes[int(clip_vote(probs[None], np.ones((1, len(probs)), bool))[0])]
+
+    def to_dict(self) -> dict:
+        overall = float(self.mismatch.mean())
+        visual, audio = self.voted(self.p_visual), self.voted(self.p_audio)
+        return {
+            "video": self.video, "audio": self.audio, "n_seconds": len(self.mismatch), "classes": list(self.classes),
+            "visual": {"class": visual, "per_second": np.round(self.p_visual, 5).tolist()},
+            "audio_scene": {"class": audio, "per_second": np.round(self.p_audio, 5).tolist()},
+            "mismatch": {"overall": overall, "per_second": np.round(self.mismatch, 5).tolist()},
+            "threshold": self.threshold, "threshold_source": self.threshold_source,
+            "verdict": "manipulated" if overall >= self.threshold else "consistent",
+            "paper_rule": {"manipulated": visual != audio, "rule": "voted visual class != voted audio class"},
+        }
+
+
+class Checker:
+    """A run's VSC and ASC heads with their extractors, built once for many videos."""
+
+    def __init__(self, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30):
+        if chunk_seconds < 1:
+            raise ValueError(f"chunk_seconds must be >= 1, got {chunk_seconds}")
+        self.heads_dir = Path(heads_dir)
+        meta_path = self.heads_dir / HEADS_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
+        meta = json.loads(meta_path.read_text())
+        self.threshold = float(meta["threshold"])
+        self.threshold_source = f"{meta['threshold_source']} ({meta_path})"
+        self.chunk_seconds = chunk_seconds
+        self.window_seconds = int(meta["window_seconds"])
+        self.heads: dict[str, TrainedHead] = {m: load_head(self.heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
+        self.extractors: dict[str, list[Extractor]] = {}
+        for modality, head in self.heads.items():
+            self.extractors[modality] = [create_extractor(n, device=device) for n in head.extractors]
+            head.check_fingerprints({e.spec.name: e.fingerprint for e in self.extractors[modality]})
+        self.plan = DecodePlan.for_specs([e.spec for es in self.extractors.values() for e in es])
+
+    def check(self, video: Path, audio: Path | None = None) -> CheckResult:
+        """Score one video (its own soundtrack, or ``audio``)."""
+        video = Path(video)
+        sound = Path(audio) if audio is not None else video
+        info = probe_video(video)
+        try:
+            rate_hz, n_frames, _ = audio_info(sound)
+        except MediaError as err:
+            if audio is None and "no audio stream" in str(err):
+                raise MediaError(f"{video}: the video has no audio track; pass --audio FILE to check it against one") from None
+            raise
+        n_seconds = min(video_seconds(info), seconds_in(n_frames / rate_hz))
+        if n_seconds < 1:
+            raise MediaError(f"{video}: too short: {info.duration_s:.2f} s of video and {n_frames / rate_hz:.2f} s of audio; "
+                             "checking needs at least one whole second of both")
+        windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
+        frames = iter_frames(video, [k + FRAME_OFFSET_SECONDS for k in range(n_seconds)], sorted(self.plan.image_sizes), info=info)
+        blocks = iter_audio_blocks(sound, self.chunk_seconds)
+        for start in range(0, n_seconds, self.chunk_seconds):
+            count = min(self.chunk_seconds, n_seconds - start)
+            chunk_frames = list(itertools.islice(frames, count))
+            block, block_rate_hz = next(blocks, (np.zeros((1, 0), np.float32), rate_hz))
+            inputs = {
+                **{size: np.stack([f[size] for _, f in chunk_frames]) for size in self.plan.image_sizes},
+                **{fmt: audio_windows(block, block_rate_hz, count, *fmt) for fmt in self.plan.audio_formats},
+            }
+            for modality, extractors in self.extractors.items():
+                windows[modality].add({e.spec.name: e.embed(inputs[input_key(e.spec)]) for e in extractors})
+        return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
+                           windows["audio"].finish(), self.threshold, self.threshold_source)
+
+    def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
+        """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
+        head, extractors = self.heads[modality], self.extractors[modality]
+        seconds = len(next(iter(features.values())))
+        clips = ClipSet(np.array([clip_id]), np.array([""]), np.array([-1]), head.classes,
+                        {name: x[None] for name, x in features.items()}, np.ones((1, seconds), bool),
+                        {e.spec.name: e.fingerprint for e in extractors}, {e.spec.name: e.spec.modality for e in extractors})
+        return head.predict_proba(clips)[0]
+
+
+class HeadWindows:
+    """Applies a head to consecutive windows of ``window_seconds`` as embeddings arrive in chunks of any size.
+
+    The heads attend over the seconds of one clip, so they see windows of their training clips' length;
+    the windows are fixed in time, hence the answer does not depend on the decode chunk size.
+    """
+
+    def __init__(self, window_seconds: int, score: Callable[[dict[str, np.ndarray]], np.ndarray]) -> None:
+        self.window_seconds, self.score = window_seconds, score
+        self.pending: dict[str, np.ndarray] = {}
+        self.scored: list[np.ndarray] = []
+
+    def add(self, features: dict[str, np.ndarray]) -> None:
+        """Queue ``{name: (T, D)}`` embeddings of the next seconds; score every full window."""
+        self.pending = {k: np.concatenate([self.pending[k], v]) if k in self.pending else v for k, v in features.items()}
+        while len(next(iter(self.pending.values()))) >= self.window_seconds:
+            self.scored.append(self.score({k: v[: self.window_seconds] for k, v in self.pending.items()}))
+            self.pending = {k: v[self.window_seconds :] for k, v in self.pending.items()}
+
+    def finish(self) -> np.ndarray:
+        """Probabilities ``(T, K)`` of every second added (the last, shorter window included)."""
+        if self.pending and len(next(iter(self.pending.values()))):
+            self.scored.append(self.score(self.pending))
+            self.pending = {}
+        return np.concatenate(self.scored)
+
+
+def write_timeline_png(path: Path, result: CheckResult) -> None:
+    """Visual scene row, audio scene row (per-second probabilities) and the mismatch curve with the threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds, k = result.p_visual.shape
+    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, min(18.0, 2.0 + 0.25 * seconds)), 2.2 + 0.5 * k), sharex=True,
+                             gridspec_kw={"height_ratios": [k, k, max(3, k // 2)]})
+    extent = (0, seconds, k - 0.5, -0.5)
+    for ax, probs, name in ((axes[0], result.p_visual, "visual"), (axes[1], result.p_audio, "audio")):
+        ax.imshow(probs.T, aspect="auto", cmap="Greens", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+        ax.set_yticks(range(k), result.classes, fontsize=7)
+        ax.set_ylabel(name, fontsize=9)
+        ax.set_title(f"{name} scene: {result.voted(probs)} (vote)", fontsize=9, loc="left")
+    mismatch = result.mismatch
+    axes[2].step(np.arange(seconds + 1), np.append(mismatch, mismatch[-1]), where="post", label="mismatch")
+    axes[2].axhline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:.3f}")
+    axes[2].set_ylim(0, 1.02)
+    axes[2].set_xlabel("time (s)")
+    axes[2].set_ylabel("mismatch", fontsize=9)
+    axes[2].legend(loc="lower right", fontsize=7)
+    verdict = result.to_dict()["verdict"]
+    fig.suptitle(f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.3f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
+    """Media files of a folder (sorted), or the rows of a CSV with columns ``video`` and optional ``audio``."""
+    import csv
+
+    source = Path(source)
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
+        if not found:
+            raise ValueError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+        return [(p, None) for p in found]
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such folder or CSV")
+    with open(source, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "video" not in reader.fieldnames:
+            raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {reader.fieldnames}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row["video"]:
+                raise ValueError(f"{source}:{line}: empty video path")
+            audio = row.get("audio") or None
+            rows.append((source.parent / row["video"], source.parent / audio if audio else None))
+    return rows
+
+
+BATCH_COLUMNS = ("video", "audio", "n_seconds", "visual_class", "audio_class", "mismatch", "threshold", "verdict",
+                 "paper_rule_manipulated", "error")
+
+
+def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_csv: Path, progress: bool = True) -> list[dict]:
+    """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
+    import csv
+
+    from tqdm import tqdm
+
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(out_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
+        writer.writeheader()
+        for video, audio in tqdm(inputs, unit="video", desc="check", disable=not progress, dynamic_ncols=True):
+            row = {"video": str(video), "audio": str(audio or video)}
+            try:
+                d = checker.check(video, audio).to_dict()
+                row.update(n_seconds=d["n_seconds"], visual_class=d["visual"]["class"], audio_class=d["audio_scene"]["class"],
+                           mismatch=f"{d['mismatch']['overall']:.5f}", threshold=f"{d['threshold']:.5f}",
+                           verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="")
+            except (MediaError, ValueError) as err:
+                row["error"] = str(err)
+                logger.warning("%s", err)
+            writer.writerow(row)
+            f.flush()
+            rows.append(row)
+    return rows

@@ -1,0 +1,107 @@
+"""The official VADD protocol lists (IDT-ITI/Visual-Audio-Discrepancy-Detection) as explicit protocol items.
+
+Each list file holds one Python literal per line, ``['<video file>', '<label>']``, parsed with
+``ast.literal_eval`` (never ``eval``). The release's swap files are copies of the pristine lists: the swaps
+are implicit, manipulated rows ``2k`` and ``2k+1`` exchange their audio tracks, and their labels always
+differ. :func:`official_protocol` makes those swaps explicit.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from extract.manifest import IOV_CLASSES, TAU_SCENES
+from extract.paths import shared_dir
+from vadd.protocol import ProtocolItem
+
+LIST_KINDS = ("pristine", "manipulated")
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One line of an official list: the clip id (file stem), its label and where it was read."""
+
+    clip_id: str
+    label: str
+    line: int
+
+
+def default_lists_dir() -> Path:
+    """``$AVSCENE_SHARED/vadd`` (default ``../shared/vadd``)."""
+    return shared_dir() / "vadd"
+
+
+def list_path(lists_dir: Path, n_classes: int, kind: str) -> Path:
+    """``<lists_dir>/vadd_<n_classes>_<kind>.txt``."""
+    if kind not in LIST_KINDS:
+        raise ValueError(f"kind must be one of {LIST_KINDS}, got {kind!r}")
+    return Path(lists_dir) / f"vadd_{n_classes}_{kind}.txt"
+
+
+def _labels_for(n_classes: int) -> tuple[str, ...]:
+    if n_classes == 10:
+        return TAU_SCENES
+    if n_classes == 3:
+        return IOV_CLASSES
+    raise ValueError(f"n_classes must be 10 or 3, got {n_classes}")
+
+
+def _clip_id(path: Path, line: int, name: str) -> str:
+    """The file stem of a list entry; absolute paths and paths naming ``..`` are refused."""
+    for pure in (PurePosixPath(name), PureWindowsPath(name)):
+        if pure.is_absolute() or pure.anchor or ".." in pure.parts:
+            raise ValueError(f"{path}:{line}: refusing path {name!r} (absolute or naming '..')")
+    stem = PurePosixPath(name.replace("\\", "/")).stem
+    if not stem:
+        raise ValueError(f"{path}:{line}: empty video file name")
+    return stem
+
+
+def read_list(path: Path, n_classes: int) -> list[ListEntry]:
+    """Parse one official list; any line that is not ``['<file>', '<known label>']`` fails with its number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: official VADD list not found")
+    labels = _labels_for(n_classes)
+    entries = []
+    with open(path, encoding="utf-8-sig") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as err:
+                raise ValueError(f"{path}:{line}: not a Python literal ({type(err).__name__}): {text.strip()[:80]!r}") from None
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+                raise ValueError(f"{path}:{line}: expected ['<video file>', '<label>'], got {text.strip()[:80]!r}")
+            name, label = value
+            if label not in labels:
+                raise ValueError(f"{path}:{line}: unknown {n_classes}-class label {label!r}; known: {', '.join(labels)}")
+            entries.append(ListEntry(_clip_id(path, line, name), label, line))
+    return entries
+
+
+def official_protocol(lists_dir: Path, n_classes: int) -> list[ProtocolItem]:
+    """Pristine items, then the manipulated rows' implicit swaps (rows 2k and 2k+1 exchange audio) made explicit."""
+    pristine = read_list(list_path(lists_dir, n_classes, "pristine"), n_classes)
+    manipulated_path = list_path(lists_dir, n_classes, "manipulated")
+    manipulated = read_list(manipulated_path, n_classes)
+    if len(manipulated) % 2:
+        raise ValueError(f"{manipulated_path}: {len(manipulated)} rows; swaps pair rows 2k and 2k+1, so the count must be even")
+    items = [ProtocolItem(e.clip_id, e.clip_id, e.label, e.label, False) for e in pristine]
+    for a, b in zip(manipulated[0::2], manipulated[1::2]):
+        if a.label == b.label:
+            raise ValueError(
+                f"{manipulated_path}:{a.line}-{b.line}: swapped pair {a.clip_id} / {b.clip_id} has the same label "
+                f"{a.label!r}; the protocol pairs rows 2k and 2k+1 across different labels"
+            )
+        items.append(ProtocolItem(a.clip_id, b.clip_id, a.label, b.label, True))
+        items.append(ProtocolItem(b.clip_id, a.clip_id, b.label, a.label, True))
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.video_clip] = seen.get(item.video_clip, 0) + 1
+    repeated = sorted(c for c, n in seen.items() if n > 1)
+    if repeated:
+        raise ValueError(f"{lists_dir}: {len(repeated)} clips appear more than once in the {n_classes}-class lists, e.g. {repeated[:3]}")
+    return items
