@@ -6,7 +6,9 @@ threads while the models embed the current one, so decoding overlaps model compu
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,17 +63,48 @@ class RunSummary:
     skipped: Counter = field(default_factory=Counter)  # already done before this run
     errors: list[tuple[str, str, str, str]] = field(default_factory=list)  # extractor, clip, stage, message
     complete: dict[str, bool] = field(default_factory=dict)
+    seconds: Counter = field(default_factory=Counter)  # decode (summed over threads), decode_wait, model, write
 
     def lines(self) -> list[str]:
-        return [
+        counts = [
             f"{name}: done {self.done[name]}, failed {self.failed[name]}, skipped {self.skipped[name]} "
             f"(already in store), store complete: {self.complete.get(name, False)}"
             for name in sorted(set(self.done) | set(self.failed) | set(self.skipped) | set(self.complete))
         ]
+        return counts + ["time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``i/n`` (0-based shard index i of n)."""
+SHARD_ENV = (
+    # (index variable, count variable, first-index variable or None): first match wins
+    ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),  # sbatch --array
+    ("RANK", "WORLD_SIZE", None),  # torchrun / torch.distributed launchers
+    ("SLURM_PROCID", "SLURM_NTASKS", None),  # srun --ntasks
+)
+
+
+def shard_from_env(env: Mapping[str, str]) -> tuple[int, int]:
+    """This process's shard from a SLURM array, torchrun or srun environment (see ``SHARD_ENV``)."""
+    for index_var, count_var, first_var in SHARD_ENV:
+        if index_var in env and count_var in env:
+            try:
+                index = int(env[index_var]) - int(env.get(first_var or "", "0") or 0)
+                count = int(env[count_var])
+            except ValueError:
+                raise ValueError(f"--shard auto: {index_var}/{count_var} are not integers") from None
+            if count < 1 or not 0 <= index < count:
+                raise ValueError(
+                    f"--shard auto: {index_var}={env[index_var]} gives shard {index} of {count_var}={count}; "
+                    "SLURM arrays must be contiguous (e.g. --array=0-3)"
+                )
+            return index, count
+    names = ", ".join(f"{i}+{c}" for i, c, _ in SHARD_ENV)
+    raise ValueError(f"--shard auto: none of {names} is set; pass --shard i/n")
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Parse ``i/n`` (0-based shard index i of n), or ``auto`` (:func:`shard_from_env`)."""
+    if text == "auto":
+        return shard_from_env(os.environ if env is None else env)
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
@@ -157,13 +190,20 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
 
         queued = [submit(b) for b in blocks[:2]]
         for position, block in enumerate(blocks):
+            started = time.perf_counter()
             decoded = [f.result() for f in queued.pop(0)]
+            summary.seconds["decode_wait"] += time.perf_counter() - started
+            summary.seconds["decode"] += sum(d.decode_seconds for d in decoded)
             if position + 2 < len(blocks):
                 queued.append(submit(blocks[position + 2]))
             for e in extractors:
                 if block in pending[e.spec.name]:
+                    started = time.perf_counter()
                     result = embed_block(e, decoded, store.seconds_max, cfg.batch_size)
+                    summary.seconds["model"] += time.perf_counter() - started
+                    started = time.perf_counter()
                     store.write_block(e.spec.name, block, result)
+                    summary.seconds["write"] += time.perf_counter() - started
                     _count(summary, e.spec.name, result, clips.ids[store.block_slice(block)])
             progress.update(len(decoded))
     progress.close()
@@ -229,4 +269,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="clip", disable=not enabled, dynamic_ncols=True, desc="extract")
 
 
-__all__ = ["RunConfig", "RunSummary", "run_extraction", "parse_shard", "StoreError"]
+__all__ = ["RunConfig", "RunSummary", "run_extraction", "parse_shard", "shard_from_env", "StoreError"]
