@@ -23,14 +23,20 @@ def make_row(
     return dict(zip(ROW_KEYS, (row, ours, theirs, None if ratio is None else round(ratio, 3), target, met, details)))
 
 
-def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
-    """Best wall time in seconds of ``repeats`` calls of ``fn`` and the last call's result."""
-    best, result = float("inf"), None
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
+def best_times(methods: dict[str, Callable[[], Any]], rounds: int = 1) -> tuple[dict[str, float], dict[str, Any]]:
+    """Best wall time in seconds of each method over ``rounds`` interleaved rounds, and each last result.
+
+    Interleaving (a, b, a, b, ...) and keeping the best spreads the load of other processes on a shared
+    machine over every method instead of penalising whichever ran during a busy spell.
+    """
+    best = {name: float("inf") for name in methods}
+    results: dict[str, Any] = {}
+    for _ in range(max(1, rounds)):
+        for name, fn in methods.items():
+            started = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best, results
 
 
 def cpu_model() -> str:
@@ -76,3 +82,14 @@ def machine_description(device: str) -> dict[str, Any]:
     except ImportError:
         described["opencv"] = None
     return described
+
+
+def import_shared_weights(names: tuple[str, ...]) -> None:
+    """Copy the real weights of ``names`` from the shared folder into the weights cache when it has them."""
+    from extract.paths import shared_dir
+    from extract.registry import get_spec
+    from extract.weights import import_dir
+
+    folder = shared_dir() / "weights"
+    if folder.is_dir():
+        import_dir(folder, [get_spec(n) for n in names])

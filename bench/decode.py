@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import make_row, timed
+from bench.common import best_times, make_row
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +94,14 @@ def run(quick: bool = False, work_dir: Path = Path("cache/bench"), **_: object) 
         strategies = []
         for clip in clips:
             strategies.append(choose_strategy(probe_video(clip), [k + 0.5 for k in range(SECONDS)]))
-            for method, fn in (
-                ("opencv_every_30th", lambda: read_opencv_every_30th(clip)),
-                ("avscene_auto", lambda: read_avscene(clip, "auto")),
-                ("avscene_sequential", lambda: read_avscene(clip, "sequential")),
-            ):
-                elapsed, frames = timed(fn)
-                if frames.shape != (SECONDS, SIZE[1], SIZE[1], 3):
-                    raise RuntimeError(f"{method} on {clip} gave frames of shape {frames.shape}")
+            best, frames = best_times({
+                "opencv_every_30th": lambda: read_opencv_every_30th(clip),
+                "avscene_auto": lambda: read_avscene(clip, "auto"),
+                "avscene_sequential": lambda: read_avscene(clip, "sequential"),
+            }, rounds=2)
+            for method, elapsed in best.items():
+                if frames[method].shape != (SECONDS, SIZE[1], SIZE[1], 3):
+                    raise RuntimeError(f"{method} on {clip} gave frames of shape {frames[method].shape}")
                 seconds[method] += elapsed
         per_clip = {k: v / n_clips for k, v in seconds.items()}
         details = {"clips": n_clips, "seconds_per_clip": {k: round(v, 3) for k, v in per_clip.items()},
