@@ -82,7 +82,7 @@ def read_avscene(path: Path, strategy: str) -> np.ndarray:
     return read_frames(path, [k + 0.5 for k in range(SECONDS)], [SIZE], strategy=strategy)[SIZE]
 
 
-def run(quick: bool = False, work_dir: Path = Path("cache/bench"), **_: object) -> list[dict]:
+def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]:
     """Time the three methods on the same clips (1 per keyframe interval when quick, else 3)."""
     from extract.video_io import choose_strategy, probe_video
 

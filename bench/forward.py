@@ -56,7 +56,7 @@ def _torchvision_resnet50(device: str):
     return Extractor(spec=spec, module=net.eval().to(resolved), weights_id="random-init", device=resolved)
 
 
-def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFAULT_MODELS, **_: object) -> list[dict]:
+def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFAULT_MODELS) -> list[dict]:
     """Images/s of batch-of-one and batched forward per model; the batched output must equal the loop's."""
     from extract.extractor import resolve_device
 

@@ -63,7 +63,7 @@ def write_pickle(path: Path, embeddings: np.ndarray, ids: np.ndarray) -> None:
         pickle.dump({str(i): e for i, e in zip(ids, embeddings)}, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def run(quick: bool = False, **_: object) -> list[dict]:
+def run(quick: bool = False) -> list[dict]:
     """Write the same embeddings both ways; read the store's whole split back into RAM."""
     from extract.store import EmbeddingStore, default_clips_per_chunk
 

@@ -78,7 +78,7 @@ def evaluate_per_item(store_location: str, heads: dict, items: list) -> np.ndarr
     return np.array(decisions)
 
 
-def run(quick: bool = False, **_: object) -> list[dict]:
+def run(quick: bool = False) -> list[dict]:
     """Build the store, train both heads, then time both evaluations of the same protocol."""
     from classify.data import load_clips
     from classify.heads import HeadConfig
