@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from extract.errors import MediaError
+from extract.errors import MediaError, require_file
 
 PARTIAL_SECOND_TOLERANCE_S = 0.01
 """A last partial second at least ``1 - PARTIAL_SECOND_TOLERANCE_S`` long counts (zero-padded)."""
@@ -35,11 +35,6 @@ def seconds_in(duration_s: float) -> int:
         ``floor(duration_s + PARTIAL_SECOND_TOLERANCE_S)``, never negative.
     """
     return max(0, math.floor(duration_s + PARTIAL_SECOND_TOLERANCE_S))
-
-
-def _check_exists(path: Path) -> None:
-    if not path.is_file():
-        raise MediaError(f"{path}: file not found")
 
 
 def _sf_header(path: Path) -> tuple[int, int, int] | None:
@@ -79,7 +74,7 @@ def audio_info(path: Path) -> tuple[int, int, int]:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
     """
     path = Path(path)
-    _check_exists(path)
+    require_file(path)
     header = _sf_header(path)
     if header is not None:
         rate_hz, n_frames, n_channels = header
@@ -138,7 +133,7 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
     """
     path = Path(path)
-    _check_exists(path)
+    require_file(path)
     if _sf_header(path) is not None:
         try:
             data, rate_hz = sf.read(str(path), dtype="float32", always_2d=True)

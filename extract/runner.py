@@ -28,7 +28,7 @@ from extract.store import (
     EmbeddingStore,
     StoreError,
     default_clips_per_chunk,
-    store_exists,
+    store_ready,
 )
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, extractors: list[Extractor]) 
     """Create (single run or shard 0) or wait for (other shards) the store and every extractor group."""
     leader = cfg.shard_index == 0
     if leader:
-        if store_exists(cfg.store):
+        if store_ready(cfg.store):
             store = EmbeddingStore.open(cfg.store, mode="r+")
             store.check_clip_ids([c.clip_id for c in manifest.clips])
         else:

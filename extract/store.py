@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -146,7 +147,9 @@ class EmbeddingStore:
     ) -> "EmbeddingStore":
         """Create the root and clip table, or reopen an existing store holding the same clips."""
         loc = str(location)
-        if store_exists(loc):
+        if store_exists(loc) and creation_interrupted(loc):
+            logger.warning("%s: its creation was interrupted before the clip table was complete; creating it again", loc)
+        elif store_exists(loc):
             store = cls.open(loc, mode="r+")
             if not store.attrs.get("ready"):
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
@@ -186,7 +189,7 @@ class EmbeddingStore:
     def wait_until_ready(cls, location: str, timeout_s: float) -> "EmbeddingStore":
         """Open a store that another process (shard 0) is creating, once its clip table is complete."""
         deadline = time.monotonic() + timeout_s
-        while not (store_exists(location) and _open_group(location, mode="r").attrs.get("ready")):
+        while not store_ready(location):
             if time.monotonic() > deadline:
                 raise StoreError(f"{location}: timed out after {timeout_s:.0f} s waiting for shard 0 to create it")
             time.sleep(0.5)
@@ -201,16 +204,31 @@ class EmbeddingStore:
             )
 
     # ----------------------------------------------------------------- clip table
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn a failed read (a corrupt or truncated chunk) into a StoreError naming the store and array."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(
+                f"{self.location}: cannot read {what} ({type(err).__name__}: {err}); the store is damaged: "
+                "restore it from a copy, or delete that extractor group (or the store) and extract again"
+            ) from err
+
     @property
     def clips(self) -> ClipTable:
         if self._clips is None:
-            t = self.root["clips"]
-            text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
+            with self._reading("the clip table"):
+                t = self.root["clips"]
+                text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
+                n_seconds = np.asarray(t["n_seconds"][:])
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
                 splits=text["split"],
-                n_seconds=np.asarray(t["n_seconds"][:]),
+                n_seconds=n_seconds,
                 video_paths=text["video_path"],
                 audio_paths=text["audio_path"],
                 probe_errors=text["probe_error"],
@@ -323,7 +341,8 @@ class EmbeddingStore:
             time.sleep(0.5)
 
     def status(self, name: str, view: str = DEFAULT_VIEW) -> np.ndarray:
-        return np.asarray(self.root[group_key(name, view)]["status"][:])
+        with self._reading(f"{group_key(name, view)}/status"):
+            return np.asarray(self.root[group_key(name, view)]["status"][:])
 
     def shard_rows(self, shard_index: int, shard_count: int) -> np.ndarray:
         """Row indexes of the blocks owned by shard ``shard_index`` of ``shard_count``."""
@@ -397,8 +416,9 @@ class EmbeddingStore:
         embeddings, valid = {}, {}
         for name in names:
             g = self.root[group_key(name, view)]
-            embeddings[name] = _read_rows(g["embeddings"], rows)
-            valid[name] = _read_rows(g["valid"], rows)
+            with self._reading(f"{group_key(name, view)}/embeddings and valid"):
+                embeddings[name] = _read_rows(g["embeddings"], rows)
+                valid[name] = _read_rows(g["valid"], rows)
         return SplitData(
             ids=clips.ids[rows],
             labels=clips.labels[rows],
@@ -462,6 +482,20 @@ def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
         data = arr[start : min(start + chunk, arr.shape[0])]
         out[sel] = data[rows[sel] - start]
     return out
+
+
+def creation_interrupted(location: str) -> bool:
+    """True for a group left by a killed :meth:`EmbeddingStore.create`: no attributes (they are written last)
+    and nothing but the clip table and the empty extractors group. Any other group is never recreated."""
+    root = _open_group(location, mode="r")
+    if dict(root.attrs) or not set(root.keys()) <= {"clips", "extractors"}:
+        return False
+    return "extractors" not in root or not list(root["extractors"].keys())
+
+
+def store_ready(location: str) -> bool:
+    """A store exists at ``location`` and its clip table is complete."""
+    return store_exists(location) and bool(_open_group(location, mode="r").attrs.get("ready"))
 
 
 def store_exists(location: str) -> bool:
