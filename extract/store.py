@@ -377,8 +377,12 @@ class EmbeddingStore:
         g["status"][sl] = result.status.astype(np.int8)
 
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
-        """Write the completion marker (and timing) when no clip is pending; returns completeness."""
+        """Write the completion marker (and timing) when no clip is pending; returns completeness.
+
+        A group already marked complete is left as it is (a rerun that had nothing to do writes nothing)."""
         g = self.root[group_key(name, view)]
+        if g.attrs.get("complete"):
+            return True
         status = np.asarray(g["status"][:])
         if (status == PENDING).any():
             return False
