@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import zarr
@@ -42,6 +42,7 @@ FRAME_OFFSET_SECONDS = 0.5  # the frame of second k is the one shown at k + 0.5 
 DEFAULT_VIEW = "original"
 PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+T = TypeVar("T")
 _CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
 
 
@@ -249,12 +250,16 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------- extractor groups
     def has_group(self, name: str, view: str = DEFAULT_VIEW) -> bool:
-        return group_key(name, view) in self.root
+        return _retry_torn(lambda: group_key(name, view) in self.root)
+
+    def _group(self, name: str, view: str = DEFAULT_VIEW) -> zarr.Group:
+        """One extractor view's group; its metadata may be rewritten by another shard meanwhile."""
+        return _retry_torn(lambda: self.root[group_key(name, view)])
 
     def group_attrs(self, name: str, view: str = DEFAULT_VIEW) -> dict[str, Any]:
         if not self.has_group(name, view):
             raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
-        return dict(self.root[group_key(name, view)].attrs)
+        return dict(self._group(name, view).attrs)
 
     def views(self, name: str) -> list[str]:
         """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""
@@ -326,8 +331,8 @@ class EmbeddingStore:
         while True:
             root = _open_group(self.location, mode="r+")
             key = group_key(name, view)
-            if key in root:
-                attrs = dict(root[key].attrs)
+            if _retry_torn(lambda: key in root):
+                attrs = dict(_retry_torn(lambda: root[key]).attrs)
                 if attrs.get("arrays_ready") and attrs.get("fingerprint") == fingerprint:
                     self.root = root
                     return
@@ -342,7 +347,7 @@ class EmbeddingStore:
 
     def status(self, name: str, view: str = DEFAULT_VIEW) -> np.ndarray:
         with self._reading(f"{group_key(name, view)}/status"):
-            return np.asarray(self.root[group_key(name, view)]["status"][:])
+            return np.asarray(self._group(name, view)["status"][:])
 
     def shard_rows(self, shard_index: int, shard_count: int) -> np.ndarray:
         """Row indexes of the blocks owned by shard ``shard_index`` of ``shard_count``."""
@@ -364,7 +369,7 @@ class EmbeddingStore:
 
     def write_block(self, name: str, block: int, result: BlockResult, view: str = DEFAULT_VIEW) -> None:
         """Write one block; its status goes last so an interrupted write is redone on resume."""
-        g = self.root[group_key(name, view)]
+        g = self._group(name, view)
         sl = self.block_slice(block)
         n = sl.stop - sl.start
         if result.embeddings.shape[0] != n:
@@ -380,7 +385,7 @@ class EmbeddingStore:
         """Write the completion marker (and timing) when no clip is pending; returns completeness.
 
         A group already marked complete is left as it is (a rerun that had nothing to do writes nothing)."""
-        g = self.root[group_key(name, view)]
+        g = self._group(name, view)
         if g.attrs.get("complete"):
             return True
         status = np.asarray(g["status"][:])
@@ -402,7 +407,7 @@ class EmbeddingStore:
 
     def errors(self, name: str, view: str = DEFAULT_VIEW) -> list[tuple[str, str, str]]:
         """(clip id, stage, message) of every failed clip."""
-        g = self.root[group_key(name, view)]
+        g = self._group(name, view)
         failed = np.flatnonzero(np.asarray(g["status"][:]) == FAILED)
         stage, message = _as_str(g["error_stage"][:]), _as_str(g["error_message"][:])
         return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
@@ -419,7 +424,7 @@ class EmbeddingStore:
             rows = rows[self.status(name, view)[rows] == DONE]
         embeddings, valid = {}, {}
         for name in names:
-            g = self.root[group_key(name, view)]
+            g = self._group(name, view)
             with self._reading(f"{group_key(name, view)}/embeddings and valid"):
                 embeddings[name] = _read_rows(g["embeddings"], rows)
                 valid[name] = _read_rows(g["valid"], rows)
@@ -462,10 +467,25 @@ class EmbeddingStore:
                 yield group_key(name, view), g
 
 
+def _retry_torn(read: Callable[[], T], attempts: int = 50, pause_s: float = 0.05) -> T:
+    """``read()``, retried while it meets half-written metadata JSON.
+
+    Local paths are written atomically by zarr, object stores replace whole objects, but fsspec's
+    ``file://`` (and some network filesystems) truncate then write: another shard's reader can catch
+    the moment between the two.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except json.JSONDecodeError:
+            time.sleep(pause_s)
+    return read()
+
+
 def _open_group(location: str, mode: str) -> zarr.Group:
     """Open a local path or fsspec URL (local ``file://`` URLs create parent folders as needed)."""
     options = {"auto_mkdir": True} if location.startswith("file://") else None
-    return zarr.open_group(location, mode=mode, storage_options=options)
+    return _retry_torn(lambda: zarr.open_group(location, mode=mode, storage_options=options))
 
 
 def _as_str(values: np.ndarray) -> np.ndarray:
