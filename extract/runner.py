@@ -83,15 +83,20 @@ SHARD_ENV = (
 
 
 def shard_from_env(env: Mapping[str, str]) -> tuple[int, int]:
-    """This process's shard from a SLURM array, torchrun or srun environment (see ``SHARD_ENV``)."""
+    """This process's shard from a SLURM array, torchrun or srun environment (see ``SHARD_ENV``).
+
+    SLURM array ids must be contiguous (``--array=0-15`` or ``1-16``): a stepped or partial array
+    (``--array=3,7``) would map two tasks to wrong shards and is refused.
+    """
     for index_var, count_var, first_var in SHARD_ENV:
         if index_var in env and count_var in env:
             try:
-                index = int(env[index_var]) - int(env.get(first_var or "", "0") or 0)
-                count = int(env[count_var])
+                first = int(env.get(first_var or "", "0") or 0)
+                index, count = int(env[index_var]) - first, int(env[count_var])
+                last = int(env.get("SLURM_ARRAY_TASK_MAX", first + count - 1)) if first_var else first + count - 1
             except ValueError:
                 raise ValueError(f"--shard auto: {index_var}/{count_var} are not integers") from None
-            if count < 1 or not 0 <= index < count:
+            if count < 1 or not 0 <= index < count or last - first + 1 != count:
                 raise ValueError(
                     f"--shard auto: {index_var}={env[index_var]} gives shard {index} of {count_var}={count}; "
                     "SLURM arrays must be contiguous (e.g. --array=0-3)"

@@ -90,6 +90,9 @@ def test_shard_auto_reads_slurm_and_torchrun_environments(env, expected):
     [
         ({}, "none of SLURM_ARRAY_TASK_ID"),
         ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4"}, "contiguous"),
+        # --array=3,7 (a resubmitted subset): task 3 would silently become shard 0 of 2
+        ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "3",
+          "SLURM_ARRAY_TASK_MAX": "7"}, "contiguous"),
         ({"RANK": "x", "WORLD_SIZE": "2"}, "not integers"),
     ],
 )
@@ -136,8 +139,8 @@ def test_kill_9_of_two_shards_at_random_moments_then_rerun_equals_uninterrupted(
 @pytest.mark.slow
 def test_four_torchrun_ranks_write_one_store_through_a_file_url(tiny_dataset, tiny_store, tmp_path):
     url = f"file://{tmp_path}/ranks.zarr"
-    envs = [{**os.environ, "RANK": str(r), "WORLD_SIZE": "4", "LOCAL_RANK": str(r)} for r in (3, 2, 1, 0)]
-    outputs = run_parallel([extract_cmd(tiny_dataset, url, "--shard", "auto")] * 4, envs)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", "-m", "extract"]
+    outputs = run_parallel([torchrun + extract_cmd(tiny_dataset, url, "--shard", "auto")[3:]])
     assert counts(outputs, "done") == {n: N_TINY_CLIPS for n in DEBUG_EXTRACTORS}  # each clip by one rank
     assert_same_store(url, tiny_store)
     assert all(EmbeddingStore.open(url).group_attrs(n)["complete"] for n in DEBUG_EXTRACTORS)
