@@ -19,8 +19,10 @@ PYTEST_ARGS ?=
 EPOCHS ?= 10
 HEAD ?= ls
 PRESET ?= adam
+QUICK ?=
+BENCH_MODELS ?= resnet50.places365,mobilenet_v2.imagenet
 
-.PHONY: help install demo test extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
+.PHONY: help install demo test bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -38,6 +40,10 @@ demo: $(STAMP) ## whole pipeline on a small synthetic TAU-layout dataset -> cach
 
 test: $(STAMP) ## offline CPU test suite (the command CI runs)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUICK=1] [DEVICE=cuda] [BENCH_MODELS=a,b]
+	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick)
 
 extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n]: embed into the store
 	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD)

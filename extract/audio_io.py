@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from extract.errors import MediaError
+from extract.errors import MediaError, require_file
 
 PARTIAL_SECOND_TOLERANCE_S = 0.01
 """A last partial second at least ``1 - PARTIAL_SECOND_TOLERANCE_S`` long counts (zero-padded)."""
@@ -36,11 +36,6 @@ def seconds_in(duration_s: float) -> int:
         ``floor(duration_s + PARTIAL_SECOND_TOLERANCE_S)``, never negative.
     """
     return max(0, math.floor(duration_s + PARTIAL_SECOND_TOLERANCE_S))
-
-
-def _check_exists(path: Path) -> None:
-    if not path.is_file():
-        raise MediaError(f"{path}: file not found")
 
 
 def _sf_header(path: Path) -> tuple[int, int, int] | None:
@@ -80,7 +75,7 @@ def audio_info(path: Path) -> tuple[int, int, int]:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
     """
     path = Path(path)
-    _check_exists(path)
+    require_file(path)
     header = _sf_header(path)
     if header is not None:
         rate_hz, n_frames, n_channels = header
@@ -153,7 +148,7 @@ def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarr
     if block_seconds < 1:
         raise ValueError(f"block_seconds must be >= 1, got {block_seconds}")
     path = Path(path)
-    _check_exists(path)
+    require_file(path)
     header = _sf_header(path)
     if header is not None:
         try:
@@ -190,7 +185,7 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
     """
     path = Path(path)
-    _check_exists(path)
+    require_file(path)
     if _sf_header(path) is not None:
         try:
             data, rate_hz = sf.read(str(path), dtype="float32", always_2d=True)

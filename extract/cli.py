@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--random-init", action="store_true", help="random weights (recorded in the store)")
-    run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i")
+    run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i; "
+                     "auto: from SLURM_ARRAY_TASK_ID/COUNT, torchrun's RANK/WORLD_SIZE or SLURM_PROCID/NTASKS")
     run.add_argument("--overwrite", action="store_true", help="replace embeddings of another fingerprint")
     run.add_argument("--batch-size", type=int, default=64, help="model batch size in seconds of media")
     run.add_argument("--model-batch-size", action="append", default=[], metavar="NAME=N",

@@ -74,15 +74,20 @@ def probe_seconds(clip: Clip) -> tuple[int, str]:
     seconds, errors = [], []
     if clip.video_path is not None:
         try:
-            seconds.append(video_seconds(probe_video(clip.video_path)))
+            info = probe_video(clip.video_path)
+            seconds.append(video_seconds(info))
+            if seconds[-1] == 0:
+                errors.append(f"{clip.video_path}: video of {info.duration_s:.3f} s is shorter than one second")
         except MediaError as err:
             errors.append(str(err))
     try:
         rate_hz, n_frames, _ = audio_info(audio_source(clip))
         seconds.append(seconds_in(n_frames / rate_hz))
+        if seconds[-1] == 0:
+            errors.append(f"{audio_source(clip)}: audio of {n_frames} samples at {rate_hz} Hz is shorter than one second")
     except MediaError as err:
         errors.append(str(err))
-    return (min(seconds) if seconds else 0), "; ".join(errors)
+    return (min(seconds) if seconds else 0), "; ".join(dict.fromkeys(errors))  # a video's own track fails once
 
 
 def decode_clip(clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "") -> DecodedClip:

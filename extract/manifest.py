@@ -100,13 +100,13 @@ def _inside(root: Path, relative: str, where: str) -> Path:
 
 
 def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path) -> None:
-    """One error naming every missing file of the required kinds."""
+    """One error naming every missing file of the required kinds (unreadable ones fail per clip later)."""
     missing = []
     for clip in clips:
-        if "video" in require and clip.video_path is not None and not clip.video_path.is_file():
+        if "video" in require and clip.video_path is not None and not clip.video_path.exists():
             missing.append(clip.video_path)
         audio = clip.audio_path if clip.audio_path is not None else clip.video_path
-        if "audio" in require and audio is not None and not audio.is_file() and audio not in missing:
+        if "audio" in require and audio is not None and not audio.exists() and audio not in missing:
             missing.append(audio)
     if missing:
         listed = "\n  ".join(str(p) for p in missing[:MAX_LISTED])

@@ -6,7 +6,9 @@ threads while the models embed the current one, so decoding overlaps model compu
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from extract.store import (
     EmbeddingStore,
     StoreError,
     default_clips_per_chunk,
-    store_exists,
+    store_ready,
 )
 from extract.train_extractor import leaked_clips, store_summary
 from extract.views import View, augment_clip
@@ -117,17 +119,53 @@ class RunSummary:
     skipped: Counter = field(default_factory=Counter)  # already done before this run
     errors: list[tuple[str, str, str, str]] = field(default_factory=list)  # extractor, clip, stage, message
     complete: dict[str, bool] = field(default_factory=dict)
+    seconds: Counter = field(default_factory=Counter)  # decode (summed over threads), decode_wait, model, write
 
     def lines(self) -> list[str]:
-        return [
+        counts = [
             f"{name}: done {self.done[name]}, failed {self.failed[name]}, skipped {self.skipped[name]} "
             f"(already in store), store complete: {self.complete.get(name, False)}"
             for name in sorted(set(self.done) | set(self.failed) | set(self.skipped) | set(self.complete))
         ]
+        return counts + ["time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``i/n`` (0-based shard index i of n)."""
+SHARD_ENV = (
+    # (index variable, count variable, first-index variable or None): first match wins
+    ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"),  # sbatch --array
+    ("RANK", "WORLD_SIZE", None),  # torchrun / torch.distributed launchers
+    ("SLURM_PROCID", "SLURM_NTASKS", None),  # srun --ntasks
+)
+
+
+def shard_from_env(env: Mapping[str, str]) -> tuple[int, int]:
+    """This process's shard from a SLURM array, torchrun or srun environment (see ``SHARD_ENV``).
+
+    SLURM array ids must be contiguous (``--array=0-15`` or ``1-16``): a stepped or partial array
+    (``--array=3,7``) would map two tasks to wrong shards and is refused.
+    """
+    for index_var, count_var, first_var in SHARD_ENV:
+        if index_var in env and count_var in env:
+            try:
+                first = int(env.get(first_var or "", "0") or 0)
+                index, count = int(env[index_var]) - first, int(env[count_var])
+                last = int(env.get("SLURM_ARRAY_TASK_MAX", first + count - 1)) if first_var else first + count - 1
+            except ValueError:
+                raise ValueError(f"--shard auto: {index_var}/{count_var} are not integers") from None
+            if count < 1 or not 0 <= index < count or last - first + 1 != count:
+                raise ValueError(
+                    f"--shard auto: {index_var}={env[index_var]} gives shard {index} of {count_var}={count}; "
+                    "SLURM arrays must be contiguous (e.g. --array=0-3)"
+                )
+            return index, count
+    names = ", ".join(f"{i}+{c}" for i, c, _ in SHARD_ENV)
+    raise ValueError(f"--shard auto: none of {names} is set; pass --shard i/n")
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Parse ``i/n`` (0-based shard index i of n), or ``auto`` (:func:`shard_from_env`)."""
+    if text == "auto":
+        return shard_from_env(os.environ if env is None else env)
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
@@ -159,7 +197,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
     extractors = list({id(t.extractor): t.extractor for t in targets}.values())
     leader = cfg.shard_index == 0
     if leader:
-        if store_exists(cfg.store):
+        if store_ready(cfg.store):
             store = EmbeddingStore.open(cfg.store, mode="r+")
             store.check_clip_ids([c.clip_id for c in manifest.clips])
         else:
@@ -232,15 +270,22 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
 
         queued = [submit(b) for b in blocks[:2]]
         for position, block in enumerate(blocks):
+            started = time.perf_counter()
             decoded = [f.result() for f in queued.pop(0)]
+            summary.seconds["decode_wait"] += time.perf_counter() - started
+            summary.seconds["decode"] += sum(d.decode_seconds for d in decoded)
             if position + 2 < len(blocks):
                 queued.append(submit(blocks[position + 2]))
             for view in (None, *cfg.views):
                 todo = [t for t in targets if t.view == view and block in pending[t.key]]
                 inputs = decoded if view is None or not todo else [augment_clip(d, view) for d in decoded]
                 for t in todo:
+                    started = time.perf_counter()
                     result = embed_block(t.extractor, inputs, store.seconds_max)
+                    summary.seconds["model"] += time.perf_counter() - started
+                    started = time.perf_counter()
                     store.write_block(t.name, block, result, view=t.view_name)
+                    summary.seconds["write"] += time.perf_counter() - started
                     _count(summary, t.key, result, clips.ids[store.block_slice(block)])
             progress.update(len(decoded))
     progress.close()
@@ -307,4 +352,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="clip", disable=not enabled, dynamic_ncols=True, desc="extract")
 
 
-__all__ = ["RunConfig", "RunSummary", "run_extraction", "parse_shard", "StoreError"]
+__all__ = ["RunConfig", "RunSummary", "run_extraction", "parse_shard", "shard_from_env", "StoreError"]

@@ -24,9 +24,10 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import zarr
@@ -41,6 +42,7 @@ FRAME_OFFSET_SECONDS = 0.5  # the frame of second k is the one shown at k + 0.5 
 DEFAULT_VIEW = "original"
 PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+T = TypeVar("T")
 _CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
 
 
@@ -146,7 +148,9 @@ class EmbeddingStore:
     ) -> "EmbeddingStore":
         """Create the root and clip table, or reopen an existing store holding the same clips."""
         loc = str(location)
-        if store_exists(loc):
+        if store_exists(loc) and creation_interrupted(loc):
+            logger.warning("%s: its creation was interrupted before the clip table was complete; creating it again", loc)
+        elif store_exists(loc):
             store = cls.open(loc, mode="r+")
             if not store.attrs.get("ready"):
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
@@ -186,7 +190,7 @@ class EmbeddingStore:
     def wait_until_ready(cls, location: str, timeout_s: float) -> "EmbeddingStore":
         """Open a store that another process (shard 0) is creating, once its clip table is complete."""
         deadline = time.monotonic() + timeout_s
-        while not (store_exists(location) and _open_group(location, mode="r").attrs.get("ready")):
+        while not store_ready(location):
             if time.monotonic() > deadline:
                 raise StoreError(f"{location}: timed out after {timeout_s:.0f} s waiting for shard 0 to create it")
             time.sleep(0.5)
@@ -201,16 +205,31 @@ class EmbeddingStore:
             )
 
     # ----------------------------------------------------------------- clip table
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn a failed read (a corrupt or truncated chunk) into a StoreError naming the store and array."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(
+                f"{self.location}: cannot read {what} ({type(err).__name__}: {err}); the store is damaged: "
+                "restore it from a copy, or delete that extractor group (or the store) and extract again"
+            ) from err
+
     @property
     def clips(self) -> ClipTable:
         if self._clips is None:
-            t = self.root["clips"]
-            text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
+            with self._reading("the clip table"):
+                t = self.root["clips"]
+                text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
+                n_seconds = np.asarray(t["n_seconds"][:])
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
                 splits=text["split"],
-                n_seconds=np.asarray(t["n_seconds"][:]),
+                n_seconds=n_seconds,
                 video_paths=text["video_path"],
                 audio_paths=text["audio_path"],
                 probe_errors=text["probe_error"],
@@ -231,12 +250,16 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------- extractor groups
     def has_group(self, name: str, view: str = DEFAULT_VIEW) -> bool:
-        return group_key(name, view) in self.root
+        return _retry_torn(lambda: group_key(name, view) in self.root)
+
+    def _group(self, name: str, view: str = DEFAULT_VIEW) -> zarr.Group:
+        """One extractor view's group; its metadata may be rewritten by another shard meanwhile."""
+        return _retry_torn(lambda: self.root[group_key(name, view)])
 
     def group_attrs(self, name: str, view: str = DEFAULT_VIEW) -> dict[str, Any]:
         if not self.has_group(name, view):
             raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
-        return dict(self.root[group_key(name, view)].attrs)
+        return dict(self._group(name, view).attrs)
 
     def views(self, name: str) -> list[str]:
         """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""
@@ -317,8 +340,8 @@ class EmbeddingStore:
         while True:
             root = _open_group(self.location, mode="r+")
             key = group_key(name, view)
-            if key in root:
-                attrs = dict(root[key].attrs)
+            if _retry_torn(lambda: key in root):
+                attrs = dict(_retry_torn(lambda: root[key]).attrs)
                 if attrs.get("arrays_ready") and attrs.get("fingerprint") == fingerprint:
                     self.root = root
                     return
@@ -332,7 +355,8 @@ class EmbeddingStore:
             time.sleep(0.5)
 
     def status(self, name: str, view: str = DEFAULT_VIEW) -> np.ndarray:
-        return np.asarray(self.root[group_key(name, view)]["status"][:])
+        with self._reading(f"{group_key(name, view)}/status"):
+            return np.asarray(self._group(name, view)["status"][:])
 
     def shard_rows(self, shard_index: int, shard_count: int) -> np.ndarray:
         """Row indexes of the blocks owned by shard ``shard_index`` of ``shard_count``."""
@@ -354,7 +378,7 @@ class EmbeddingStore:
 
     def write_block(self, name: str, block: int, result: BlockResult, view: str = DEFAULT_VIEW) -> None:
         """Write one block; its status goes last so an interrupted write is redone on resume."""
-        g = self.root[group_key(name, view)]
+        g = self._group(name, view)
         sl = self.block_slice(block)
         n = sl.stop - sl.start
         if result.embeddings.shape[0] != n:
@@ -367,10 +391,12 @@ class EmbeddingStore:
         g["status"][sl] = result.status.astype(np.int8)
 
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
-        """Write the completion marker (and timing) when no clip is pending; returns completeness."""
-        g = self.root[group_key(name, view)]
+        """Write the completion marker (and timing) when no clip is pending; returns completeness.
+
+        A group already marked complete is left as it is (a rerun that had nothing to do writes nothing)."""
+        g = self._group(name, view)
         if g.attrs.get("complete"):
-            return True  # a rerun leaves a finished group's record (timing, completion time) as it was
+            return True
         status = np.asarray(g["status"][:])
         if (status == PENDING).any():
             return False
@@ -390,7 +416,7 @@ class EmbeddingStore:
 
     def errors(self, name: str, view: str = DEFAULT_VIEW) -> list[tuple[str, str, str]]:
         """(clip id, stage, message) of every failed clip."""
-        g = self.root[group_key(name, view)]
+        g = self._group(name, view)
         failed = np.flatnonzero(np.asarray(g["status"][:]) == FAILED)
         stage, message = _as_str(g["error_stage"][:]), _as_str(g["error_message"][:])
         return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
@@ -407,9 +433,10 @@ class EmbeddingStore:
             rows = rows[self.status(name, view)[rows] == DONE]
         embeddings, valid = {}, {}
         for name in names:
-            g = self.root[group_key(name, view)]
-            embeddings[name] = _read_rows(g["embeddings"], rows)
-            valid[name] = _read_rows(g["valid"], rows)
+            g = self._group(name, view)
+            with self._reading(f"{group_key(name, view)}/embeddings and valid"):
+                embeddings[name] = _read_rows(g["embeddings"], rows)
+                valid[name] = _read_rows(g["valid"], rows)
         return SplitData(
             ids=clips.ids[rows],
             labels=clips.labels[rows],
@@ -449,10 +476,25 @@ class EmbeddingStore:
                 yield group_key(name, view), g
 
 
+def _retry_torn(read: Callable[[], T], attempts: int = 50, pause_s: float = 0.05) -> T:
+    """``read()``, retried while it meets half-written metadata JSON.
+
+    Local paths are written atomically by zarr, object stores replace whole objects, but fsspec's
+    ``file://`` (and some network filesystems) truncate then write: another shard's reader can catch
+    the moment between the two.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except json.JSONDecodeError:
+            time.sleep(pause_s)
+    return read()
+
+
 def _open_group(location: str, mode: str) -> zarr.Group:
     """Open a local path or fsspec URL (local ``file://`` URLs create parent folders as needed)."""
     options = {"auto_mkdir": True} if location.startswith("file://") else None
-    return zarr.open_group(location, mode=mode, storage_options=options)
+    return _retry_torn(lambda: zarr.open_group(location, mode=mode, storage_options=options))
 
 
 def _as_str(values: np.ndarray) -> np.ndarray:
@@ -473,6 +515,20 @@ def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
         data = arr[start : min(start + chunk, arr.shape[0])]
         out[sel] = data[rows[sel] - start]
     return out
+
+
+def creation_interrupted(location: str) -> bool:
+    """True for a group left by a killed :meth:`EmbeddingStore.create`: no attributes (they are written last)
+    and nothing but the clip table and the empty extractors group. Any other group is never recreated."""
+    root = _open_group(location, mode="r")
+    if dict(root.attrs) or not set(root.keys()) <= {"clips", "extractors"}:
+        return False
+    return "extractors" not in root or not list(root["extractors"].keys())
+
+
+def store_ready(location: str) -> bool:
+    """A store exists at ``location`` and its clip table is complete."""
+    return store_exists(location) and bool(_open_group(location, mode="r").attrs.get("ready"))
 
 
 def store_exists(location: str) -> bool:

@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from extract.audio_io import seconds_in
-from extract.errors import MediaError
+from extract.errors import MediaError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    if not path.is_file():
-        raise MediaError(f"{path}: file not found")
+    require_file(path)
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError) as err:

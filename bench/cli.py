@@ -1,0 +1,108 @@
+"""``python -m bench`` (``make bench``): run the benchmark rows, write ``results.json`` and ``results.md``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROW_KEYS, machine_description
+
+logger = logging.getLogger(__name__)
+
+TOPICS = ("decode", "forward", "heads", "store", "vadd", "e2e")
+
+
+def run_topic(topic: str, options: dict[str, Any]) -> list[dict]:
+    """Import ``bench.<topic>`` and call its ``run`` with the options its signature takes; check the rows."""
+    module = importlib.import_module(f"bench.{topic}")
+    accepted = inspect.signature(module.run).parameters
+    rows = module.run(**{k: v for k, v in options.items() if k in accepted})
+    for row in rows:
+        if set(row) != set(ROW_KEYS):
+            raise ValueError(f"bench/{topic}.py returned a row with keys {sorted(row)}, expected {list(ROW_KEYS)}")
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "met" if value else "**not met**"
+    if isinstance(value, float):
+        return f"{value:.2f}x"
+    return str(value).replace("|", "\\|")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table the README shows, headed by the machine's description."""
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores usable (torch threads {m['torch_threads']}, load average "
+        f"{m['load_average_1min']} at start), device `{m['device']}`{', ' + m['gpu'] if m.get('gpu') else ''}; "
+        f"torch {m['torch']}, zarr {m['zarr']}, PyAV {m['pyav']}, OpenCV {m['opencv']}, Python {m['python']}. "
+        f"{'QUICK (smoke) run' if results['quick'] else 'Full run'} of {results['seconds_total']:.0f} s, "
+        f"{results['finished_utc']}.",
+        "",
+        "| row | avscene | paper's way | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        lines.append(f"| {_cell(row['row'])} | {_cell(row['ours'])} | {_cell(row['theirs'])} | {ratio} | "
+                     f"{_cell(row['target'])} | {_cell(row['met'])} |")
+    for topic, error in results["errors"].items():
+        lines.append(f"| {topic}: **error** | - | - | - | - | {_cell(error)} |")
+    lines.append("")
+    lines.append("Ratios are avscene's advantage (paper's time / ours, or ours / paper's throughput) except the "
+                 "store size row (ours / paper's bytes). Details of every row are in `bench/results.json`.")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer clips, images and repeats")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="torch device of the model rows")
+    parser.add_argument("--models", default="resnet50.places365,mobilenet_v2.imagenet",
+                        help="comma list of visual extractors for the forward row")
+    parser.add_argument("--only", default=",".join(TOPICS), help=f"comma list of topics among {', '.join(TOPICS)}")
+    parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
+    parser.add_argument("--work-dir", default="cache/bench", help="generated media kept between runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    topics = [t.strip() for t in args.only.split(",") if t.strip()]
+    unknown = sorted(set(topics) - set(TOPICS))
+    if unknown:
+        logger.error("--only: unknown topics %s; choose among %s", unknown, ", ".join(TOPICS))
+        return 2
+    options = {"quick": args.quick, "device": args.device, "work_dir": Path(args.work_dir),
+               "models": tuple(m.strip() for m in args.models.split(",") if m.strip())}
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine_description(args.device), "quick": args.quick, "rows": [],
+                               "errors": {}, "seconds_by_topic": {}}
+    for topic in topics:
+        topic_started = time.perf_counter()
+        logger.info("bench %s ...", topic)
+        try:
+            results["rows"] += run_topic(topic, options)
+        except Exception as err:  # one broken row must not hide the others; it is reported and fails the run
+            logger.exception("bench %s failed", topic)
+            results["errors"][topic] = f"{type(err).__name__}: {err}"
+        results["seconds_by_topic"][topic] = round(time.perf_counter() - topic_started, 1)
+    results["seconds_total"] = time.perf_counter() - started
+    results["finished_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    logger.info("wrote %s and %s", out / "results.json", out / "results.md")
+    print((out / "results.md").read_text())
+    return 1 if results["errors"] else 0
