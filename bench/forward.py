@@ -1,9 +1,9 @@
 """Row 2: extractor forward, batched (avscene's runner) vs the paper's batch-of-one loop, same model and device.
 
-Both call the same :meth:`extract.extractor.Extractor.embed` on the same ``(N, 224, 224, 3)`` uint8 frames;
-the only difference is the batch size. ``resnet50.places365`` is taken from the registry (random weights)
-when it is registered, else torchvision's ResNet50 (random weights, 2048-d pooled output) stands in.
-``mobilenet_v2.imagenet`` runs with its real ImageNet weights from the weights cache.
+Both call the same :meth:`extract.extractor.Extractor.embed` on the same ``(N, crop, crop, 3)`` uint8 frames at
+the model's input size; the only difference is the batch size. Models run with their real weights where the
+weights cache (or the shared folder) has them (``mobilenet_v2.imagenet`` here), else with random weights (same
+cost). On a GPU each row also gives the published timm figure of the same architecture for reference.
 """
 from __future__ import annotations
 
@@ -18,42 +18,37 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODELS = ("resnet50.places365", "mobilenet_v2.imagenet")
 TARGET = 3.0  # x images/s, CPU
 BATCH_SIZE = 64  # the runner's default model batch
+TIMM_SOURCE = ("huggingface/pytorch-image-models results/benchmark-infer-amp-nchw-pt291-cu128-4090.csv "
+               "(commit 90cae8c): RTX 4090, AMP, NCHW, PyTorch 2.9.1, batch 1024 (512 at 378 px)")
+# timm's published inference throughput of the same architecture (samples/s), for reference on a GPU:
+# another GPU and without our uint8 -> float preprocessing, so a scale check, not a race.
+TIMM_PUBLISHED: dict[str, dict] = {
+    name: {"timm_model": model, "image_px": px, "samples_per_s": rate, "source": TIMM_SOURCE}
+    for name, (model, px, rate) in {
+        "resnet50.places365": ("resnet50", 224, 4302.84),
+        "densenet161.places365": ("densenet161", 224, 1809.99),
+        "mobilenet_v2.imagenet": ("mobilenetv2_100", 224, 10807.07),
+        "vit_b16.in1k": ("vit_base_patch16_224", 224, 2992.79),
+        "clip_vit_b32.laion2b_s34b_b79k": ("vit_base_patch32_clip_224", 224, 12150.93),
+        "clip_vit_h14.laion2b_s32b_b79k": ("vit_huge_patch14_clip_224", 224, 401.9),
+        "vit_h14.swag_e2e_in1k": ("vit_huge_patch14_clip_378 (timm's largest ViT-H/14 input; ours is 518 px)", 378, 135.92),
+        "vit_h14.swag_e2e_in1k_logits": ("vit_huge_patch14_clip_378 (timm's largest ViT-H/14 input; ours is 518 px)", 378,
+                                         135.92),
+    }.items()
+}
 
 
 def build(name: str, device: str):
-    """An :class:`~extract.extractor.Extractor` for ``name`` and a note on its weights."""
+    """An :class:`~extract.extractor.Extractor` for ``name`` (real weights when the cache or shared folder has them)."""
     from extract.extractor import create_extractor
-    from extract.registry import list_extractors
+    from extract.registry import get_spec
+    from extract.weights import is_present
 
-    if name in list_extractors():
-        spec_weights = name != "resnet50.places365"  # the seed model's official file is not reachable here
-        if spec_weights:
-            import_shared_weights((name,))
-        extractor = create_extractor(name, random_init=not spec_weights, device=device)
-        return extractor, ("real weights" if spec_weights else "random weights")
-    if name.startswith("resnet50"):
-        return _torchvision_resnet50(device), "torchvision resnet50, random weights (resnet50.places365 not registered)"
-    raise ValueError(f"--models: {name!r} is neither registered nor resnet50")
-
-
-def _torchvision_resnet50(device: str):
-    import torch
-    from torchvision.models import resnet50
-
-    from extract.extractor import Extractor, resolve_device
-    from extract.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD
-    from extract.registry import ExtractorSpec, VisualInput
-
-    torch.manual_seed(0)
-    net = resnet50()
-    net.fc = torch.nn.Identity()
-    spec = ExtractorSpec(
-        name="resnet50.torchvision-random", modality="visual", embedding_dim=2048, version="bench",
-        description="torchvision ResNet50, random weights, pooled 2048-d (benchmark stand-in)", weights=None,
-        visual=VisualInput(256, 224, IMAGENET_MEAN, IMAGENET_STD),
-    )
-    resolved = resolve_device(device)
-    return Extractor(spec=spec, module=net.eval().to(resolved), weights_id="random-init", device=resolved)
+    spec = get_spec(name)
+    if spec.weights is not None:
+        import_shared_weights((name,))
+    real = spec.weights is None or is_present(spec)
+    return create_extractor(name, random_init=not real, device=device), ("real weights" if real else "random weights")
 
 
 def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFAULT_MODELS) -> list[dict]:
@@ -62,10 +57,11 @@ def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFA
 
     resolved = resolve_device(device)
     n_images = (16 if quick else 64) * (8 if resolved == "cuda" else 1)
-    frames = np.random.default_rng(0).integers(0, 256, (n_images, 224, 224, 3), dtype=np.uint8)
     rows = []
     for name in models:
         extractor, weights = build(name, device)
+        side = extractor.spec.visual.crop_px
+        frames = np.random.default_rng(0).integers(0, 256, (n_images, side, side, 3), dtype=np.uint8)
         batch = min(BATCH_SIZE * (4 if resolved == "cuda" else 1), n_images)
         extractor.embed(frames[:1]), extractor.embed(frames[:batch])  # warm-up (allocator, cuDNN choice)
         seconds, out = best_times({
@@ -81,8 +77,9 @@ def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFA
             f"{ours:.1f} images/s", f"{theirs:.1f} images/s", ratio,
             f">= {TARGET:g}x" + ("" if resolved == "cpu" else " (CPU target; GPU for reference)"),
             ratio >= TARGET if resolved == "cpu" else None,
-            {"images": n_images, "batch": batch, "weights": weights, "device": resolved,
-             "max_abs_diff_batched_vs_loop": max_diff},
+            {"images": n_images, "image_px": side, "batch": batch, "weights": weights, "device": resolved,
+             "precision": extractor.options.precision, "max_abs_diff_batched_vs_loop": max_diff,
+             **({"timm_published": TIMM_PUBLISHED.get(name)} if resolved == "cuda" else {})},
         ))
         logger.info("%s: %.1f vs %.1f images/s", name, ours, theirs)
     return rows
