@@ -238,6 +238,7 @@ def train_extractor(
     label_map = default_label_map(classes) if label_map is None else label_map
     clips = train_clips(manifest, label_map)
     data = decode_train_windows(clips, spec, label_map, classes, cfg.decode_workers)
+    n_decoded = len(data.targets)
     if cfg.augment.offline:
         keep = ~np.isin(data.clip_rows, validation_clips(len(data.clip_ids), cfg))
         extra = offline_augment(data.waveforms[keep], data.targets[keep], data.clip_rows[keep], cfg.augment, cfg.seed)
@@ -264,7 +265,8 @@ def train_extractor(
             "source": manifest.source,
             "split": TRAIN_SPLIT,
             "n_clips": len(data.clip_ids),
-            "n_windows": int(len(data.targets)),
+            "n_windows": n_decoded,
+            "n_offline_augmented_windows": int(len(data.targets) - n_decoded),
             "clip_ids_sha256": ids_digest,
             "skipped": [list(s) for s in data.skipped],
         },

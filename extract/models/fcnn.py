@@ -82,7 +82,7 @@ def delta(x: torch.Tensor, width: int = DELTA_WIDTH) -> torch.Tensor:
     half = width // 2
     padded = nn.functional.pad(x.reshape(-1, 1, x.shape[-1]), (half, half), mode="replicate")
     taps = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
-    kernel = (taps / taps.square().sum()).flip(0).view(1, 1, -1)
+    kernel = (taps / taps.square().sum()).view(1, 1, -1)  # conv1d correlates: out[t] = sum_n n x[t+n] / sum n^2
     return nn.functional.conv1d(padded, kernel).reshape(x.shape)
 
 
