@@ -21,13 +21,12 @@ repeated): ``(B, 6, 128, 47)`` = 2 channels x (log-mel, delta, delta-delta).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
 from extract.manifest import TAU_SCENES
+from extract.models.trained import StateDictCheckpoint
 from extract.registry import AudioInput, ExtractorSpec, TrainedWeights, register_extractor
 
 SAMPLE_RATE_HZ = 48_000
@@ -129,7 +128,7 @@ class ChannelAttention(nn.Module):
 
 
 @register_extractor(SPEC)
-class FCNN(nn.Module):
+class FCNN(StateDictCheckpoint, nn.Module):
     """``(B, 2, 48000)`` float32 -> ``(B, 10)``; :meth:`features` and :meth:`classify_features` split front end and net."""
 
     classes: tuple[str, ...] = TAU_SCENES
@@ -153,10 +152,6 @@ class FCNN(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight)  # Keras he_normal
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Load a state dict saved by ``train-extractor fcnn.tau`` (strict)."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, 2, samples)`` -> ``(B, 6, 128, frames)`` log-mel + deltas (no learned parameters)."""
