@@ -7,7 +7,9 @@ updated with the head (``visual`` = Fine_V, ``audio`` = Fine_A, both by default)
 Adam, lr 1e-5, weight decay 1e-5, batch 32 seconds, cross-entropy (the paper's settings). Media of the train split
 are decoded ``clips_per_chunk`` clips at a time (threads), so memory does not grow with the dataset.
 
-Embeddings are standardised by fixed statistics: those of a cache-trained head's scaler (``head_run``, whose
+The extractors stay in eval mode while their weights are updated (batch norm uses its running statistics, dropout
+is off): in train mode, batch statistics of 32 seconds moved the embeddings far from the cached ones the head was
+trained on (demo: initial loss 148 instead of 0.6). Embeddings are standardised by fixed statistics: those of a cache-trained head's scaler (``head_run``, whose
 head weights initialise the MLP), else the mean/std of the extractors' initial embeddings of the first chunk.
 A GPU is needed for real use (DenseNet161 + FCNN on 86k seconds); the tests run a few steps on CPU with the
 debug extractors.
@@ -123,7 +125,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     torch.manual_seed(cfg.seed)
     if head_run is not None:
         trained = load_head(Path(head_run) / "model.pt")
-        if trained.extractors != names or tuple(trained.classes) != class_names:
+        if sorted(trained.extractors) != sorted(names) or tuple(trained.classes) != class_names:
             raise ValueError(f"{head_run}: head trained on {trained.extractors} / {trained.classes}, "
                              f"not {names} / {class_names}")
         head, mean, std = trained.head, trained.scaler.mean, trained.scaler.std
@@ -134,6 +136,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     params = list(head.parameters())
     for modality, module in modules.items():
         trainable = modality in cfg.train_modalities
+        module.eval()  # batch norm keeps its running statistics, dropout off: see the module docstring
         module.requires_grad_(trainable)
         params += list(module.parameters()) if trainable else []
     before = {m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in modules.items()}
@@ -158,15 +161,11 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
             visual, audio, targets = chunk
             if mean is None:  # fixed standardisation from the initial embeddings of the first chunk
                 with torch.no_grad():
-                    for m in modules.values():
-                        m.eval()
                     first = {specs["visual"].name: embed("visual", visual), specs["audio"].name: embed("audio", audio)}
                 mean = {n: v.mean(0).cpu().numpy() for n, v in first.items()}
                 std = {n: np.maximum(v.std(0).cpu().numpy(), 1e-6) for n, v in first.items()}
             stats = {n: (torch.as_tensor(np.asarray(mean[n]), dtype=torch.float32, device=device),
                          torch.as_tensor(np.asarray(std[n]), dtype=torch.float32, device=device)) for n in names}
-            for modality, module in modules.items():
-                module.train(modality in cfg.train_modalities)
             head.train()
             perm = rng.permutation(len(targets))
             for b in range(0, len(perm), cfg.batch_size):
