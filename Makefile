@@ -15,6 +15,7 @@ VADD_OUT ?=
 VIDEO ?=
 AUDIO ?=
 HEADS ?=
+HEAD_RUN ?=
 PYTEST_ARGS ?=
 EPOCHS ?= 10
 HEAD ?= ls
@@ -51,6 +52,16 @@ extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n]
 .PHONY: train-iov
 train-iov: $(STAMP) ## DATA=... STORE=... [EPOCHS=10]: train iov_cnn420 on the train split, install, extract
 	$(PY) -m extract train-iov --data $(DATA) --store $(STORE) --epochs $(EPOCHS) --device $(DEVICE)
+
+.PHONY: train-fcnn finetune ablation-wang
+train-fcnn: $(STAMP) ## DATA=... STORE=... [EPOCHS=10]: train fcnn.tau (paper augmentations) on the train split, extract
+	$(PY) -m extract train-extractor fcnn.tau --data $(DATA) --store $(STORE) --epochs $(EPOCHS) --augment paper --device $(DEVICE)
+
+finetune: $(STAMP) ## DATA=... [HEAD_RUN=run folder]: second paper's Fine_A+Fine_V from media (GPU) -> cache/runs/finetune
+	$(PY) -m classify finetune --data $(DATA) --device $(DEVICE) $(if $(HEAD_RUN),--head-run "$(HEAD_RUN)")
+
+ablation-wang: $(STAMP) ## STORE=...: second paper's Tables 1/3 cache rows (MLP) beside the paper -> cache/runs/ablation-wang
+	$(PY) -m classify ablation --paper wang --store $(STORE)
 
 info: $(STAMP) ## STORE=...: what the store holds and its recorded errors
 	$(PY) -m extract info --store $(STORE)

@@ -50,11 +50,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
-    from classify.ablation import run_ablation
+    from classify.ablation import run_ablation, run_wang_ablation
 
-    head_config, train_config = _configs(args, "ls")
-    out = Path(args.out)
-    table = run_ablation(args.store, out, head_config, train_config, _extractors(args))
+    out = Path(args.out or ("cache/runs/ablation-wang" if args.paper == "wang" else "cache/runs/ablation"))
+    if args.paper == "wang":  # per-row presets and views; --epochs/--seed still apply
+        overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
+        table = run_wang_ablation(args.store, out, _extractors(args), **overrides)
+    else:
+        head_config, train_config = _configs(args, "ls")
+        table = run_ablation(args.store, out, head_config, train_config, _extractors(args))
     for row in table:
         print(f"{row['run']:32s} clip acc {row['clip_acc_vote']!s:>6}  paper {row['paper_clip_acc'] or '':>6}")
     print(f"table: {out / 'ablation.md'}")
@@ -67,6 +71,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     n = predict_split(Path(args.model), args.store, args.split or None, Path(args.out))
     print(f"{n} clips scored")
     print(f"predictions: {args.out}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from classify.finetune import FinetuneConfig, run_finetune
+
+    cfg = FinetuneConfig(visual=args.visual, audio=args.audio, train_modalities=tuple(args.train.split(",")),
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         max_steps=args.max_steps, random_init=args.random_init, device=args.device, seed=args.seed)
+    out = Path(args.out)
+    metrics = run_finetune(Path(args.data), out, cfg, Path(args.head_run) if args.head_run else None)
+    print(f"{metrics['steps']} steps, {metrics['seconds_seen']} seconds, final loss {metrics['final_loss']}, "
+          f"extractors changed {metrics['extractor_changed']}")
+    print(f"metrics: {out / 'metrics.json'}")
     return 0
 
 
@@ -103,10 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--head", default="ls", choices=HEAD_CHOICES)
     train.add_argument("--out", default="", help="run folder (default cache/runs/<head>-<classes>cls)")
     train.set_defaults(func=_cmd_train)
-    ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC for 10 and 3 classes, beside the paper")
+    ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC (or --paper wang), beside the papers")
     _add_training_options(ablation)
-    ablation.add_argument("--out", default="cache/runs/ablation")
+    ablation.add_argument("--paper", default="first", choices=["first", "wang"],
+                          help="first: Table 2 + VASC/ASC/VSC; wang: the second paper's Tables 1/3 cache rows (MLP)")
+    ablation.add_argument("--out", default="", help="default cache/runs/ablation (first) or cache/runs/ablation-wang")
     ablation.set_defaults(func=_cmd_ablation)
+    finetune = sub.add_parser("finetune", help="second paper's Fine_A/Fine_V: extractors + MLP head end to end "
+                              "from the train split's media (needs a GPU for real use)")
+    finetune.add_argument("--data", required=True, help="TAU-layout folder or CSV manifest")
+    finetune.add_argument("--visual", default="densenet161.places365_f1f15")
+    finetune.add_argument("--audio", default="fcnn.tau")
+    finetune.add_argument("--train", default="visual,audio", help="extractors updated: visual (Fine_V), audio (Fine_A)")
+    finetune.add_argument("--head-run", default="", help="run folder of a cache-trained mlp head to start from")
+    finetune.add_argument("--epochs", type=int, default=1)
+    finetune.add_argument("--batch-size", type=int, default=32)
+    finetune.add_argument("--lr", type=float, default=1e-5)
+    finetune.add_argument("--weight-decay", type=float, default=1e-5)
+    finetune.add_argument("--max-steps", type=int, default=None)
+    finetune.add_argument("--random-init", action="store_true", help="random extractor weights (smoke runs)")
+    finetune.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("--out", default="cache/runs/finetune")
+    finetune.set_defaults(func=_cmd_finetune)
     predict = sub.add_parser("predict", help="DCASE-format clip predictions of a trained head (unlabeled splits too)")
     predict.add_argument("--model", required=True, help="model.pt of a run folder")
     predict.add_argument("--store", default="cache/embeddings.zarr")

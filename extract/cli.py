@@ -100,25 +100,41 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_iov(args: argparse.Namespace) -> int:
-    from extract.manifest import SCENE_TO_IOV, read_manifest
+def _cmd_train_extractor(args: argparse.Namespace) -> int:
+    from extract.manifest import read_manifest
     from extract.runner import RunConfig, run_extraction
     from extract.train_extractor import TrainConfig, train_extractor
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      seed=args.seed, decode_workers=args.decode_workers, device=args.device)
+                      seed=args.seed, decode_workers=args.decode_workers, device=args.device,
+                      augment=_parse_augment(args.augment, args.augment_copies, args.spec_augment, args.channel_swap))
     manifest = read_manifest(Path(args.data), require=(), classes=_parse_classes(args.classes))
-    path, record = train_extractor("iov_cnn420", manifest, SCENE_TO_IOV, cfg)
+    path, record = train_extractor(args.name, manifest, None, cfg)
     print(f"weights: {path}\nsha256: {record['sha256']}\ntraining run: {record['run_id']} "
           f"(val accuracy {record['metrics']['final_val_accuracy']:.3f}, record {path}.run.json)")
     if args.store:
-        summary = run_extraction(RunConfig(data=Path(args.data), store=args.store, extractors=("iov_cnn420",),
+        summary = run_extraction(RunConfig(data=Path(args.data), store=args.store, extractors=(args.name,),
                                            classes=_parse_classes(args.classes), device=args.device,
                                            progress=not args.no_progress))
         for line in summary.lines():
             print(line)
         print(f"store: {args.store}")
     return 0
+
+
+def _parse_augment(text: str, copies: int, spec_augment: float | None, channel_swap: float | None):
+    """``paper`` (every augmentation of the second paper) or a comma list of offline kinds; flags override."""
+    from dataclasses import replace
+
+    from extract.audio_augment import PAPER_AUGMENT, AudioAugmentConfig
+
+    if text == "paper":
+        cfg = replace(PAPER_AUGMENT, copies=copies)
+    else:
+        cfg = AudioAugmentConfig(offline=tuple(k.strip() for k in text.split(",") if k.strip()), copies=copies)
+    overrides = {k: v for k, v in (("spec_augment_fraction", spec_augment), ("channel_swap_probability", channel_swap))
+                 if v is not None}
+    return replace(cfg, **overrides)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -162,6 +178,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="TAU-layout folder or CSV manifest (labels: TAU scenes)")
+    parser.add_argument("--store", default="", help="also extract the trained extractor into this store")
+    parser.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau'")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32, help="1-s windows per step")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--decode-workers", type=int, default=2)
+    parser.add_argument("--augment", default="", help="'paper' (pitch,speed,noise,mix offline + SpecAugment 0.1 + "
+                        "channel swap 0.5) or a comma list of offline kinds among pitch,speed,noise,mix")
+    parser.add_argument("--augment-copies", type=int, default=1, help="offline copies per window and kind")
+    parser.add_argument("--spec-augment", type=float, default=None, help="max SpecAugment mask width (fraction)")
+    parser.add_argument("--channel-swap", type=float, default=None, help="probability of swapping the two channels")
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -193,17 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     tiov = sub.add_parser("train-iov", help="train iov_cnn420 on the TRAIN split, install its weights (+ extract)")
-    tiov.add_argument("--data", required=True, help="TAU-layout folder or CSV manifest (labels: TAU scenes)")
-    tiov.add_argument("--store", default="", help="also extract iov_cnn420 into this store after training")
-    tiov.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau'")
-    tiov.add_argument("--epochs", type=int, default=10)
-    tiov.add_argument("--batch-size", type=int, default=32, help="1-s windows per step")
-    tiov.add_argument("--learning-rate", type=float, default=1e-3)
-    tiov.add_argument("--seed", type=int, default=0)
-    tiov.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tiov.add_argument("--decode-workers", type=int, default=2)
-    tiov.add_argument("--no-progress", action="store_true")
-    tiov.set_defaults(func=_cmd_train_iov)
+    _add_train_options(tiov)
+    tiov.set_defaults(func=_cmd_train_extractor, name="iov_cnn420")
+    tex = sub.add_parser("train-extractor", help="train an extractor with weights trained here (iov_cnn420, fcnn.tau) "
+                         "on the TRAIN split, install its weights (+ extract)")
+    tex.add_argument("name", help="registry name of an extractor whose weights are trained here")
+    _add_train_options(tex)
+    tex.set_defaults(func=_cmd_train_extractor)
 
     w = sub.add_parser("weights", help="list, fetch or import pretrained weights")
     wsub = w.add_subparsers(dest="action", required=True)

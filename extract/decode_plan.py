@@ -18,6 +18,8 @@ from extract.store import FRAME_OFFSET_SECONDS
 from extract.video_io import probe_video, read_frames, video_seconds
 
 ImageSize = tuple[int, int, str]  # (resize_shorter_px, crop_px, interpolation): VisualInput.frame_size
+FrameOffsets = tuple[float, ...]  # VisualInput.frame_offsets_seconds; () = the store's FRAME_OFFSET_SECONDS
+ImageKey = tuple[ImageSize, FrameOffsets]
 AudioFormat = tuple[int, str, int]  # (sample_rate_hz, channels, context_samples)
 
 
@@ -25,15 +27,24 @@ AudioFormat = tuple[int, str, int]  # (sample_rate_hz, channels, context_samples
 class DecodePlan:
     """The distinct inputs a set of extractors needs."""
 
-    image_sizes: frozenset[ImageSize]
+    image_keys: frozenset[ImageKey]
     audio_formats: frozenset[AudioFormat]
 
     @classmethod
     def for_specs(cls, specs: list[ExtractorSpec]) -> "DecodePlan":
         return cls(
-            frozenset(s.visual.frame_size for s in specs if s.visual),
+            frozenset(image_key(s) for s in specs if s.visual),
             frozenset(audio_format(s) for s in specs if s.audio),
         )
+
+    @property
+    def image_sizes(self) -> frozenset[ImageSize]:
+        """Every frame size of the plan (whatever its sampling offsets)."""
+        return frozenset(size for size, _ in self.image_keys)
+
+    @property
+    def frame_offsets(self) -> frozenset[FrameOffsets]:
+        return frozenset(offsets for _, offsets in self.image_keys)
 
 
 @dataclass
@@ -41,7 +52,8 @@ class DecodedClip:
     """Model-ready inputs of one clip, or the reason a modality failed."""
 
     clip_id: str
-    frames: dict[ImageSize, np.ndarray] = field(default_factory=dict)  # (n_seconds, crop, crop, 3) uint8
+    # (n_seconds, crop, crop, 3) uint8; (n_seconds, n_offsets, crop, crop, 3) for several frame offsets
+    frames: dict[ImageKey, np.ndarray] = field(default_factory=dict)
     audio: dict[AudioFormat, np.ndarray] = field(default_factory=dict)  # (n_seconds, C, window) float32
     errors: dict[str, tuple[str, str]] = field(default_factory=dict)  # modality -> (stage, message)
     decode_seconds: float = 0.0
@@ -50,7 +62,13 @@ class DecodedClip:
         return self.errors.get(spec.modality)
 
     def input_for(self, spec: ExtractorSpec) -> np.ndarray:
-        return self.frames[spec.visual.frame_size] if spec.visual is not None else self.audio[audio_format(spec)]
+        return self.frames[image_key(spec)] if spec.visual is not None else self.audio[audio_format(spec)]
+
+
+def image_key(spec: ExtractorSpec) -> ImageKey:
+    """The decoded frames a visual extractor reads: its frame size and sampling offsets."""
+    assert spec.visual is not None
+    return spec.visual.frame_size, spec.visual.frame_offsets_seconds
 
 
 def audio_format(spec: ExtractorSpec) -> AudioFormat:
@@ -59,9 +77,23 @@ def audio_format(spec: ExtractorSpec) -> AudioFormat:
     return (spec.audio.sample_rate_hz, spec.audio.channels, spec.audio.context_samples)
 
 
-def input_key(spec: ExtractorSpec) -> ImageSize | AudioFormat:
-    """Key of ``spec``'s input among decoded inputs: its frame size, or its audio format."""
-    return spec.visual.frame_size if spec.visual is not None else audio_format(spec)
+def input_key(spec: ExtractorSpec) -> ImageKey | AudioFormat:
+    """Key of ``spec``'s input among decoded inputs: its frame size and offsets, or its audio format."""
+    return image_key(spec) if spec.visual is not None else audio_format(spec)
+
+
+def read_second_frames(path, n_seconds: int, keys: frozenset[ImageKey]) -> dict[ImageKey, np.ndarray]:
+    """Frames of seconds ``0..n_seconds-1`` for every key: one per second at ``k + FRAME_OFFSET_SECONDS``, or
+    ``(n_seconds, n_offsets, ...)`` frames at ``k + offset`` for keys with several offsets (one decoding pass)."""
+    offsets_of = {offsets: offsets or (FRAME_OFFSET_SECONDS,) for offsets in {o for _, o in keys}}
+    times_s = sorted({k + o for offsets in offsets_of.values() for o in offsets for k in range(n_seconds)})
+    row = {t: i for i, t in enumerate(times_s)}
+    frames = read_frames(path, times_s, sorted({size for size, _ in keys}))
+    out = {}
+    for size, offsets in keys:
+        rows = np.array([[row[k + o] for o in offsets_of[offsets]] for k in range(n_seconds)])  # (n, n_offsets)
+        out[(size, offsets)] = frames[size][rows[:, 0]] if not offsets else frames[size][rows]
+    return out
 
 
 def audio_source(clip: Clip):
@@ -99,12 +131,11 @@ def decode_clip(clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str =
         for modality in ("visual", "audio"):
             out.errors[modality] = ("probe", reason)
         return out
-    if plan.image_sizes:
+    if plan.image_keys:
         try:
             if clip.video_path is None:
                 raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
-            times_s = [k + FRAME_OFFSET_SECONDS for k in range(n_seconds)]
-            out.frames = read_frames(clip.video_path, times_s, sorted(plan.image_sizes))
+            out.frames = read_second_frames(clip.video_path, n_seconds, plan.image_keys)
         except Exception as err:  # any failure is this clip's, never the run's
             out.errors["visual"] = ("decode", _describe(err, clip.video_path))
     if plan.audio_formats:

@@ -110,7 +110,8 @@ class Extractor:
         return fingerprint(self.spec, self.weights_id, self.options.precision)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Embed a batch: visual ``(B, H, W, 3)`` uint8 frames, or audio ``(B, C, samples)`` float32.
+        """Embed a batch: visual ``(B, H, W, 3)`` uint8 frames (``(B, F, H, W, 3)``: F frames per second, summed,
+        see ``VisualInput.frame_offsets_seconds``), or audio ``(B, C, samples)`` float32.
 
         Returns:
             ``(B, embedding_dim)`` float32.
@@ -124,11 +125,7 @@ class Extractor:
         cuda = self.device.startswith("cuda")
         with torch.inference_mode(), self._autocast():
             x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
-            if self.spec.visual is not None:
-                x = normalise_images(x, self.spec)
-                if self.options.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            out = self.forward(x)[:n]
+            out = embed_inputs(self.spec, self.forward, x, self.options.channels_last)[:n]
         return out.float().cpu().numpy()
 
     def _autocast(self):
@@ -138,6 +135,21 @@ class Extractor:
             return nullcontext()
         dtype = torch.bfloat16 if self.options.precision == "bf16" else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def embed_inputs(spec: ExtractorSpec, forward, x: "torch.Tensor", channels_last: bool = False) -> "torch.Tensor":
+    """Model input on its device -> ``(B, D)``: frames normalised by the spec (several frames per second: embedded
+    together, summed per second), audio as it is. Differentiable (fine-tuning uses it too)."""
+    import torch
+
+    if spec.visual is None:
+        return forward(x)
+    frames_per_item = x.shape[1] if x.ndim == 5 else 1
+    images = normalise_images(x.reshape(-1, *x.shape[-3:]), spec)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    out = forward(images)
+    return out.reshape(-1, frames_per_item, out.shape[-1]).sum(dim=1)
 
 
 def normalise_images(frames_uint8: "torch.Tensor", spec: ExtractorSpec) -> "torch.Tensor":

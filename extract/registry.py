@@ -73,6 +73,9 @@ class VisualInput:
 
     ``interpolation`` is the filter of the in-decoder resize: ``area`` (averaging; the default of the
     first extractors), or ``bilinear``/``bicubic`` where a model's published transforms name one.
+    ``frame_offsets_seconds``: empty (default) = one frame per second, the one shown at the store's
+    ``k + frame_offset_seconds``; otherwise the frames shown at ``k + offset`` for each offset, whose
+    embeddings are summed (the second paper: frames 1 and 15 of each second at 30 fps = ``(0, 14/30)``).
     """
 
     resize_shorter_px: int
@@ -80,10 +83,15 @@ class VisualInput:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: Interpolation = "area"
+    frame_offsets_seconds: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        offsets = tuple(float(o) for o in self.frame_offsets_seconds)
+        if any(not 0.0 <= o < 1.0 for o in offsets) or len(set(offsets)) != len(offsets):
+            raise ValueError(f"frame_offsets_seconds must be distinct values in [0, 1), got {offsets}")
+        object.__setattr__(self, "frame_offsets_seconds", offsets)
 
     @property
     def frame_size(self) -> tuple[int, int, Interpolation]:
@@ -150,7 +158,10 @@ class ExtractorSpec:
             raise ValueError(f"{self.name}: give exactly the input description of its modality")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["visual"] is not None and not data["visual"]["frame_offsets_seconds"]:
+            del data["visual"]["frame_offsets_seconds"]  # the default: spec dicts (fingerprints) as before the option
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ExtractorSpec":
@@ -161,7 +172,8 @@ class ExtractorSpec:
         if fields.get("visual") is not None:
             v = fields["visual"]
             fields["visual"] = VisualInput(
-                v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]), v.get("interpolation", "area")
+                v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]), v.get("interpolation", "area"),
+                tuple(v.get("frame_offsets_seconds", ())),
             )
         if fields.get("audio") is not None:
             fields["audio"] = AudioInput(**fields["audio"])

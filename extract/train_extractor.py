@@ -1,12 +1,16 @@
 """Train an audio extractor whose weights are not published, on the TRAIN split only, and install them.
 
 Generic over the extractor (its module must offer ``classify(waveform) -> (B, K)`` logits over a
-``classes`` attribute) and over the label mapping (scene -> target class): ``train-iov`` uses
-:data:`extract.manifest.SCENE_TO_IOV`. Only clips whose split is ``train`` are ever decoded; a seeded
-tenth of them (by clip) is held out for validation accuracy. The weights go to the weights cache with a
-run record (``<filename>.run.json``: run id, sha256, config, data, metrics) that extraction copies into
-the store. Every 1-s window of the train clips is decoded into RAM once (float32, 64 KB per window at
-16 kHz mono: ~5.5 GB for TAU's 86,460 train windows).
+``classes`` attribute) and over the label mapping (scene -> target class, :func:`default_label_map`:
+:data:`extract.manifest.SCENE_TO_IOV` for ``iov_cnn420``, the scenes themselves for ``fcnn.tau``). Only
+clips whose split is ``train`` are ever decoded; a seeded tenth of them (by clip) is held out for
+validation accuracy. Audio augmentations (:mod:`extract.audio_augment`) are optional: offline copies of
+the non-validation windows are made once before training; channel swapping and SpecAugment run on every
+step (SpecAugment needs a module with ``features``/``classify_features``). The weights go to the weights
+cache with a run record (``<filename>.run.json``: run id, sha256, config, data, metrics) that extraction
+copies into the store. Every 1-s window of the train clips is decoded into RAM once, float32: 64 KB per
+window at 16 kHz mono (~5.5 GB for TAU's 86,460 train windows), 384 KB at 48 kHz stereo (~33 GB, plus as
+much again per offline copy).
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from extract import __version__
 from extract.audio_io import audio_windows, load_audio, seconds_in
 from extract.decode_plan import audio_source
 from extract.errors import MediaError
-from extract.manifest import Clip, Manifest
+from extract.audio_augment import AudioAugmentConfig, offline_augment, spec_augment, swap_channels
+from extract.manifest import IOV_CLASSES, SCENE_TO_IOV, Clip, Manifest
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import install_trained
 
@@ -47,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     decode_workers: int = 2
     device: str = "auto"
+    augment: AudioAugmentConfig = AudioAugmentConfig()
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -55,11 +61,13 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "augment": self.augment.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return cls(**data)
+        fields = dict(data)
+        fields["augment"] = AudioAugmentConfig.from_dict(fields.get("augment", {}))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,27 @@ class TrainWindows:
     clip_rows: np.ndarray
     clip_ids: tuple[str, ...]  # row -> clip id
     skipped: tuple[tuple[str, str], ...]  # (clip id, reason) of train clips that could not be decoded
+    augmented: np.ndarray | None = None  # (N,) bool: an offline augmented copy (never used for validation)
+
+    def with_extra(self, waveforms: np.ndarray, targets: np.ndarray, clip_rows: np.ndarray) -> "TrainWindows":
+        """These windows followed by augmented copies (marked in ``augmented``)."""
+        original = self.augmented if self.augmented is not None else np.zeros(len(self.targets), bool)
+        return TrainWindows(
+            np.concatenate([self.waveforms, waveforms]), np.concatenate([self.targets, targets]),
+            np.concatenate([self.clip_rows, clip_rows]), self.clip_ids, self.skipped,
+            np.concatenate([original, np.ones(len(targets), bool)]),
+        )
+
+
+def default_label_map(classes: tuple[str, ...]) -> dict[str, str]:
+    """Scene -> target class of a module's ``classes``: indoor/outdoor/vehicle, or the scenes themselves."""
+    return dict(SCENE_TO_IOV) if tuple(classes) == IOV_CLASSES else {c: c for c in classes}
+
+
+def validation_clips(n_clips: int, cfg: TrainConfig) -> np.ndarray:
+    """Rows of the clips held out for validation (seeded, by clip)."""
+    n_val = int(round(cfg.val_fraction * n_clips)) if n_clips > 1 else 0
+    return np.random.default_rng(cfg.seed).permutation(n_clips)[:n_val]
 
 
 def train_clips(manifest: Manifest, label_map: dict[str, str]) -> list[Clip]:
@@ -138,12 +167,12 @@ def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, 
     """Seeded Adam training of ``module.classify`` with cross-entropy; returns per-epoch metrics."""
     import torch
 
-    rng = np.random.default_rng(cfg.seed)
-    n_clips = len(data.clip_ids)
-    n_val = int(round(cfg.val_fraction * n_clips)) if n_clips > 1 else 0
-    val_clips = rng.permutation(n_clips)[:n_val]
+    val_clips = validation_clips(len(data.clip_ids), cfg)
+    rng = np.random.default_rng([cfg.seed, 1])
+    generator = torch.Generator().manual_seed(cfg.seed)
     is_val = np.isin(data.clip_rows, val_clips)
-    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    augmented = data.augmented if data.augmented is not None else np.zeros(len(is_val), bool)
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val & ~augmented)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     epochs = []
@@ -156,7 +185,7 @@ def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, 
             idx = np.sort(order[s : s + cfg.batch_size])
             x = torch.from_numpy(data.waveforms[idx]).to(device)
             y = torch.from_numpy(data.targets[idx]).to(device)
-            logits = module.classify(x)
+            logits = _train_logits(module, x, cfg.augment, generator)
             loss = loss_fn(logits, y)
             optimiser.zero_grad()
             loss.backward()
@@ -170,13 +199,25 @@ def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, 
                     epochs[-1]["train_loss"], epochs[-1]["train_accuracy"], val_acc)
     return {"epochs": epochs, "final_val_accuracy": epochs[-1]["val_accuracy"],
             "n_train_windows": int(len(train_idx)), "n_val_windows": int(len(val_idx)),
-            "n_val_clips": int(n_val)}
+            "n_val_clips": int(len(val_clips)), "n_augmented_windows": int(augmented[train_idx].sum())}
+
+
+def _train_logits(module, waveform, augment: AudioAugmentConfig, generator) -> "torch.Tensor":
+    """Logits of a training batch after the on-the-fly augmentations (channel swap, SpecAugment)."""
+    if augment.channel_swap_probability > 0:
+        waveform = swap_channels(waveform, augment.channel_swap_probability, generator)
+    if augment.spec_augment_fraction > 0:
+        features = spec_augment(module.features(waveform), augment.spec_augment_fraction, generator)
+        return module.classify_features(features)
+    return module.classify(waveform)
 
 
 def train_extractor(
-    name: str, manifest: Manifest, label_map: dict[str, str], cfg: TrainConfig
+    name: str, manifest: Manifest, label_map: dict[str, str] | None, cfg: TrainConfig
 ) -> tuple[Path, dict[str, Any]]:
     """Train extractor ``name`` on ``manifest``'s train split and install its weights and run record.
+
+    ``label_map`` (scene -> target class) defaults to :func:`default_label_map` of the module's classes.
 
     Returns:
         ``(weights path, run record)``.
@@ -192,8 +233,18 @@ def train_extractor(
     torch.manual_seed(cfg.seed)
     module = get_class(name)(spec).to(device)
     classes = tuple(module.classes)
+    if cfg.augment.spec_augment_fraction > 0 and not hasattr(module, "classify_features"):
+        raise ValueError(f"{name}: SpecAugment needs a module with features()/classify_features(); train without it")
+    label_map = default_label_map(classes) if label_map is None else label_map
     clips = train_clips(manifest, label_map)
     data = decode_train_windows(clips, spec, label_map, classes, cfg.decode_workers)
+    n_decoded = len(data.targets)
+    if cfg.augment.offline:
+        keep = ~np.isin(data.clip_rows, validation_clips(len(data.clip_ids), cfg))
+        extra = offline_augment(data.waveforms[keep], data.targets[keep], data.clip_rows[keep], cfg.augment, cfg.seed)
+        logger.info("%s: %d offline augmented windows (%s x %d)", name, len(extra[1]), ",".join(cfg.augment.offline),
+                    cfg.augment.copies)
+        data = data.with_extra(*extra)
     logger.info("%s: training on %d windows of %d train clips (%s)", name, len(data.targets), len(data.clip_ids),
                 ", ".join(f"{c}={int((data.targets == i).sum())}" for i, c in enumerate(classes)))
     metrics = fit(module, data, cfg, device)
@@ -214,7 +265,8 @@ def train_extractor(
             "source": manifest.source,
             "split": TRAIN_SPLIT,
             "n_clips": len(data.clip_ids),
-            "n_windows": int(len(data.targets)),
+            "n_windows": n_decoded,
+            "n_offline_augmented_windows": int(len(data.targets) - n_decoded),
             "clip_ids_sha256": ids_digest,
             "skipped": [list(s) for s in data.skipped],
         },

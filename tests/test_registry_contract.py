@@ -41,6 +41,7 @@ PUBLISHED = [n for n in LOADERS if not isinstance(get_spec(n).weights, TrainedWe
 CONTRACT_CROP_PX = {
     "vit_h14.swag_e2e_in1k": 28, "vit_h14.swag_e2e_in1k_logits": 28, "clip_vit_h14.laion2b_s32b_b79k": 28,
     "vit_b16.in1k": 64, "clip_vit_b32.laion2b_s34b_b79k": 64, "resnet50.places365": 64, "densenet161.places365": 64,
+    "densenet161.places365_f1f15": 64,
 }
 # ~630M parameters: built one at a time (never in the module-scoped fixture); loader layouts on the meta device.
 LARGE = {"vit_h14.swag_e2e_in1k", "vit_h14.swag_e2e_in1k_logits", "clip_vit_h14.laion2b_s32b_b79k"}
@@ -252,12 +253,16 @@ PUBLISHED_LAYOUT: dict[str, Callable[[torch.nn.Module], dict[str, torch.Tensor]]
     "panns_wavegram_logmel_cnn14.audioset": _layout_from_shapes(
         _panns_shapes([(1, 64), (128, 128)] + _CNN14_BLOCKS[2:], wavegram=True)),
     "iov_cnn420": lambda module: {k: v.clone() for k, v in module.state_dict().items()},  # saved by train-iov
+    "densenet161.places365_f1f15": lambda m: filled(m, csail_densenet161_keys(), csail_name),
+    "fcnn.tau": lambda module: {k: v.clone() for k, v in module.state_dict().items()},  # saved by train-extractor
 }
 # Files that wrap the state dict (CSAIL's and PANNs' training checkpoints): how the publisher saved it.
 FILE_CONTAINER: dict[str, Callable[[dict[str, torch.Tensor]], object]] = {
     "resnet50.places365": lambda state: {"epoch": 89, "arch": "resnet50", "state_dict": state, "best_prec1": 54.65},
     "densenet161.places365": lambda state: {"epoch": 89, "arch": "densenet161", "state_dict": state,
                                             "best_prec1": 56.1},
+    "densenet161.places365_f1f15": lambda state: {"epoch": 89, "arch": "densenet161", "state_dict": state,
+                                                  "best_prec1": 56.1},
     **{name: (lambda state: {"iteration": 600000, "model": state}) for name in
        ("panns_cnn10.audioset", "panns_cnn14.audioset", "panns_wavegram_logmel_cnn14.audioset")},
 }

@@ -101,6 +101,9 @@ class Checker:
             self.extractors[modality] = [create_extractor(n, device=device) for n in head.extractors]
             head.check_fingerprints({e.spec.name: e.fingerprint for e in self.extractors[modality]})
         self.plan = DecodePlan.for_specs([e.spec for es in self.extractors.values() for e in es])
+        if any(offsets for offsets in self.plan.frame_offsets):
+            raise ValueError("vadd check samples one frame per second; extractors with frame_offsets_seconds "
+                             "(e.g. densenet161.places365_f1f15) are not supported here yet")
 
     def check(self, video: Path, audio: Path | None = None) -> CheckResult:
         """Score one video (its own soundtrack, or ``audio``)."""
@@ -125,7 +128,7 @@ class Checker:
             chunk_frames = list(itertools.islice(frames, count))
             block, block_rate_hz = next(blocks, (np.zeros((1, 0), np.float32), rate_hz))
             inputs = {
-                **{size: np.stack([f[size] for _, f in chunk_frames]) for size in self.plan.image_sizes},
+                **{(size, ()): np.stack([f[size] for _, f in chunk_frames]) for size in self.plan.image_sizes},
                 **{fmt: audio_windows(block, block_rate_hz, count, *fmt) for fmt in self.plan.audio_formats},
             }
             for modality, extractors in self.extractors.items():

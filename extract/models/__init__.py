@@ -11,3 +11,4 @@ register_alias("seed", (
     "vit_h14.swag_e2e_in1k_logits", "clip_vit_h14.laion2b_s32b_b79k", "resnet50.places365",
     "openl3_mel256_music_512", "panns_cnn10.audioset", "iov_cnn420",
 ))
+from extract.models import fcnn  # noqa: F401  (second paper's audio model, trained here: train-extractor fcnn.tau)

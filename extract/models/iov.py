@@ -11,13 +11,12 @@ block. The embedding is the globally averaged last feature map (256-d), the inpu
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from extract.manifest import IOV_CLASSES
 from extract.models.kaldi_mel import KaldiLogMel
+from extract.models.trained import StateDictCheckpoint
 from extract.registry import AudioInput, ExtractorSpec, TrainedWeights, register_extractor
 
 SAMPLE_RATE_HZ = 16_000
@@ -71,7 +70,7 @@ class ResidualBlock(nn.Module):
 
 
 @register_extractor(SPEC)
-class IOVCNN(nn.Module):
+class IOVCNN(StateDictCheckpoint, nn.Module):
     """``(B, C, samples)`` float32 at 16 kHz (channels averaged) -> ``(B, 256)``; :meth:`classify` gives 3 logits."""
 
     classes: tuple[str, ...] = IOV_CLASSES
@@ -95,10 +94,6 @@ class IOVCNN(nn.Module):
             *(ResidualBlock(channels[i], channels[i + 1], BLOCK_STRIDES[i], DROPOUT) for i in range(len(BLOCK_CHANNELS)))
         )
         self.head = nn.Linear(BLOCK_CHANNELS[-1], len(self.classes))
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Load a state dict saved by ``train-iov`` (strict)."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         mel = self.input_norm(self.frontend(waveform.mean(dim=1)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,9 +68,20 @@ DENSENET161_SPEC = ExtractorSpec(
 )
 
 
+# The second paper (Wang et al.) sums the embeddings of the 1st and the 15th frame of each second (30 fps video):
+# the same network and weights, with two frames per second at k + 0 s and k + 14/30 s.
+DENSENET161_F1F15_SPEC = replace(
+    DENSENET161_SPEC,
+    name="densenet161.places365_f1f15",
+    description=DENSENET161_SPEC.description + "; sum of the embeddings of frames 1 and 15 of each second (30 fps: "
+    "the frames shown at k + 0 s and k + 14/30 s), as Wang et al.",
+    visual=replace(_PLACES_INPUT, frame_offsets_seconds=(0.0, 14 / 30)),
+)
+
 ARCHS: dict[str, Literal["resnet50", "densenet161"]] = {  # torchvision.models builder of each name
     RESNET50_SPEC.name: "resnet50",
     DENSENET161_SPEC.name: "densenet161",
+    DENSENET161_F1F15_SPEC.name: "densenet161",
 }
 
 DATAPARALLEL_PREFIX = "module."
@@ -102,6 +114,7 @@ def read_csail_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+@register_extractor(DENSENET161_F1F15_SPEC)
 @register_extractor(DENSENET161_SPEC)
 @register_extractor(RESNET50_SPEC)
 class Places365CNN(nn.Module):
