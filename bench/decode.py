@@ -4,6 +4,11 @@ The paper's way (as in its extraction scripts): ``cv2.VideoCapture.read`` every 
 then resize and centre-crop the kept ones. avscene's way: :func:`extract.video_io.read_frames` with its
 keyframe-aware strategy (seek to each second when keyframes are dense, one pass when sparse) and the resize
 done in the decoder. Both give 10 RGB ``(224, 224, 3)`` frames per clip.
+
+avscene takes the frame shown at k + 0.5 s; with a keyframe every 30 frames and no B-frames that frame is the 16th
+of its group, so at least 16 of every 30 frames must be decoded (read-all decodes 30): the 4x target is out of
+reach for those frames by construction. A second dense row times avscene's decoder on the paper's own frames
+(k s, which are the keyframes here), the comparison the target was set on.
 """
 from __future__ import annotations
 
@@ -76,10 +81,11 @@ def _resize_crop_cv2(rgb: np.ndarray) -> np.ndarray:
     return resized[top : top + crop, left : left + crop]
 
 
-def read_avscene(path: Path, strategy: str) -> np.ndarray:
+def read_avscene(path: Path, strategy: str, offset_s: float = 0.5) -> np.ndarray:
+    """avscene's frames at k + ``offset_s`` for each second k (0.5: its own choice; 0.0: the paper's frames)."""
     from extract.video_io import read_frames
 
-    return read_frames(path, [k + 0.5 for k in range(SECONDS)], [SIZE], strategy=strategy)[SIZE]
+    return read_frames(path, [k + offset_s for k in range(SECONDS)], [SIZE], strategy=strategy)[SIZE]
 
 
 def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]:
@@ -90,7 +96,7 @@ def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]
     rows = []
     for gop in GOPS:
         clips = [make_clip(work_dir / "decode" / f"1080p30_gop{gop}_{i}.mp4", gop, seed=i) for i in range(n_clips)]
-        seconds = {"avscene_auto": 0.0, "avscene_sequential": 0.0, "opencv_every_30th": 0.0}
+        seconds = {"avscene_auto": 0.0, "avscene_sequential": 0.0, "avscene_paper_frames": 0.0, "opencv_every_30th": 0.0}
         strategies = []
         for clip in clips:
             strategies.append(choose_strategy(probe_video(clip), [k + 0.5 for k in range(SECONDS)]))
@@ -98,6 +104,7 @@ def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]
                 "opencv_every_30th": lambda: read_opencv_every_30th(clip),
                 "avscene_auto": lambda: read_avscene(clip, "auto"),
                 "avscene_sequential": lambda: read_avscene(clip, "sequential"),
+                "avscene_paper_frames": lambda: read_avscene(clip, "auto", offset_s=0.0),
             }, rounds=2)
             for method, elapsed in best.items():
                 if frames[method].shape != (SECONDS, SIZE[1], SIZE[1], 3):
@@ -112,6 +119,11 @@ def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]
                 f"decode 10 frames/clip, 1080p30, keyframe every {gop} frames: avscene vs OpenCV read-all",
                 f"{per_clip['avscene_auto']:.2f} s/clip", f"{per_clip['opencv_every_30th']:.2f} s/clip",
                 vs_opencv, f">= {DENSE_TARGET:g}x faster", vs_opencv >= DENSE_TARGET, details))
+            paper_frames = per_clip["opencv_every_30th"] / per_clip["avscene_paper_frames"]
+            rows.append(make_row(
+                f"decode the paper's frames (0, 1, ..., 9 s: the keyframes), keyframe every {gop} frames: avscene vs OpenCV",
+                f"{per_clip['avscene_paper_frames']:.2f} s/clip", f"{per_clip['opencv_every_30th']:.2f} s/clip",
+                paper_frames, f">= {DENSE_TARGET:g}x faster", paper_frames >= DENSE_TARGET, details))
         else:
             vs_pass = per_clip["avscene_sequential"] / per_clip["avscene_auto"]
             rows.append(make_row(

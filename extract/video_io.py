@@ -195,10 +195,22 @@ class _Cursor:
         self._ahead = None
         self.shown = None
 
+    def _shown_until_s(self, frame: av.VideoFrame) -> float | None:
+        """When ``frame`` stops being shown, from its own duration (None when the stream gives none)."""
+        if not frame.duration:
+            return None
+        return self._time_s(frame) + float(frame.duration * self._time_base)
+
     def frame_at(self, time_s: float) -> av.VideoFrame:
-        """The last frame with presentation time <= ``time_s`` (the last frame of the file past its end)."""
+        """The last frame with presentation time <= ``time_s`` (the last frame of the file past its end).
+
+        A frame whose duration covers ``time_s`` is returned without decoding the next one.
+        """
         while (frame := self._peek()) is not None and self._time_s(frame) <= time_s + TIME_TOLERANCE_S:
             self.shown, self._ahead = frame, None
+            until_s = self._shown_until_s(frame)
+            if until_s is not None and until_s > time_s + TIME_TOLERANCE_S:
+                return frame
         if self.shown is None:  # time before the first decoded frame: show that frame
             if frame is None:
                 raise MediaError("no frames decoded")
