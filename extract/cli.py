@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i; "
                      "auto: from SLURM_ARRAY_TASK_ID/COUNT, torchrun's RANK/WORLD_SIZE or SLURM_PROCID/NTASKS")
     run.add_argument("--overwrite", action="store_true", help="replace embeddings of another fingerprint")
-    run.add_argument("--batch-size", type=int, default=64, help="model batch size in seconds of media")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="model batch size in seconds of media (default: 64 on CUDA, 8 on CPU)")
     run.add_argument("--model-batch-size", action="append", default=[], metavar="NAME=N",
                      help="batch size for one extractor (repeatable), e.g. vit_h14.swag_e2e_in1k=32")
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],

@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 DeviceName = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
+CUDA_BATCH_SIZE = 64  # default frames / 1-s windows per forward pass on a GPU
+CPU_BATCH_SIZE = 8  # on CPU: 1.4-1.7x the batch-of-one rate, where 64 fell back to ~1x (2 cores, bench forward row)
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,19 @@ class InferenceOptions:
             Autocast is used on CUDA only; on CPU every model runs in float32 whatever is asked.
         channels_last: NHWC memory format for module and input on CUDA (faster convolutions under autocast).
         compile: ``torch.compile`` the module; batches are zero-padded to ``batch_size`` so one shape compiles.
-        batch_size: Frames or 1-s windows per forward pass.
+        batch_size: Frames or 1-s windows per forward pass; None: 64 on CUDA, 8 on CPU (where larger batches
+            run slower: ``make bench``'s forward row and the CPU-batch note in the README).
     """
 
     precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def resolved(self, device: str) -> "InferenceOptions":
@@ -49,7 +52,8 @@ class InferenceOptions:
         if not cuda and self.precision in ("bf16", "fp16"):
             logger.warning("precision %s needs CUDA; running float32 on %s", self.precision, device)
         precision: Precision = ("bf16" if self.precision == "auto" else self.precision) if cuda else "fp32"
-        return replace(self, precision=precision, channels_last=self.channels_last and cuda)
+        batch_size = self.batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
+        return replace(self, precision=precision, channels_last=self.channels_last and cuda, batch_size=batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,7 @@ class RunConfig:
     shard_index: int = 0
     shard_count: int = 1
     overwrite: bool = False
-    batch_size: int = 64  # per forward pass, for every extractor not in batch_sizes
+    batch_size: int | None = None  # per forward pass, for every extractor not in batch_sizes; None: by device
     batch_sizes: tuple[tuple[str, int], ...] = ()  # (extractor name, batch size) overrides
     precision: Precision = "auto"  # see extract.extractor.InferenceOptions
     channels_last: bool = True

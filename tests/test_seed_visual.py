@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from extract.extractor import InferenceOptions, create_extractor, fingerprint
+from extract.extractor import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, InferenceOptions, create_extractor, fingerprint
 from extract.registry import ExtractorSpec, VisualInput, get_spec
 from extract.video_io import read_frames
 
@@ -120,8 +120,9 @@ def test_open_clip_loader_reads_safetensors(tmp_path):
 
 def test_inference_options_resolve_per_device():
     asked = InferenceOptions(precision="auto", channels_last=True)
-    assert asked.resolved("cpu") == InferenceOptions(precision="fp32", channels_last=False)
-    assert asked.resolved("cuda") == InferenceOptions(precision="bf16", channels_last=True)
+    assert asked.resolved("cpu") == InferenceOptions(precision="fp32", channels_last=False, batch_size=CPU_BATCH_SIZE)
+    assert asked.resolved("cuda") == InferenceOptions(precision="bf16", channels_last=True, batch_size=CUDA_BATCH_SIZE)
+    assert InferenceOptions(batch_size=3).resolved("cpu").batch_size == 3  # an explicit size is kept
     assert InferenceOptions(precision="fp16").resolved("cuda:1").precision == "fp16"
     assert InferenceOptions(precision="bf16").resolved("cpu").precision == "fp32"
     assert InferenceOptions.from_dict(asked.to_dict()) == asked
@@ -151,7 +152,7 @@ def test_store_records_the_inference_options(tiny_dataset, tmp_path):
     run_extraction(cfg)
     attrs = EmbeddingStore.open(store).group_attrs("debug_visual")
     assert attrs["inference"] == {"precision": "fp32", "channels_last": False, "compile": False, "batch_size": 5}
-    assert EmbeddingStore.open(store).group_attrs("debug_audio")["inference"]["batch_size"] == 64
+    assert EmbeddingStore.open(store).group_attrs("debug_audio")["inference"]["batch_size"] == CPU_BATCH_SIZE  # the CPU default
 
 
 def test_cli_parses_per_model_batch_sizes():
