@@ -317,21 +317,41 @@ def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: i
         owners.append(i)
     if inputs:
         started = time.perf_counter()
-        stacked = np.concatenate(inputs)
-        out = np.concatenate([extractor.embed(stacked[s : s + batch_size]) for s in range(0, len(stacked), batch_size)])
+        outputs = _embed_clips(extractor, inputs, batch_size)
         model_s = time.perf_counter() - started
-        offset = 0
-        for i, x in zip(owners, inputs):
-            k = len(x)
-            emb = out[offset : offset + k]
-            offset += k
-            seconds[i] += model_s * k / len(stacked)
+        n_seconds = sum(len(x) for x in inputs)
+        for i, x, emb in zip(owners, inputs, outputs):
+            seconds[i] += model_s * len(x) / n_seconds
+            if isinstance(emb, Exception):
+                status[i], stage[i], message[i] = FAILED, "model", f"{type(emb).__name__}: {emb}"
+                continue
             if not np.isfinite(emb).all() or np.abs(emb).max(initial=0) > FLOAT16_MAX:
                 status[i], stage[i], message[i] = FAILED, "model", "non-finite or float16-overflowing embedding"
                 continue
-            embeddings[i, :k] = emb
-            valid[i, :k] = True
+            embeddings[i, : len(x)] = emb
+            valid[i, : len(x)] = True
     return BlockResult(embeddings, valid, status, stage.astype(str), message.astype(str), seconds)
+
+
+def _embed_batches(extractor: Extractor, stacked: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([extractor.embed(stacked[s : s + batch_size]) for s in range(0, len(stacked), batch_size)])
+
+
+def _embed_clips(extractor: Extractor, inputs: list[np.ndarray], batch_size: int) -> list[np.ndarray | Exception]:
+    """Each clip's ``(seconds, D)`` embeddings, batched across clips; when a batch raises, the clips are retried
+    one by one so that only those that fail get their exception (recorded as a per-clip ``model`` error)."""
+    try:
+        out = _embed_batches(extractor, np.concatenate(inputs), batch_size)
+        return list(np.split(out, np.cumsum([len(x) for x in inputs])[:-1]))
+    except Exception as err:  # a model error must cost only the clips that cause it
+        logger.warning("%s: a batch failed (%s); retrying its %d clips one by one", extractor.spec.name, err, len(inputs))
+    results: list[np.ndarray | Exception] = []
+    for x in inputs:
+        try:
+            results.append(_embed_batches(extractor, x, batch_size))
+        except Exception as err:
+            results.append(err)
+    return results
 
 
 def _required_files(modalities: set[str]) -> tuple[str, ...]:

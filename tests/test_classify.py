@@ -13,6 +13,7 @@ from classify.data import encode_labels, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, clip_vote
 from classify.persist import load_head, save_head
+from classify.run import run_training
 from classify.scaler import Standardiser
 from classify.train import TrainConfig, train_head
 from extract.store import EmbeddingStore
@@ -42,14 +43,18 @@ def test_three_class_mapping():
     assert encode_labels(np.array(["bus", "park", "airport"]), ("indoor", "outdoor", "vehicle")).tolist() == [2, 1, 0]
 
 
-def test_scaler_is_fitted_on_train_only(tiny_store):
+def test_scaler_is_fitted_on_train_only(tiny_store, tmp_path):
+    """Through the whole training run (store -> splits -> head): the scaler's statistics are the train split's."""
     store = EmbeddingStore.open(tiny_store)
     train = load_clips(store, ["debug_audio"], "train", 10)
     test = load_clips(store, ["debug_audio"], "test", 10)
-    test.features["debug_audio"] += 1000.0  # a leak would move the fitted mean
-    head = train_head(train, HeadConfig(kind="linear"), TrainConfig(epochs=1))
-    expected = train.features["debug_audio"][train.mask].astype(np.float64).mean(0)
-    np.testing.assert_allclose(head.scaler.mean["debug_audio"], expected, rtol=1e-5)
+    run_training(tiny_store, ["debug_audio"], 10, HeadConfig(kind="linear"), TrainConfig(epochs=1), tmp_path / "run")
+    fitted = load_head(tmp_path / "run" / "model.pt").scaler
+    train_values = train.features["debug_audio"][train.mask].astype(np.float64)
+    all_values = np.concatenate([train_values, test.features["debug_audio"][test.mask].astype(np.float64)])
+    assert not np.allclose(train_values.mean(0), all_values.mean(0), rtol=1e-3)  # a leak would be visible
+    np.testing.assert_allclose(fitted.mean["debug_audio"], train_values.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(fitted.std["debug_audio"], train_values.std(0), rtol=1e-4)
 
 
 def test_tiny_train_set_is_learned_and_persisted(tiny_store, tmp_path):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from extract.runner import RunConfig, parse_shard, run_extraction, shard_from_env
-from extract.store import DONE, FAILED, EmbeddingStore, FingerprintMismatchError, StoreError, store_ready
-from test_pipeline import DEBUG_EXTRACTORS, REPO, assert_same_store
+from extract.store import DONE, FAILED, EmbeddingStore, FingerprintMismatchError, StoreError
+from test_pipeline import DEBUG_EXTRACTORS, REPO, assert_same_store, finished_clips
 
 N_TINY_CLIPS = 30  # the tiny_dataset fixture: 10 scenes x 3 clips
 
@@ -56,16 +56,6 @@ def snapshot(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder``, by relative path."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def finished_clips(store: str, name: str) -> int:
-    """Clips done or failed in ``store`` for ``name`` (0 while the store or its arrays are not created yet)."""
-    if not store_ready(store):
-        return 0
-    s = EmbeddingStore.open(store)
-    if not s.has_group(name) or not s.group_attrs(name).get("arrays_ready"):
-        return 0
-    return int((s.status(name) != 0).sum())
 
 
 # ----------------------------------------------------------------------------- shards from the environment
@@ -128,6 +118,7 @@ def test_kill_9_of_two_shards_at_random_moments_then_rerun_equals_uninterrupted(
     for proc in procs:
         proc.wait()
     finished_before = {name: finished_clips(store, name) for name in DEBUG_EXTRACTORS}
+    assert any(finished_before[name] < N_TINY_CLIPS for name in DEBUG_EXTRACTORS), "killed after the run had ended"
     outputs = run_parallel([extract_cmd(tiny_dataset, store, "--shard", f"{i}/2") for i in range(2)])
     for name in DEBUG_EXTRACTORS:  # nothing lost, nothing done twice
         assert counts(outputs, "skipped")[name] == finished_before[name]
@@ -378,3 +369,33 @@ def test_paths_leaving_the_data_root_are_refused_before_any_store_exists(layout,
     out = subprocess.run(extract_cmd(target, str(store)), cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2 and "escapes the data root" in out.stderr and expected_where in out.stderr
     assert not store.exists()
+
+
+def test_a_model_error_fails_only_the_clips_that_cause_it():
+    """A forward pass that raises (out of memory, a refused shape) marks its clip failed at stage ``model``;
+    the other clips of the block, batched with it, are embedded as if it were not there."""
+    from extract.decode_plan import DecodedClip, audio_format
+    from extract.extractor import InferenceOptions, create_extractor
+    from extract.runner import embed_block
+
+    extractor = create_extractor("debug_audio", options=InferenceOptions(batch_size=4))
+    key, real_embed = audio_format(extractor.spec), extractor.embed
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        if (batch[:, 0, 0] == 7.0).any():
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_embed(batch)
+
+    extractor.embed = embed  # type: ignore[method-assign]
+    rng = np.random.default_rng(0)
+    spec = extractor.spec.audio
+    windows = [rng.uniform(-1, 1, (n, 1 if spec.channels == "mono" else 2, spec.window_samples)).astype(np.float32) for n in (3, 2, 4)]
+    windows[1][1, 0, 0] = 7.0
+    decoded = [DecodedClip(f"c{i}", audio={key: w}) for i, w in enumerate(windows)]
+    result = embed_block(extractor, decoded, seconds_max=5)
+    assert list(result.status) == [DONE, FAILED, DONE]
+    assert result.error_stage[1] == "model" and "CUDA out of memory (simulated)" in result.error_message[1]
+    for i in (0, 2):
+        np.testing.assert_array_equal(result.embeddings[i, : len(windows[i])], real_embed(windows[i]))
+        assert result.valid[i].sum() == len(windows[i])
+    assert not result.valid[1].any()

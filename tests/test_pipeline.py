@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from extract.runner import RunConfig, run_extraction
-from extract.store import DONE, FAILED, EmbeddingStore
+from extract.store import DONE, FAILED, EmbeddingStore, store_ready
 DEBUG_EXTRACTORS = ("debug_visual", "debug_audio")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,15 +62,31 @@ def test_kill_9_then_rerun_equals_uninterrupted(tiny_dataset, tiny_store, tmp_pa
     store = str(tmp_path / "killed.zarr")
     args = ["run", "--data", str(tiny_dataset), "--store", store, "--extractors", ",".join(DEBUG_EXTRACTORS),
             "--device", "cpu", "--clips-per-chunk", "8", "--no-progress", "--decode-workers", "1"]
-    for delay_s in (2.5, 3.5):
+    finished = 0
+    for _ in range(2):  # kill each run as soon as it has written one more block: always mid-run
         proc = subprocess.Popen([sys.executable, "-m", "extract", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay_s)
+        deadline = time.monotonic() + 300
+        while finished_clips(store, "debug_audio") <= finished and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        finished = finished_clips(store, "debug_audio")
+    assert 0 < finished < len(EmbeddingStore.open(tiny_store).clips.ids), "the kills did not interrupt the run"
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     assert_same_store(store, tiny_store)
+
+
+def finished_clips(store: str, name: str) -> int:
+    """Clips done or failed in ``store`` for ``name`` (0 while the store or its arrays are not created yet)."""
+    if not store_ready(store):
+        return 0
+    s = EmbeddingStore.open(store)
+    if not s.has_group(name) or not s.group_attrs(name).get("arrays_ready"):
+        return 0
+    return int((s.status(name) != 0).sum())
 
 
 @pytest.mark.slow
