@@ -85,7 +85,7 @@ ablation: $(STAMP) ## Table 2 rows + VASC/ASC/VSC, 10 and 3 classes, beside the 
 	$(PY) -m classify ablation --store $(STORE) --preset $(PRESET)
 
 vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE -> cache/runs/vadd-<C>cls
-	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) \
+	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) --head $(HEAD) --preset $(PRESET) \
 		--out $(or $(VADD_OUT),cache/runs/vadd-$(CLASSES)cls)
 
 vadd-check: $(STAMP) ## VIDEO=... [AUDIO=...] [HEADS=run folder]: does the picture match the sound? JSON + PNG

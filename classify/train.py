@@ -173,10 +173,10 @@ def mixup(
     ``targets`` (B, K) soft labels; a mixed clip keeps the seconds valid in both of its sources.
     """
     n_mixed = round(config.mixup_fraction * len(mask))
-    if n_mixed == 0:
+    if n_mixed == 0 or len(mask) < 2:
         return x, mask, targets
     chosen = torch.randperm(len(mask), generator=generator)[:n_mixed]
-    partner = torch.randint(0, len(mask), (n_mixed,), generator=generator)
+    partner = (chosen + torch.randint(1, len(mask), (n_mixed,), generator=generator)) % len(mask)  # never itself
     lam = config.mixup_ratio
     x = {n: v.clone() for n, v in x.items()}
     for v in x.values():

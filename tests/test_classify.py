@@ -97,13 +97,17 @@ def test_train_cli_writes_run_folder_and_prints_metrics_last(tiny_store, tmp_pat
 
 
 def test_vadd_eval_cli_on_tiny_store(tiny_store, tmp_path):
-    for classes in ("10", "3"):
+    for classes, head in (("10", []), ("3", ["--head", "mlp", "--preset", "paper-text", "--epochs", "2"])):
         out = subprocess.run([sys.executable, "-m", "vadd", "eval", "--store", tiny_store, "--classes", classes,
-                              "--out", str(tmp_path / classes)], cwd=REPO, capture_output=True, text=True)
+                              *head, "--out", str(tmp_path / classes)], cwd=REPO, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == f"metrics: {tmp_path / classes / 'metrics.json'}"
         metrics = json.loads((tmp_path / classes / "metrics.json").read_text())
         assert metrics["n_items"] > 0 and metrics["n_manipulated"] * 2 == metrics["n_items"]
+    config = {c: json.loads((tmp_path / c / "config.json").read_text()) for c in ("10", "3")}
+    assert config["10"]["head"]["kind"] == "ls" and config["10"]["train"]["optimizer"] == "adam"  # the paper's LS
+    assert config["3"]["head"]["kind"] == "mlp" and config["3"]["train"]["optimizer"] == "sgd"
+    assert config["3"]["train"]["epochs"] == 2
 
 
 def test_standardiser_round_trip():

@@ -11,12 +11,13 @@ import pytest
 from classify.train import TrainConfig
 from extract.audio_io import iter_audio_blocks, load_audio
 from extract.errors import MediaError
+from extract.manifest import SCENE_TO_IOV
 from extract.synthetic import write_video, write_wav
 from tests.conftest import DEBUG_EXTRACTORS
 from vadd.check import Checker, batch_inputs, check_batch, write_timeline_png
 from vadd.cli import main
 from vadd.evaluate import VaddConfig, evaluate_vadd
-from vadd.protocol import read_protocol_csv
+from vadd.protocol import ProtocolItem, read_protocol_csv, write_protocol_csv
 
 FAST = TrainConfig(epochs=5)
 
@@ -68,6 +69,24 @@ def test_eval_reads_back_its_own_protocol_csv_and_runs_three_classes(run_dir, va
     three = evaluate_vadd(vadd_store[1], VaddConfig(n_classes=3, validation_fraction=0.4, train=FAST), tmp_path / "three")
     assert {i.video_label for i in read_protocol_csv(tmp_path / "three" / "protocol.csv")} <= {"indoor", "outdoor", "vehicle"}
     assert three["n_classes"] == 3
+
+
+def test_a_protocol_csv_must_agree_with_the_store_and_the_class_count(run_dir, vadd_store, tmp_path):
+    items = read_protocol_csv(run_dir / "protocol.csv")
+    scene_of = {i.video_clip: i.video_label for i in items} | {i.audio_clip: i.audio_label for i in items}
+    a, b = next((a, b) for a in sorted(scene_of) for b in sorted(scene_of)  # other scenes, one indoor/outdoor/vehicle class
+                if scene_of[a] != scene_of[b] and SCENE_TO_IOV[scene_of[a]] == SCENE_TO_IOV[scene_of[b]])
+    same_iov = [ProtocolItem(a, b, SCENE_TO_IOV[scene_of[a]], SCENE_TO_IOV[scene_of[b]], True)]
+    write_protocol_csv(tmp_path / "same_iov.csv", same_iov)
+    config = VaddConfig(n_classes=3, protocol=str(tmp_path / "same_iov.csv"), validation_fraction=0.4, train=FAST)
+    with pytest.raises(ValueError, match=r"same_iov.csv: item 1: manipulated, but video and audio are both"):
+        evaluate_vadd(vadd_store[1], config, tmp_path / "refused")
+    wrong = [ProtocolItem(a, a, scene_of[b], scene_of[b], False)]
+    write_protocol_csv(tmp_path / "wrong.csv", wrong)
+    config = VaddConfig(protocol=str(tmp_path / "wrong.csv"), validation_fraction=0.4, train=FAST)
+    with pytest.raises(ValueError, match=rf"wrong.csv: item 1: {a} is labelled '{scene_of[b]}'"):
+        evaluate_vadd(vadd_store[1], config, tmp_path / "refused2")
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "refused2").exists()
 
 
 def test_official_protocol_on_a_non_tau_store_names_the_missing_clips(vadd_store, tmp_path):

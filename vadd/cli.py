@@ -5,16 +5,22 @@ import argparse
 import logging
 from pathlib import Path
 
+from classify.cli import HEAD_CHOICES, PRESET_CHOICES
+
 logger = logging.getLogger(__name__)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from classify.heads import HeadConfig
+    from classify.train import preset
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
     out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{args.classes}cls"
     config = VaddConfig(
         n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
         extractors=tuple(n for n in args.extractors.split(",") if n),
+        head=HeadConfig(kind=args.head, projection_dim=args.projection_dim),
+        train=preset(args.preset, seed=args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})),
         validation_fraction=args.validation_fraction, seed=args.seed,
     )
     metrics = evaluate_vadd(args.store, config, out)
@@ -80,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--validation-fraction", type=float, default=0.2,
                     help="part of the train split held out (by recording location) to choose the score threshold")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
+    ev.add_argument("--head", default="ls", choices=HEAD_CHOICES, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
+    ev.add_argument("--preset", default="adam", choices=PRESET_CHOICES, help="their training preset")
+    ev.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")
     ev.set_defaults(func=_cmd_eval)

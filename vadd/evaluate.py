@@ -22,7 +22,9 @@ from classify.run import write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from extract.store import EmbeddingStore
 from vadd.official import default_lists_dir, official_protocol
-from vadd.protocol import ProtocolItem, generate_protocol, read_protocol_csv, validation_rows, write_protocol_csv
+from vadd.protocol import (
+    ProtocolItem, check_protocol_labels, generate_protocol, read_protocol_csv, validation_rows, write_protocol_csv,
+)
 from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores
 from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
 
@@ -95,6 +97,8 @@ def fixed_protocol(config: VaddConfig, store: EmbeddingStore) -> list[ProtocolIt
             f"{store.location}: {len(missing)} of the {len(needed)} protocol clips are not in the store's test split "
             f"({len(elsewhere)} of them are in another split), e.g. {', '.join(missing[:10])}.{hint}"
         )
+    scene_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
+    check_protocol_labels(items, scene_of, config.n_classes, config.protocol)
     return items
 
 

@@ -114,6 +114,23 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
     return held
 
 
+def check_protocol_labels(items: list[ProtocolItem], scene_of: dict[str, str], n_classes: int, source: str) -> None:
+    """Refuse a protocol whose labels disagree with the store's scenes at ``n_classes`` granularity, or whose
+    manipulated item pairs two clips of the same class there (e.g. a 10-class bus/tram swap used for 3 classes).
+
+    Items are numbered from 1 (a protocol CSV's line is the number + 1).
+    """
+    for number, item in enumerate(items, start=1):
+        for clip, label in ((item.video_clip, item.video_label), (item.audio_clip, item.audio_label)):
+            expected = granular_label(scene_of[clip], n_classes)
+            if label != expected:
+                raise ValueError(f"{source}: item {number}: {clip} is labelled {label!r}, the store's scene gives "
+                                 f"{expected!r} at {n_classes} classes")
+        if item.manipulated and item.video_label == item.audio_label:
+            raise ValueError(f"{source}: item {number}: manipulated, but video and audio are both {item.video_label!r} "
+                             f"at {n_classes} classes")
+
+
 def write_protocol_csv(path: Path, items: list[ProtocolItem]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
