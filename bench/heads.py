@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,7 +21,8 @@ AUDIO_DIMS = {"openl3": 512, "pann": 512, "iov": 256}
 TAU_CLIPS, TAU_TRAIN_CLIPS, SECONDS, N_CLASSES = 12_291, 8_646, 10, 10
 TARGET_TOTAL_S = 300.0
 TARGET_SPEEDUP = 10.0
-PROJECTION_DIM = 64  # per-extractor width of our benchmarked LS head (the paper's full width would be the paper's cost)
+PROJECTION_DIM = 64  # per-extractor width of our benchmarked LS head
+FULL_WIDTH_FRACTION = 0.05  # of the training clips, for one timed epoch of the LS head at the paper's full width
 
 
 def synthetic_clips(n_clips: int, seed: int, shift_visual: float = 0.0):
@@ -106,6 +108,21 @@ def time_paper_head(train, scaler, steps: int, batch_seconds: int = 32) -> dict:
             "parameters": int(sum(p.numel() for p in head.parameters()))}
 
 
+def time_full_width_epoch(train, train_config, fraction: float) -> dict:
+    """One epoch of the LS head without projection on the first ``fraction`` of the training clips, timed and
+    scaled to all of them (cost is linear in clips; 20 epochs at this width take hours on 2 cores)."""
+    from classify.heads import HeadConfig
+    from classify.train import train_head
+
+    n_clips = max(32, round(len(train) * fraction))
+    started = time.perf_counter()
+    trained = train_head(train.subset(np.arange(n_clips)), HeadConfig(kind="ls"), replace(train_config, epochs=1))
+    seconds = time.perf_counter() - started
+    return {"clips_timed": n_clips, "seconds_timed": round(seconds, 1), "epoch_seconds": round(seconds * len(train) / n_clips, 1),
+            "parameters": int(sum(p.numel() for p in trained.head.parameters())),
+            "note": f"extrapolated: one epoch on {n_clips} of {len(train)} clips, scaled by the clip count"}
+
+
 def run(quick: bool = False) -> list[dict]:
     """Time 20 epochs of our LS head (``paper-text`` preset) and per-epoch cost of the paper's head, same data."""
     from classify.heads import HeadConfig
@@ -132,6 +149,7 @@ def run(quick: bool = False) -> list[dict]:
     probs = trained.predict_proba(test)
     accuracy = classification_metrics(probs, test.mask, test.targets, test.classes)["clip_accuracy"]
 
+    full_width = time_full_width_epoch(train, train_config, 0.01 if quick else FULL_WIDTH_FRACTION)
     paper_steps = 3 if quick else 20
     paper = time_paper_head(train, trained.scaler, paper_steps)
     steps_per_epoch = int(np.ceil(train.mask.sum() / 32))
@@ -148,17 +166,24 @@ def run(quick: bool = False) -> list[dict]:
                        "epoch_seconds": round(paper_epoch_s, 1),
                        "note": f"extrapolated: one epoch = {steps_per_epoch} steps x the mean of {paper_steps} "
                                "measured SGD steps (a full epoch was not run)"},
+        "ours_full_width": full_width,
         "build_data_seconds": round(build_s, 1),
     }
+    full_speedup = paper_epoch_s / full_width["epoch_seconds"]
     rows = [
-        {"row": "heads: LS 20-epoch training, TAU-size cache + 1 visual view",
+        {"row": f"heads: LS (projection {PROJECTION_DIM}) 20-epoch training, TAU-size cache + 1 visual view",
          "ours": f"{ours_epoch_s * 20:.1f} s" + (" (extrapolated from 2 epochs)" if quick else ""), "theirs": f"{paper_epoch_s * 20:.0f} s (paper's head, extrapolated)",
          "ratio": round(paper_epoch_s / ours_epoch_s, 2), "target": f"<= {TARGET_TOTAL_S:.0f} s on the 2-core CPU",
          "met": None if quick else ours_total_s <= TARGET_TOTAL_S, "details": details},
-        {"row": "heads: LS epoch vs the paper's released head (same data)",
+        {"row": f"heads: LS (projection {PROJECTION_DIM}) epoch vs the paper's released head (same data)",
          "ours": f"{ours_epoch_s:.2f} s/epoch", "theirs": f"{paper_epoch_s:.1f} s/epoch (extrapolated)",
          "ratio": round(speedup, 2), "target": f">= {TARGET_SPEEDUP:.0f}x faster per epoch",
          "met": None if quick else speedup >= TARGET_SPEEDUP, "details": details},
+        {"row": "heads: LS at the paper's full width (5,352-d, no projection) epoch vs the paper's released head",
+         "ours": f"{full_width['epoch_seconds']:.1f} s/epoch (extrapolated)",
+         "theirs": f"{paper_epoch_s:.1f} s/epoch (extrapolated)", "ratio": round(full_speedup, 2),
+         "target": f">= {TARGET_SPEEDUP:.0f}x faster per epoch", "met": None if quick else full_speedup >= TARGET_SPEEDUP,
+         "details": details},
     ]
     return rows
 

@@ -2,7 +2,7 @@
 
 A synthetic store holds a train split and a 3,645-clip test split with a visual (1280-d) and an audio
 (384-d) extractor; the embeddings are class means plus noise so the heads have something to learn.
-Heads are trained first (not timed: the heads row times training). avscene's evaluation loads each
+VADD's default heads (LS, as the paper) are trained first (not timed: the heads row times training). avscene's evaluation loads each
 split into RAM once and scores every item with :mod:`vadd.score`; the paper's way reads each item's two
 clips from the cache and runs the heads on them one clip at a time; it is timed on the first
 ``PER_ITEM_SAMPLE`` items and scaled to all of them (it takes minutes). Both must reach the same decisions.
@@ -81,10 +81,10 @@ def evaluate_per_item(store_location: str, heads: dict, items: list) -> np.ndarr
 def run(quick: bool = False) -> list[dict]:
     """Build the store, train both heads, then time both evaluations of the same protocol."""
     from classify.data import load_clips
-    from classify.heads import HeadConfig
     from classify.train import TrainConfig, train_head
     from extract.manifest import TAU_SCENES
     from extract.store import EmbeddingStore
+    from vadd.evaluate import DEFAULT_HEAD
     from vadd.protocol import generate_protocol
 
     n_test = TAU_TEST_CLIPS // 5 if quick else TAU_TEST_CLIPS
@@ -99,7 +99,7 @@ def run(quick: bool = False) -> list[dict]:
         del groups
         store = EmbeddingStore.open(location)
         heads = {
-            modality: (name, train_head(load_clips(store, [name], "train", 10), HeadConfig(), TrainConfig(epochs=3)))
+            modality: (name, train_head(load_clips(store, [name], "train", 10), DEFAULT_HEAD, TrainConfig(epochs=3)))
             for name, (modality, _) in DIMS.items()
         }
         test = np.flatnonzero(table.splits == "test")
@@ -114,7 +114,7 @@ def run(quick: bool = False) -> list[dict]:
     seconds["theirs"] = seconds["theirs_sample"] * len(items) / len(sample)
     agree = float((decisions["ours"][: len(sample)] == decisions["theirs_sample"]).mean())
     details = {"test_clips": n_test, "items": len(items), "per_item_timed_on": len(sample), "seconds": seconds,
-               "decisions_agree": agree, "dims": {n: d for n, (_, d) in DIMS.items()}}
+               "decisions_agree": agree, "head": DEFAULT_HEAD.kind, "dims": {n: d for n, (_, d) in DIMS.items()}}
     return [make_row(
         f"VADD evaluation of {n_test} test clips ({len(items)} items) from the cache: split in RAM vs per-item reads",
         f"{seconds['ours']:.2f} s", f"{seconds['theirs']:.2f} s (from {len(sample)} items)", seconds["theirs"] / seconds["ours"],
