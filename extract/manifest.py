@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ SCENE_TO_IOV: dict[str, str] = {
 SPLITS = ("train", "test")  # TAU fold1_train -> train; fold1_evaluate (= fold1_test's clips) -> test
 UNASSIGNED = "unassigned"
 MediaKind = Literal["video", "audio"]
-MAX_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -109,15 +107,8 @@ def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path
         if "audio" in require and audio is not None and not audio.exists() and audio not in missing:
             missing.append(audio)
     if missing:
-        listed = "\n  ".join(str(p) for p in missing[:MAX_LISTED])
-        more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
-        raise ManifestError(f"{source}: {len(missing)} media file(s) missing:\n  {listed}{more}")
-
-
-def _check_unique(clips: list[Clip], source: Path) -> None:
-    duplicates = sorted(i for i, n in Counter(c.clip_id for c in clips).items() if n > 1)
-    if duplicates:
-        raise ManifestError(f"{source}: duplicate clip ids (file stems): {duplicates[:MAX_LISTED]}")
+        listed = "\n  ".join(str(p) for p in missing)
+        raise ManifestError(f"{source}: {len(missing)} media file(s) missing:\n  {listed}")
 
 
 def read_tau(
@@ -180,6 +171,7 @@ def read_csv_manifest(
     root = path.parent
     table = _read_table(path, ",", ("video", "split"))
     clips = []
+    line_of: dict[str, int] = {}
     for line, row in table.rows:
         where = f"{path}:{line}"
         video = _inside(root, row["video"], where) if row.get("video") else None
@@ -191,8 +183,11 @@ def read_csv_manifest(
         label = row.get("label", "")
         if classes is not None and label and label not in classes:
             raise ManifestError(f"{where}: unknown label {label!r}; known: {', '.join(classes)}")
-        clips.append(Clip((video or audio).stem, label, row["split"], video, audio))
-    _check_unique(clips, path)
+        clip_id = (video or audio).stem
+        if clip_id in line_of:
+            raise ManifestError(f"{where}: duplicate clip id {clip_id} (file stem), first on line {line_of[clip_id]}")
+        line_of[clip_id] = line
+        clips.append(Clip(clip_id, label, row["split"], video, audio))
     _check_files(clips, require, path)
     found = tuple(sorted({c.label for c in clips if c.label}))
     return Manifest(root, tuple(clips), tuple(classes) if classes is not None else found, "csv")

@@ -17,7 +17,7 @@ from extract.paths import cache_dir, shared_dir
 from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import EmbeddingStore
-from extract.weights import import_dir
+from extract.weights import import_dir, is_present
 from vadd.evaluate import VaddConfig, evaluate_vadd
 
 logger = logging.getLogger(__name__)
@@ -29,13 +29,17 @@ DEBUG = ("debug_visual", "debug_audio")
 def choose_extractors() -> tuple[str, ...]:
     """The two real pretrained extractors when their weights can be imported, else the debug pair."""
     folder = shared_dir() / "weights"
+    specs = [get_spec(n) for n in PRETRAINED]
     if folder.is_dir():
-        import_dir(folder, [get_spec(n) for n in PRETRAINED])
+        import_dir(folder, specs)
+    absent = [f"{spec.name} ({spec.weights.filename})" for spec in specs if not is_present(spec)]
+    if not absent:
         return PRETRAINED
     logger.warning(
-        "!!! %s not found: the demo falls back to the DEBUG extractors %s (no pretrained knowledge). "
-        "Set AVSCENE_SHARED or import real weights with `python -m extract weights import DIR`. !!!",
-        folder, ", ".join(DEBUG),
+        "!!! weights of %s not found in %s nor in the weights cache: the demo falls back to the DEBUG extractors %s "
+        "(no pretrained knowledge). Set AVSCENE_SHARED or import real weights with "
+        "`python -m extract weights import DIR`. !!!",
+        ", ".join(absent), folder, ", ".join(DEBUG),
     )
     return DEBUG
 
