@@ -172,6 +172,35 @@ def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarr
         yield np.ascontiguousarray(np.concatenate(pending, axis=1), dtype=np.float32), rate_hz
 
 
+class AudioSeconds:
+    """Whole seconds of a file's audio, read in blocks, each request returned with up to ``margin_seconds`` of the
+    real neighbouring audio on both sides, so windows cut from consecutive requests (resampling, context) equal
+    those cut from the whole file. Holds about one block plus the margins."""
+
+    def __init__(self, path: Path, block_seconds: int, margin_seconds: int = 1) -> None:
+        self._blocks = iter_audio_blocks(path, block_seconds)
+        self.margin_seconds = margin_seconds
+        self._buffer, self.rate_hz = next(self._blocks)
+        self._buffer_start = 0  # sample index of the buffer's first sample
+        self._ended = False
+
+    def around(self, start_s: int, n_seconds: int) -> tuple[np.ndarray, int]:
+        """``(waveform, lead_seconds)``: audio from ``start_s - lead_seconds`` (``lead_seconds`` = the margin, less at
+        the file's start) to ``start_s + n_seconds +`` the margin (less at its end). Requests must move forward."""
+        first = max(0, start_s - self.margin_seconds) * self.rate_hz
+        stop = (start_s + n_seconds + self.margin_seconds) * self.rate_hz
+        if first < self._buffer_start:
+            raise ValueError(f"audio before {self._buffer_start / self.rate_hz:.0f} s was already dropped")
+        while self._buffer_start + self._buffer.shape[1] < stop and not self._ended:
+            block = next(self._blocks, None)
+            if block is None:
+                self._ended = True
+            else:
+                self._buffer = np.concatenate([self._buffer, block[0]], axis=1)
+        self._buffer, self._buffer_start = self._buffer[:, first - self._buffer_start :], first
+        return self._buffer[:, : stop - first], start_s - first // self.rate_hz
+
+
 def load_audio(path: Path) -> tuple[np.ndarray, int]:
     """Decode a whole file's audio at its native sample rate.
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from extract.audio_io import audio_info, audio_windows, load_audio, seconds_in
+from extract.audio_io import AudioSeconds, audio_info, audio_windows, load_audio, seconds_in
 from extract.errors import MediaError
 from extract.paths import shared_dir
 from extract.synthetic import (
@@ -363,3 +363,24 @@ def test_demo_dataset_splits_by_location(tmp_path: Path) -> None:
     assert not {location[r[0]] for r in train} & {location[r[0]] for r in evaluate}
     assert test == [row[:2] for row in evaluate]
     assert sorted(r[0] for r in train + evaluate) == sorted(location)
+
+
+@pytest.mark.parametrize("block_seconds, request_seconds", [(1, 1), (2, 3), (30, 4)])
+def test_audio_seconds_in_requests_equal_the_whole_file(tmp_path, block_seconds, request_seconds):
+    """Windows cut from consecutive requests (with their margins) equal those cut from the whole file: resampling
+    and the 0.5-s context of each window see the real neighbouring audio, not a block edge."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.wav"
+    write_wav(path, rng.uniform(-0.5, 0.5, (2, int(7.6 * 44_100))).astype(np.float32), 44_100)
+    whole, rate_hz = load_audio(path)
+    fmt = (16_000, "mono", 8_000)  # resampled, half a second of context on each side
+    expected = audio_windows(whole, rate_hz, 7, *fmt)
+    seconds = AudioSeconds(path, block_seconds, margin_seconds=2)
+    got = []
+    for start in range(0, 7, request_seconds):
+        count = min(request_seconds, 7 - start)
+        waveform, lead = seconds.around(start, count)
+        got.append(audio_windows(waveform, seconds.rate_hz, lead + count, *fmt)[lead:])
+    np.testing.assert_allclose(np.concatenate(got), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="already dropped"):
+        seconds.around(0, 1)

@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.persist import load_head
 from classify.train import TrainedHead
-from extract.audio_io import audio_info, audio_windows, iter_audio_blocks, seconds_in
+from extract.audio_io import AudioSeconds, audio_info, audio_windows, seconds_in
 from extract.decode_plan import DecodePlan, input_key
 from extract.errors import MediaError
 from extract.extractor import Extractor, create_extractor
@@ -122,19 +123,24 @@ class Checker:
                              "checking needs at least one whole second of both")
         windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
         frames = iter_frames(video, [k + FRAME_OFFSET_SECONDS for k in range(n_seconds)], sorted(self.plan.image_sizes), info=info)
-        blocks = iter_audio_blocks(sound, self.chunk_seconds)
+        audio_seconds = AudioSeconds(sound, self.chunk_seconds, self._audio_margin_seconds())
         for start in range(0, n_seconds, self.chunk_seconds):
             count = min(self.chunk_seconds, n_seconds - start)
             chunk_frames = list(itertools.islice(frames, count))
-            block, block_rate_hz = next(blocks, (np.zeros((1, 0), np.float32), rate_hz))
+            waveform, lead = audio_seconds.around(start, count)
             inputs = {
                 **{(size, ()): np.stack([f[size] for _, f in chunk_frames]) for size in self.plan.image_sizes},
-                **{fmt: audio_windows(block, block_rate_hz, count, *fmt) for fmt in self.plan.audio_formats},
+                **{fmt: audio_windows(waveform, audio_seconds.rate_hz, lead + count, *fmt)[lead:]
+                   for fmt in self.plan.audio_formats},
             }
             for modality, extractors in self.extractors.items():
                 windows[modality].add({e.spec.name: e.embed(inputs[input_key(e.spec)]) for e in extractors})
         return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
                            windows["audio"].finish(), self.threshold, self.threshold_source)
+
+    def _audio_margin_seconds(self) -> int:
+        """Neighbouring audio each chunk needs: the widest window context, plus a second for the resampler's edges."""
+        return 1 + max((math.ceil(fmt[2] / fmt[0]) for fmt in self.plan.audio_formats), default=0)
 
     def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
         """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
