@@ -23,6 +23,8 @@ def _configs(args: argparse.Namespace, kind: str):
         overrides["mixup_fraction"] = args.mixup
     if args.no_augmented_views:
         overrides["augmented_views"] = False
+    if args.view_kinds:
+        overrides["view_kinds"] = tuple(k for k in args.view_kinds.split(",") if k)
     if args.evaluate_augmented_views:
         overrides["evaluate_augmented_views"] = True
     head_overrides = {"dropout": args.dropout} if args.dropout is not None else {}
@@ -107,6 +109,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=None, help="head dropout (default 0.5, the released code's)")
     parser.add_argument("--mixup", type=float, default=None, help="fraction of training clips mixed (ratio 0.4)")
     parser.add_argument("--no-augmented-views", action="store_true", help="train on the original view only")
+    parser.add_argument("--view-kinds", default="", help="augmented view kinds to train on, e.g. paper_aug,randaug "
+                        "(default: all; ablation --paper first: paper_aug, --paper wang: randaug)")
     parser.add_argument("--evaluate-augmented-views", action="store_true", help="also score augmented views")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -113,11 +113,12 @@ def load_clips(
     )
 
 
-def augmented_views(store: EmbeddingStore, extractors: list[str]) -> list[str]:
-    """Augmented views (not ``original``) stored for every visual extractor of ``extractors``, by name."""
+def augmented_views(store: EmbeddingStore, extractors: list[str], kinds: tuple[str, ...] = ()) -> list[str]:
+    """Augmented views (not ``original``) stored for every visual extractor of ``extractors``, by name; only those
+    of ``kinds`` (``paper_aug`` for ``paper_aug_1``, ...) when given."""
     modalities = extractor_modalities(store, extractors)
     visual = [n for n in extractors if modalities[n] == "visual"]
     if not visual:
         return []
     common = set.intersection(*(set(store.views(n)) for n in visual)) - {DEFAULT_VIEW}
-    return sorted(common)
+    return sorted(v for v in common if not kinds or v.rsplit("_", 1)[0] in kinds)

@@ -23,9 +23,11 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: int, with_augmented: bool) -> ClipSet:
-    """``split`` from the ``original`` view, plus every augmented visual view when ``with_augmented``."""
-    views = augmented_views(store, names) if with_augmented else []
+def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: int, with_augmented: bool,
+               kinds: tuple[str, ...] = ()) -> ClipSet:
+    """``split`` from the ``original`` view, plus the augmented visual views (of ``kinds``, default all) when
+    ``with_augmented``."""
+    views = augmented_views(store, names, kinds) if with_augmented else []
     parts = [load_clips(store, names, split, n_classes)] + [load_clips(store, names, split, n_classes, v) for v in views]
     if views:
         logger.info("%s: %d clips from original + %d augmented view(s) %s", split, len(parts[0]), len(views), views)
@@ -45,7 +47,7 @@ def run_config(
     return {
         "store": store.location, "extractors": list(names),
         "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
-        "views": augmented_views(store, names) if train_config.augmented_views else [],
+        "views": augmented_views(store, names, train_config.view_kinds) if train_config.augmented_views else [],
         "n_classes": n_classes, "head": head_config.to_dict(), "train": train_config.to_dict(),
         "train_split": train_split, "eval_split": eval_split,
     }
@@ -79,8 +81,8 @@ def run_training(
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
     config = run_config(store, names, n_classes, head_config, train_config, train_split, eval_split)
     started = time.perf_counter()
-    train = load_views(store, names, train_split, n_classes, train_config.augmented_views)
-    test = load_views(store, names, eval_split, n_classes, train_config.evaluate_augmented_views)
+    train = load_views(store, names, train_split, n_classes, train_config.augmented_views, train_config.view_kinds)
+    test = load_views(store, names, eval_split, n_classes, train_config.evaluate_augmented_views, train_config.view_kinds)
     load_s = time.perf_counter() - started
     trained = train_head(train, head_config, train_config)
     train_s = time.perf_counter() - started - load_s

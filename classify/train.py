@@ -33,7 +33,8 @@ class TrainConfig:
 
     ``mixup_fraction`` of each batch's clips are replaced by ``mixup_ratio * clip + (1 - mixup_ratio) * other clip``
     (embeddings of both modalities and one-hot labels). ``augmented_views``: train also on the store's augmented
-    visual views; ``evaluate_augmented_views``: also score them (off = evaluation on ``original`` only).
+    visual views, only those of ``view_kinds`` (``paper_aug``, ``randaug``) when given; ``evaluate_augmented_views``:
+    also score them (off = evaluation on ``original`` only).
     """
 
     optimizer: Optimizer = "adam"
@@ -48,6 +49,7 @@ class TrainConfig:
     mixup_fraction: float = 0.0
     mixup_ratio: float = 0.4
     augmented_views: bool = True
+    view_kinds: tuple[str, ...] = ()  # () = every augmented view kind in the store
     evaluate_augmented_views: bool = False
     seed: int = 0
 
@@ -75,7 +77,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        return cls(**data)
+        return cls(**{**data, "view_kinds": tuple(data.get("view_kinds", ()))})
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -173,51 +174,58 @@ def test_scene_probabilities_map_to_indoor_outdoor_vehicle():
 
 @pytest.fixture
 def store_with_view(tiny_store, tmp_path) -> str:
-    """A copy of the tiny store with an augmented view ``aug0`` of debug_visual (original + 100)."""
+    """A copy of the tiny store with augmented views of debug_visual: ``paper_aug_1`` (original + 100) and
+    ``randaug_1`` (original + 200)."""
     location = str(tmp_path / "views.zarr")
     shutil.copytree(tiny_store, location)
     store = EmbeddingStore.open(location, mode="r+")
     attrs = store.group_attrs("debug_visual")
-    store.prepare_group("debug_visual", spec=attrs["spec"], fingerprint=attrs["fingerprint"],
-                        weights=attrs["weights"], view="aug0")
     original = store.root["extractors/debug_visual/original"]
-    for block in range(store.n_blocks):
-        rows = store.block_slice(block)
-        n = rows.stop - rows.start
-        store.write_block("debug_visual", block, BlockResult(
-            embeddings=np.asarray(original["embeddings"][rows], np.float32) + 100.0,
-            valid=np.asarray(original["valid"][rows]), status=np.full(n, DONE, np.int8),
-            error_stage=np.array([""] * n), error_message=np.array([""] * n),
-            extract_seconds=np.zeros(n, np.float32)), view="aug0")
+    for view, shift in (("paper_aug_1", 100.0), ("randaug_1", 200.0)):
+        store.prepare_group("debug_visual", spec=attrs["spec"], fingerprint=attrs["fingerprint"],
+                            weights=attrs["weights"], view=view)
+        for block in range(store.n_blocks):
+            rows = store.block_slice(block)
+            n = rows.stop - rows.start
+            store.write_block("debug_visual", block, BlockResult(
+                embeddings=np.asarray(original["embeddings"][rows], np.float32) + shift,
+                valid=np.asarray(original["valid"][rows]), status=np.full(n, DONE, np.int8),
+                error_stage=np.array([""] * n), error_message=np.array([""] * n),
+                extract_seconds=np.zeros(n, np.float32)), view=view)
     return location
 
 
 def test_augmented_views_are_training_samples_only(store_with_view, tmp_path):
     store = EmbeddingStore.open(store_with_view)
     names = ["debug_visual", "debug_audio"]
-    assert augmented_views(store, names) == ["aug0"] and augmented_views(store, ["debug_audio"]) == []
+    assert augmented_views(store, names) == ["paper_aug_1", "randaug_1"] and augmented_views(store, ["debug_audio"]) == []
+    assert augmented_views(store, names, ("randaug",)) == ["randaug_1"]
     original = load_clips(store, names, "train", 10)
-    view = load_clips(store, names, "train", 10, "aug0")
+    view = load_clips(store, names, "train", 10, "paper_aug_1")
     order = np.argsort(original.ids)
-    np.testing.assert_array_equal(view.ids, np.array([f"{c}#aug0" for c in original.ids[order]]))
+    np.testing.assert_array_equal(view.ids, np.array([f"{c}#paper_aug_1" for c in original.ids[order]]))
     np.testing.assert_allclose(view.features["debug_visual"].astype(np.float32),
                                original.features["debug_visual"][order].astype(np.float32) + 100, atol=0.1)
     np.testing.assert_array_equal(view.features["debug_audio"], original.features["debug_audio"][order])
-    assert len(load_views(store, names, "train", 10, True)) == 2 * len(original)
+    assert len(load_views(store, names, "train", 10, True)) == 3 * len(original)
+    assert len(load_views(store, names, "train", 10, True, ("paper_aug",))) == 2 * len(original)
 
+    only_paper_aug = TrainConfig(epochs=1, view_kinds=("paper_aug",))
     trained, metrics = run_training(store_with_view, names, 10, HeadConfig(kind="ls", projection_dim=8),
-                                    TrainConfig(epochs=1), tmp_path / "run")
+                                    only_paper_aug, tmp_path / "run")
     test = load_clips(store, names, "test", 10)
     assert metrics["n_train_clips"] == 2 * len(original) and metrics["n_clips"] == len(test)
-    # the scaler saw both training views and nothing of the test split (leak test)
+    # the scaler saw the chosen training views and nothing of the test split or of the other view (leak test)
     train_visual = np.concatenate([original.features["debug_visual"][original.mask],
                                    view.features["debug_visual"][view.mask]]).astype(np.float64)
     np.testing.assert_allclose(load_head(tmp_path / "run" / "model.pt").scaler.mean["debug_visual"],
                                train_visual.mean(0), rtol=1e-6)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["views"] == ["paper_aug_1"]
     _, with_flag = run_training(store_with_view, names, 10, HeadConfig(kind="ls", projection_dim=8),
-                                TrainConfig(epochs=1, evaluate_augmented_views=True), tmp_path / "run2")
+                                replace(only_paper_aug, evaluate_augmented_views=True), tmp_path / "run2")
     assert with_flag["n_clips"] == 2 * len(test)
     assert "iov_from_10_classes" in with_flag and with_flag["iov_from_10_classes"]["classes"] == ["indoor", "outdoor", "vehicle"]
+    assert TrainConfig.from_dict(json.loads(json.dumps(only_paper_aug.to_dict()))) == only_paper_aug
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
