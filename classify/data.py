@@ -72,15 +72,18 @@ def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[s
 
 
 def load_clips(
-    store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int, view: str = DEFAULT_VIEW
+    store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int, view: str = DEFAULT_VIEW,
+    classes: tuple[str, ...] | None = None,
 ) -> ClipSet:
     """Load ``split`` for ``extractors`` in one pass; only clips every extractor embedded are kept.
+
+    ``classes`` replaces the store's (e.g. a trained head's, to score a store without labels).
 
     ``view`` other than ``original`` takes the visual extractors from that augmented view and the audio extractors
     from ``original`` (augmented views exist only for visual extractors); its clip ids get the suffix ``#<view>``.
     """
     modalities = extractor_modalities(store, extractors)
-    classes = class_names(store.classes, n_classes)
+    classes = classes or class_names(store.classes, n_classes)
     if view == DEFAULT_VIEW:
         data = store.load_split(extractors, split)
         ids, labels, features, valid = data.ids, data.labels, data.embeddings, data.valid

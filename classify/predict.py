@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import load_clips
+from classify.data import class_names, load_clips
 from classify.metrics import clip_mean_proba
 from classify.persist import load_head
 from extract.store import EmbeddingStore
@@ -32,9 +32,9 @@ def predict_split(model_path: Path, store_location: str, split: str | None, out_
     """
     trained = load_head(model_path)
     store = EmbeddingStore.open(store_location)
-    clips = load_clips(store, trained.extractors, split, len(trained.classes))
-    if clips.classes != trained.classes:
-        raise ValueError(f"{store_location}: the store's classes {clips.classes} differ from the head's {trained.classes}")
+    if store.classes and class_names(store.classes, len(trained.classes)) != trained.classes:
+        raise ValueError(f"{store_location}: the store's classes {store.classes} differ from the head's {trained.classes}")
+    clips = load_clips(store, trained.extractors, split, len(trained.classes), classes=trained.classes)
     probs = trained.predict_proba(clips)
     table = store.clips
     video_of = dict(zip(table.ids, table.video_paths))

@@ -59,13 +59,15 @@ def test_attention_stages_of_each_kind():
     assert FusionHead(INPUTS, 3, HeadConfig(kind="ls", projection_dim=4)).late.attention.embed_dim == 12
 
 
-@pytest.mark.parametrize("kind", ["ls", "es+ms+ls"])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_a_clip_scores_the_same_alone_or_in_any_batch(kind):
     torch.manual_seed(0)
     head = FusionHead(INPUTS, 4, HeadConfig(kind=kind)).eval()
     x = _features(9, 5, seed=1)
     mask = torch.ones(9, 5, dtype=torch.bool)
-    mask[3, 3:] = False
+    mask[3, 3:] = False  # clips of different lengths in one batch
+    mask[0, 2:] = False
+    mask[7, 4:] = False
     with torch.no_grad():
         alone = head({n: v[3:4] for n, v in x.items()}, mask[3:4])[0]
         for rows in ([3, 0, 1], [8, 7, 3, 2, 1, 0], list(range(9))):
@@ -249,6 +251,31 @@ def test_predict_cli_writes_dcase_format(tiny_store, tmp_path):
     for row in rows[1:]:
         probs = np.array(row[2:], float)
         assert row[1] == classes[int(probs.argmax())] and probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_scores_an_unlabeled_split(tiny_dataset, tiny_store, tmp_path):
+    """DCASE-style output for clips without labels (a CSV manifest with an empty label column)."""
+    from extract.runner import RunConfig, run_extraction
+
+    videos = sorted((tiny_dataset / "video").glob("*.mp4"))[:3]
+    (tmp_path / "media").mkdir()
+    for v in videos:
+        shutil.copy(v, tmp_path / "media")
+        shutil.copy(tiny_dataset / "audio" / f"{v.stem}.wav", tmp_path / "media")
+    manifest = tmp_path / "unlabeled.csv"
+    manifest.write_text("video,audio,label,split\n" + "".join(
+        f"media/{v.name},media/{v.stem}.wav,,holdout\n" for v in videos))
+    store = str(tmp_path / "unlabeled.zarr")
+    run_extraction(RunConfig(data=manifest, store=store, extractors=("debug_visual", "debug_audio"), device="cpu",
+                             progress=False))
+    assert _run("train", "--store", tiny_store, "--head", "ls", "--projection-dim", "8", "--epochs", "1",
+                "--out", str(tmp_path / "run")).returncode == 0
+    out = _run("predict", "--model", str(tmp_path / "run" / "model.pt"), "--store", store, "--split", "holdout",
+               "--out", str(tmp_path / "pred.csv"))
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "pred.csv") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert [Path(r[0]).stem for r in rows[1:]] == [v.stem for v in videos] and len(rows[0]) == 2 + 10
 
 
 def test_ablation_writes_table_and_reuses_complete_runs(tiny_store, tmp_path):
