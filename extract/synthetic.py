@@ -16,7 +16,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import soundfile as sf
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +138,47 @@ def write_video(
             container.mux(sound.encode(None))
 
 
+# soundfile's subtype name -> (PyAV PCM encoder, packed sample format it takes, bits of an integer sample or None)
+WAV_SUBTYPES: dict[str, tuple[str, str, int | None]] = {
+    "PCM_U8": ("pcm_u8", "u8", 8),
+    "PCM_16": ("pcm_s16le", "s16", 16),
+    "PCM_24": ("pcm_s24le", "s32", 24),  # 24-bit samples in the top bits of int32
+    "PCM_32": ("pcm_s32le", "s32", 32),
+    "FLOAT": ("pcm_f32le", "flt", None),
+    "DOUBLE": ("pcm_f64le", "dbl", None),
+}
+_PACKED_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "flt": np.float32, "dbl": np.float64}
+# FFmpeg's default layout for each channel count (av_channel_layout_default)
+CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
 def write_wav(path: Path, waveform: np.ndarray, sample_rate_hz: int, subtype: str = "PCM_16") -> None:
-    """Write float32 ``(channels, samples)`` in [-1, 1] as a wav file (``subtype`` as in soundfile)."""
-    if waveform.ndim != 2:
+    """Write float ``(channels, samples)`` in [-1, 1] as a PCM wav file with PyAV (``subtype`` named as in soundfile:
+    ``PCM_U8``, ``PCM_16``, ``PCM_24``, ``PCM_32``, ``FLOAT``, ``DOUBLE``)."""
+    if waveform.ndim != 2 or waveform.shape[0] < 1:
         raise ValueError(f"waveform must be (channels, samples), got shape {waveform.shape}")
+    if subtype not in WAV_SUBTYPES:
+        raise ValueError(f"subtype must be one of {tuple(WAV_SUBTYPES)}, got {subtype!r}")
+    if waveform.shape[0] not in CHANNEL_LAYOUTS:
+        raise ValueError(f"1 to 8 channels are supported, got {waveform.shape[0]}")
+    codec, sample_format, bits = WAV_SUBTYPES[subtype]
+    x = np.clip(np.asarray(waveform, np.float64), -1.0, 1.0)
+    if bits is not None:  # full scale 2^(bits-1), saturated; unsigned 8-bit offset by 128; 24-bit shifted up 8 bits
+        full_scale = 2 ** (bits - 1)
+        x = np.clip(np.round(x * full_scale), -full_scale, full_scale - 1)
+        x = x + 128 if sample_format == "u8" else x * 2 ** (32 - bits) if bits == 24 else x
+    interleaved = np.ascontiguousarray(x.T.reshape(1, -1).astype(_PACKED_DTYPES[sample_format]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(waveform, -1.0, 1.0).T, sample_rate_hz, subtype=subtype)
+    with av.open(str(path), mode="w", format="wav") as container:
+        stream = container.add_stream(codec, rate=sample_rate_hz)
+        stream.layout = CHANNEL_LAYOUTS[waveform.shape[0]]
+        frame = av.AudioFrame.from_ndarray(interleaved, format=sample_format, layout=stream.layout.name)
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate_hz, 0, Fraction(1, sample_rate_hz)
+        container.start_encoding()  # the header, also for a file without samples
+        if waveform.shape[1]:
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
 
 
 def _timestamp_bits(index: int) -> list[int]:
