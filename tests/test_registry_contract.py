@@ -232,6 +232,8 @@ _CNN14_BLOCKS = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024,
 
 _VIT_H14 = dict(patch_px=14, layers=32, width=1280, mlp_dim=5120, image_px=518)
 _CLIP_H14 = dict(patch_px=14, layers=32, width=1280, embed_dim=1024, text_layers=24, text_width=1024)
+# MobileNetV2's and EfficientAT's layouts come from our modules here; their real files (in ../shared/weights) are
+# loaded strictly by tests/test_real_models.py, which is where a layout mismatch of those two shows.
 PUBLISHED_LAYOUT: dict[str, Callable[[torch.nn.Module], dict[str, torch.Tensor]]] = {
     "mobilenet_v2.imagenet": lambda module: {k: v.clone() for k, v in module.state_dict().items()},
     "efficientat_mn04.audioset": _efficientat_published,
