@@ -2,7 +2,8 @@
 
 The paper's format is written the way its scripts do (a pickle of a dict ``{clip id: float32 (T, D)}``), only
 inside this benchmark, to a temporary folder, and read back to time the paper's way of loading it (our own file;
-avscene never reads data from pickles). Embeddings are random normal floats (as incompressible as real dense embeddings: compression gains ~1.1x there, see the GUIDE).
+avscene never reads data from pickles). Embeddings are random normal floats (as incompressible as real dense
+embeddings: compression gains ~1.1x there, see the GUIDE).
 """
 from __future__ import annotations
 
