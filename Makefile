@@ -46,8 +46,9 @@ bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUI
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick)
 
-extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n]: embed into the store
-	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD)
+extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n] [RETRY_FAILED=1] [FAIL_ON_ERROR=1]: embed into the store
+	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD) \
+		$(if $(RETRY_FAILED),--retry-failed) $(if $(FAIL_ON_ERROR),--fail-on-error)
 
 .PHONY: train-iov
 train-iov: $(STAMP) ## DATA=... STORE=... [EPOCHS=10]: train iov_cnn420 on the train split, install, extract
@@ -84,8 +85,8 @@ train: $(STAMP) ## HEAD=ls|ns|es|ms|...|mlp PRESET=paper-text|paper-code|adam|ad
 ablation: $(STAMP) ## Table 2 rows + VASC/ASC/VSC, 10 and 3 classes, beside the paper -> cache/runs/ablation
 	$(PY) -m classify ablation --store $(STORE) --preset $(PRESET)
 
-vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE -> cache/runs/vadd-<C>cls
-	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) --head $(HEAD) --preset $(PRESET) \
+vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE [STRICT=1] -> cache/runs/vadd-<C>cls
+	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) --head $(HEAD) --preset $(PRESET) $(if $(STRICT),--strict) \
 		--out $(or $(VADD_OUT),cache/runs/vadd-$(CLASSES)cls)
 
 vadd-check: $(STAMP) ## VIDEO=... [AUDIO=...] [HEADS=run folder]: does the picture match the sound? JSON + PNG

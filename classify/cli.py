@@ -70,8 +70,8 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from classify.predict import predict_split
 
-    n = predict_split(Path(args.model), args.store, args.split or None, Path(args.out))
-    print(f"{n} clips scored")
+    n, excluded = predict_split(Path(args.model), args.store, args.split or None, Path(args.out))
+    print(f"{n} clips scored, {len(excluded)} excluded" + (f": {', '.join(e['clip'] for e in excluded)}" if excluded else ""))
     print(f"predictions: {args.out}")
     return 0
 

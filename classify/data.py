@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
-from extract.store import DEFAULT_VIEW, EmbeddingStore
+from extract.store import DEFAULT_VIEW, EmbeddingStore, ExcludedClip, UsableClips
 
 ClassCount = Literal[10, 3]
 
@@ -25,6 +25,7 @@ class ClipSet:
     mask: np.ndarray
     fingerprints: dict[str, str]
     modalities: dict[str, str] = field(default_factory=dict)
+    excluded: tuple[ExcludedClip, ...] = ()  # clips of the split left out by the store's usable-clips rule
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -33,6 +34,7 @@ class ClipSet:
         return ClipSet(
             self.ids[rows], self.scene_labels[rows], self.targets[rows], self.classes,
             {k: v[rows] for k, v in self.features.items()}, self.mask[rows], self.fingerprints, self.modalities,
+            self.excluded,
         )
 
     @classmethod
@@ -47,6 +49,7 @@ class ClipSet:
             np.concatenate([p.targets for p in parts]), first.classes,
             {n: np.concatenate([p.features[n] for p in parts]) for n in first.features},
             np.concatenate([p.mask for p in parts]), first.fingerprints, first.modalities,
+            tuple(dict.fromkeys(e for p in parts for e in p.excluded)),
         )
 
 
@@ -73,9 +76,10 @@ def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[s
 
 def load_clips(
     store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int, view: str = DEFAULT_VIEW,
-    classes: tuple[str, ...] | None = None,
+    classes: tuple[str, ...] | None = None, usable: UsableClips | None = None,
 ) -> ClipSet:
-    """Load ``split`` for ``extractors`` in one pass; only clips every extractor embedded are kept.
+    """Load ``split`` for ``extractors`` in one pass: the clips :meth:`~extract.store.EmbeddingStore.usable_clips`
+    answers for them (``usable``, when the caller asked it once for several loads, e.g. over views or modalities).
 
     ``classes`` replaces the store's (e.g. a trained head's, to score a store without labels).
 
@@ -84,35 +88,28 @@ def load_clips(
     """
     modalities = extractor_modalities(store, extractors)
     classes = classes or class_names(store.classes, n_classes)
+    usable = usable or store.usable_clips(extractors, split, (view,))
     if view == DEFAULT_VIEW:
-        data = store.load_split(extractors, split)
-        ids, labels, features, valid = data.ids, data.labels, data.embeddings, data.valid
-        fingerprints = data.fingerprints
+        parts = [store.load_split(extractors, split, usable=usable)]
     else:
         visual = [n for n in extractors if modalities[n] == "visual"]
         audio = [n for n in extractors if modalities[n] != "visual"]
         if not visual:
             raise ValueError(f"view {view!r} needs a visual extractor; {extractors} are all audio")
-        parts = [store.load_split(visual, split, view)] + ([store.load_split(audio, split)] if audio else [])
-        common = np.intersect1d(parts[0].ids, parts[-1].ids)
-        features, valid, fingerprints = {}, {}, {}
-        for part in parts:
-            position = {clip: row for row, clip in enumerate(part.ids)}
-            rows = np.array([position[clip] for clip in common], dtype=np.int64)
-            features.update({n: e[rows] for n, e in part.embeddings.items()})
-            valid.update({n: v[rows] for n, v in part.valid.items()})
-            fingerprints.update(part.fingerprints)
-            labels = part.labels[rows]
-        ids = np.array([f"{clip}#{view}" for clip in common])
+        parts = [store.load_split(visual, split, view, usable)] + ([store.load_split(audio, split, usable=usable)] if audio else [])
+    features = {n: e for part in parts for n, e in part.embeddings.items()}
+    valid = {n: v for part in parts for n, v in part.valid.items()}
+    ids, labels = parts[0].ids, parts[0].labels
     return ClipSet(
-        ids=ids,
+        ids=ids if view == DEFAULT_VIEW else np.array([f"{clip}#{view}" for clip in ids], dtype=str),
         scene_labels=labels,
         targets=encode_labels(labels, classes),
         classes=classes,
         features={n: features[n] for n in extractors},
         mask=np.logical_and.reduce([valid[n] for n in extractors]),
-        fingerprints=fingerprints,
+        fingerprints={n: f for part in parts for n, f in part.fingerprints.items()},
         modalities=modalities,
+        excluded=usable.excluded,
     )
 
 

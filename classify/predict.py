@@ -10,7 +10,7 @@ import numpy as np
 from classify.data import class_names, load_clips
 from classify.metrics import clip_mean_proba
 from classify.persist import load_head
-from extract.store import EmbeddingStore
+from extract.store import EmbeddingStore, report_excluded
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,9 @@ def write_dcase_csv(path: Path, filenames: list[str], clip_probs: np.ndarray, cl
             writer.writerow([name, classes[int(p.argmax())], *(f"{v:.6f}" for v in p)])
 
 
-def predict_split(model_path: Path, store_location: str, split: str | None, out_path: Path) -> int:
-    """Score every clip of ``split`` (None = all) with the head at ``model_path``; returns the number of rows.
+def predict_split(model_path: Path, store_location: str, split: str | None, out_path: Path) -> tuple[int, list[dict]]:
+    """Score every usable clip of ``split`` (None = all) with the head at ``model_path``; returns the number of rows
+    and the excluded clips (as :func:`~extract.store.report_excluded` lists them).
 
     A clip's probabilities are the mean over its valid seconds; ``filename`` is the clip's video path in the store
     (its id when the store has none).
@@ -35,6 +36,7 @@ def predict_split(model_path: Path, store_location: str, split: str | None, out_
     if store.classes and class_names(store.classes, len(trained.classes)) != trained.classes:
         raise ValueError(f"{store_location}: the store's classes {store.classes} differ from the head's {trained.classes}")
     clips = load_clips(store, trained.extractors, split, len(trained.classes), classes=trained.classes)
+    excluded = report_excluded(clips.excluded, store_location, f"the predictions of split {split}")
     probs = trained.predict_proba(clips)
     table = store.clips
     video_of = dict(zip(table.ids, table.video_paths))
@@ -42,4 +44,4 @@ def predict_split(model_path: Path, store_location: str, split: str | None, out_
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_dcase_csv(out_path, filenames, clip_mean_proba(probs, clips.mask), trained.classes)
     logger.info("%d clips of split %s scored into %s", len(clips), split, out_path)
-    return len(clips)
+    return len(clips), excluded

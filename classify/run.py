@@ -14,7 +14,7 @@ from classify.metrics import classification_metrics, save_confusion_png, write_p
 from classify.persist import save_head
 from classify.train import TrainConfig, TrainedHead, train_head
 from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
-from extract.store import EmbeddingStore
+from extract.store import DEFAULT_VIEW, EmbeddingStore, report_excluded
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: i
     """``split`` from the ``original`` view, plus the augmented visual views (of ``kinds``, default all) when
     ``with_augmented``."""
     views = augmented_views(store, names, kinds) if with_augmented else []
-    parts = [load_clips(store, names, split, n_classes)] + [load_clips(store, names, split, n_classes, v) for v in views]
+    usable = store.usable_clips(names, split, (DEFAULT_VIEW, *views))  # one clip set for every view
+    parts = [load_clips(store, names, split, n_classes, usable=usable)]
+    parts += [load_clips(store, names, split, n_classes, v, usable=usable) for v in views]
     if views:
         logger.info("%s: %d clips from original + %d augmented view(s) %s", split, len(parts[0]), len(views), views)
     return ClipSet.concat(parts) if len(parts) > 1 else parts[0]
@@ -92,8 +94,9 @@ def run_training(
         iov_targets = encode_labels(test.scene_labels, IOV_CLASSES)
         mapped = classification_metrics(iov_from_scene_probs(probs, test.classes), test.mask, iov_targets, IOV_CLASSES)
         metrics["iov_from_10_classes"] = mapped
+    excluded = report_excluded(train.excluded + test.excluded, store_location, f"training on {'+'.join(names)}")
     metrics.update({"n_train_clips": len(train), "load_seconds": load_s, "train_seconds": train_s,
-                    "train_history": trained.history})
+                    "train_history": trained.history, "excluded_clips": excluded})
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "config.json", {**config, "classes": list(trained.classes), "modalities": train.modalities})

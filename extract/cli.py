@@ -34,6 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         clips_per_chunk=args.clips_per_chunk,
         progress=not args.no_progress,
         views=parse_views(args.views, args.view_seed),
+        retry_failed=args.retry_failed,
     )
     summary = run_extraction(cfg)
     for name, clip, stage, message in summary.errors:
@@ -41,7 +42,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     print(f"store: {cfg.store}")
-    return 0
+    status, reason = summary.exit_status(args.fail_on_error)
+    if status:
+        logger.error("%s", reason)
+    return status
 
 
 def _parse_batch_size(text: str) -> tuple[str, int]:
@@ -201,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="extract per-second embeddings into a store (resumable, shardable)")
+    run = sub.add_parser("run", help="extract per-second embeddings into a store (resumable, shardable); exit status "
+                         "0 when the run completed (per-clip failures are recorded, see info), 1 when an extractor "
+                         "embedded no clip at all or with --fail-on-error and a failure, 2 when it could not start")
     run.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
     run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
@@ -223,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decode-workers", type=int, default=2, help="decoding threads")
     run.add_argument("--clips-per-chunk", type=int, default=None, help="store chunk size in clips (new stores)")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="redo the clips an earlier run recorded as failed (after fixing their files), nothing else")
+    run.add_argument("--fail-on-error", action="store_true",
+                     help="exit 1 when any clip failed, now or in an earlier run (default: exit 0, failures recorded)")
     run.add_argument("--views", default="", help="augmented visual passes, e.g. paper_aug:1,randaug:1 (README)")
     run.add_argument("--view-seed", type=int, default=0, help="seed of the augmented views")
     run.set_defaults(func=_cmd_run)

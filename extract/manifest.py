@@ -1,8 +1,9 @@
 """Dataset manifests: the TAU Urban Audio-Visual Scenes 2021 layout, or a generic CSV.
 
-A manifest lists clips (id = file stem, label, split, video and audio paths inside one data root) and
-is validated as a whole: one error lists every missing file; duplicate ids, unknown labels and paths
-that leave the data root are refused with the file and line that hold them.
+A manifest lists clips (id = file stem, label, split, video and audio paths) and is validated as a whole:
+one error lists every missing file; duplicate ids and unknown labels are refused with the file and line
+that hold them. The TAU layout's paths must stay inside its folder; a user's CSV manifest may name media
+anywhere (absolute paths, ``..``, symlinks).
 """
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ def _inside(root: Path, relative: str, where: str) -> Path:
     return root / normal
 
 
+def _user_path(root: Path, path: str) -> Path:
+    """A path of the user's own CSV manifest: absolute, or relative to its folder (``..`` and symlinks allowed)."""
+    return Path(path) if os.path.isabs(path) else root / os.path.normpath(path)
+
+
 def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path) -> None:
     """One error naming every missing file of the required kinds (unreadable ones fail per clip later)."""
     missing = []
@@ -162,7 +168,8 @@ def read_tau(
 def read_csv_manifest(
     path: Path, classes: Sequence[str] | None = None, require: Collection[MediaKind] = ("video", "audio")
 ) -> Manifest:
-    """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``; paths relative to its folder).
+    """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``): paths absolute or relative to
+    its folder, symlinks followed; media may live on another disk.
 
     ``video`` or ``audio`` may be empty but not both; an empty ``audio`` means the video's own track.
     ``label`` may be empty (unlabeled). ``classes`` None: the sorted labels found.
@@ -174,8 +181,8 @@ def read_csv_manifest(
     line_of: dict[str, int] = {}
     for line, row in table.rows:
         where = f"{path}:{line}"
-        video = _inside(root, row["video"], where) if row.get("video") else None
-        audio = _inside(root, row["audio"], where) if row.get("audio") else None
+        video = _user_path(root, row["video"]) if row.get("video") else None
+        audio = _user_path(root, row["audio"]) if row.get("audio") else None
         if video is None and audio is None:
             raise ManifestError(f"{where}: a row needs a video or an audio path")
         if not row["split"]:
@@ -198,6 +205,9 @@ def read_manifest(
 ) -> Manifest:
     """A TAU folder (with ``meta.csv``) or a CSV manifest file; ``classes`` applies to CSV manifests."""
     data = Path(data)
+    if not data.exists():
+        raise ManifestError(f"{data}: no such file or folder; DATA must be a TAU-layout folder with meta.csv or a .csv "
+                            "manifest file")
     if data.is_dir() and (data / "meta.csv").exists():
         return read_tau(data, require)
     if data.is_file() and data.suffix.lower() == ".csv":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from extract.store import (
     DONE,
     FAILED,
     FLOAT16_MAX,
+    PENDING,
     BlockResult,
     ClipTable,
     EmbeddingStore,
@@ -60,6 +61,7 @@ class RunConfig:
     wait_timeout_s: float = 900.0
     progress: bool = True
     views: tuple[View, ...] = ()  # augmented visual passes, stored beside the original view
+    retry_failed: bool = False  # redo the clips an earlier run recorded as failed (and nothing else)
 
     def inference_options(self, name: str) -> InferenceOptions:
         """The inference options of extractor ``name`` in this run (before resolution for the device)."""
@@ -112,22 +114,47 @@ def build_targets(extractors: list[Extractor], views: tuple[View, ...]) -> list[
 
 @dataclass
 class RunSummary:
-    """Per-extractor counts of this run and the failures it recorded."""
+    """Per-extractor clip counts of one run (this shard): what it did now and what the store held before."""
 
-    done: Counter = field(default_factory=Counter)
-    failed: Counter = field(default_factory=Counter)
-    skipped: Counter = field(default_factory=Counter)  # already done before this run
+    store: str = ""
+    done: Counter = field(default_factory=Counter)  # embedded by this run
+    failed: Counter = field(default_factory=Counter)  # failed in this run (recorded in the store)
+    done_earlier: Counter = field(default_factory=Counter)  # embedded by an earlier run
+    failed_earlier: Counter = field(default_factory=Counter)  # failures an earlier run recorded, not retried
+    retried: Counter = field(default_factory=Counter)  # earlier failures redone by --retry-failed
     errors: list[tuple[str, str, str, str]] = field(default_factory=list)  # extractor, clip, stage, message
     complete: dict[str, bool] = field(default_factory=dict)
     seconds: Counter = field(default_factory=Counter)  # decode (summed over threads), decode_wait, model, write
 
+    @property
+    def names(self) -> list[str]:
+        return sorted(set(self.done) | set(self.failed) | set(self.done_earlier) | set(self.failed_earlier)
+                      | set(self.complete))
+
     def lines(self) -> list[str]:
         counts = [
-            f"{name}: done {self.done[name]}, failed {self.failed[name]}, skipped {self.skipped[name]} "
-            f"(already in store), store complete: {self.complete.get(name, False)}"
-            for name in sorted(set(self.done) | set(self.failed) | set(self.skipped) | set(self.complete))
+            f"{name}: done now {self.done[name]}, failed now {self.failed[name]}, done earlier "
+            f"{self.done_earlier[name]}, failed earlier {self.failed_earlier[name]}"
+            + (f" ({self.retried[name]} earlier failures retried)" if self.retried[name] else "")
+            + f", store complete: {self.complete.get(name, False)}"
+            for name in self.names
         ]
+        if any(self.failed.values()) or any(self.failed_earlier.values()):
+            counts.append(f"failed clips and their errors: `make info STORE={self.store}` (python -m extract info "
+                          f"--store {self.store}); after fixing the files, rerun with --retry-failed (RETRY_FAILED=1)")
         return counts + ["time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))]
+
+    def exit_status(self, fail_on_error: bool) -> tuple[int, str]:
+        """0 when the run completed, recorded per-clip failures included; 1 (with the reason) when an extractor has
+        no embedded clip at all in this shard, or with ``fail_on_error`` when any clip failed (now or earlier)."""
+        empty = [n for n in self.names if self.done[n] + self.done_earlier[n] == 0
+                 and self.failed[n] + self.failed_earlier[n] > 0]
+        if empty:
+            return 1, f"nothing could be embedded for {', '.join(empty)}: every clip failed"
+        n_failed = sum(self.failed.values()) + sum(self.failed_earlier.values())
+        if fail_on_error and n_failed:
+            return 1, f"--fail-on-error: {n_failed} clip failure(s) recorded"
+        return 0, ""
 
 
 SHARD_ENV = (
@@ -179,8 +206,7 @@ def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
     """Probe every clip's length (in parallel) and lay out the clip table."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         probes = list(pool.map(probe_seconds, manifest.clips))
-    # lexical: manifest paths are built under its root (a symlinked media folder must not be resolved away)
-    rel = lambda p: "" if p is None else str(Path(p).relative_to(manifest.root))  # noqa: E731
+    rel = lambda p: "" if p is None else _relative_or_absolute(Path(p), manifest.root)  # noqa: E731
     return ClipTable(
         ids=np.array([c.clip_id for c in manifest.clips], dtype=str),
         labels=np.array([c.label for c in manifest.clips], dtype=str),
@@ -190,6 +216,15 @@ def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
         audio_paths=np.array([rel(c.audio_path) for c in manifest.clips], dtype=str),
         probe_errors=np.array([e for _, e in probes], dtype=str),
     )
+
+
+def _relative_or_absolute(path: Path, root: Path) -> str:
+    """``path`` relative to the data root when it lies under it (lexically: a symlinked media folder is not resolved
+    away), else absolute (a CSV manifest's media on another disk)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path.absolute())
 
 
 def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> EmbeddingStore:
@@ -246,14 +281,20 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips
-    summary = RunSummary()
+    summary = RunSummary(store=cfg.store)
 
     shard = (cfg.shard_index, cfg.shard_count)
+    if cfg.retry_failed:
+        for t in targets:
+            summary.retried[t.key] = store.reset_failed(t.name, *shard, view=t.view_name)
     pending = {t.key: set(store.pending_blocks(t.name, *shard, view=t.view_name)) for t in targets}
+    todo_rows = {t.key: store.status(t.name, t.view_name) == PENDING for t in targets}  # (N,) bool per target
     for t in targets:
-        summary.skipped[t.key] = store.count_finished(t.name, *shard, view=t.view_name)
+        earlier = store.count_status(t.name, *shard, view=t.view_name)
+        summary.done_earlier[t.key], summary.failed_earlier[t.key] = earlier[DONE], earlier[FAILED]
     blocks = sorted(set().union(*pending.values()))
-    total_clips = sum(store.block_slice(b).stop - store.block_slice(b).start for b in blocks)
+    rows_of = {b: _pending_rows(store.block_slice(b), todo_rows.values()) for b in blocks}
+    total_clips = sum(len(r) for r in rows_of.values())
     logger.info("%s: %d blocks (%d clips) to do in shard %d/%d", cfg.store, len(blocks), total_clips,
                 cfg.shard_index, cfg.shard_count)
 
@@ -261,11 +302,10 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     with ThreadPoolExecutor(max_workers=max(1, cfg.decode_workers)) as pool:
         def submit(block: int) -> list[Future]:
             plan = DecodePlan.for_specs([t.extractor.spec for t in targets if block in pending[t.key]])
-            sl = store.block_slice(block)
             return [
                 pool.submit(decode_clip, clip_by_id[str(clips.ids[i])], int(clips.n_seconds[i]), plan,
                             str(clips.probe_errors[i]))
-                for i in range(sl.start, sl.stop)
+                for i in rows_of[block]
             ]
 
         queued = [submit(b) for b in blocks[:2]]
@@ -280,13 +320,15 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
                 todo = [t for t in targets if t.view == view and block in pending[t.key]]
                 inputs = decoded if view is None or not todo else [augment_clip(d, view) for d in decoded]
                 for t in todo:
+                    mine = np.flatnonzero(todo_rows[t.key][rows_of[block]])  # a retry may differ per target
+                    rows = rows_of[block][mine]
                     started = time.perf_counter()
-                    result = embed_block(t.extractor, inputs, store.seconds_max)
+                    result = embed_block(t.extractor, [inputs[k] for k in mine], store.seconds_max)
                     summary.seconds["model"] += time.perf_counter() - started
                     started = time.perf_counter()
-                    store.write_block(t.name, block, result, view=t.view_name)
+                    store.write_rows(t.name, rows, result, view=t.view_name)
                     summary.seconds["write"] += time.perf_counter() - started
-                    _count(summary, t.key, result, clips.ids[store.block_slice(block)])
+                    _count(summary, t.key, result, clips.ids[rows])
             progress.update(len(decoded))
     progress.close()
     for t in targets:
@@ -352,6 +394,12 @@ def _embed_clips(extractor: Extractor, inputs: list[np.ndarray], batch_size: int
         except Exception as err:
             results.append(err)
     return results
+
+
+def _pending_rows(block: slice, todo: Iterable[np.ndarray]) -> np.ndarray:
+    """Rows of ``block`` pending for at least one target: the whole block, except in a --retry-failed run."""
+    rows = np.arange(block.start, block.stop)
+    return rows[np.logical_or.reduce([t[block] for t in todo])]
 
 
 def _required_files(modalities: set[str]) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ class ClipTable:
     labels: np.ndarray  # (N,) str
     splits: np.ndarray  # (N,) str
     n_seconds: np.ndarray  # (N,) int32
-    video_paths: np.ndarray  # (N,) str, relative to data_root ('' when absent)
+    video_paths: np.ndarray  # (N,) str, relative to data_root, or absolute outside it ('' when absent)
     audio_paths: np.ndarray  # (N,) str, '' = the video's own audio track
     probe_errors: np.ndarray  # (N,) str, '' when the media probed fine
 
@@ -83,6 +84,26 @@ class BlockResult:
 
 
 @dataclass(frozen=True)
+class ExcludedClip:
+    """A clip of a split that a reader leaves out, and why (the first extractor view that lacks it)."""
+
+    clip: str
+    split: str
+    reason: str  # e.g. "debug_audio: failed [decode] x.wav: not a readable media file (...)" or "...: pending"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"clip": self.clip, "split": self.split, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class UsableClips:
+    """The answer to "which clips of this split can a reader of these extractor views use?"."""
+
+    rows: np.ndarray  # (n,) int, ascending rows of the clip table: done by every extractor view asked
+    excluded: tuple[ExcludedClip, ...]  # every other clip of the split
+
+
+@dataclass(frozen=True)
 class SplitData:
     """One split of the store, in RAM: the stage-2 input."""
 
@@ -92,6 +113,7 @@ class SplitData:
     embeddings: dict[str, np.ndarray]  # name -> (n, T, D) float16
     valid: dict[str, np.ndarray]  # name -> (n, T) bool
     fingerprints: dict[str, str]
+    excluded: tuple[ExcludedClip, ...] = ()
 
 
 def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
@@ -363,9 +385,24 @@ class EmbeddingStore:
         blocks = range(shard_index, self.n_blocks, shard_count)
         return np.concatenate([np.arange(len(self.clips))[self.block_slice(b)] for b in blocks] or [np.zeros(0, int)])
 
-    def count_finished(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> int:
-        """Clips of this shard already done or failed."""
-        return int((self.status(name, view)[self.shard_rows(shard_index, shard_count)] != PENDING).sum())
+    def count_status(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> Counter:
+        """Clips of this shard by status: ``{DONE: n, FAILED: m, PENDING: k}``."""
+        return Counter(self.status(name, view)[self.shard_rows(shard_index, shard_count)].tolist())
+
+    def reset_failed(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> int:
+        """Mark this shard's failed clips pending again (``--retry-failed``); returns how many.
+
+        Only their status changes: their recorded errors stay until the redo writes the clips, and a run killed
+        in between finds them pending and redoes them."""
+        status_arr = self._group(name, view)["status"]
+        status = np.asarray(status_arr[:])
+        rows = np.intersect1d(self.shard_rows(shard_index, shard_count), np.flatnonzero(status == FAILED))
+        for block in np.unique(rows // self.clips_per_chunk):
+            sl = self.block_slice(int(block))
+            chunk = status[sl].copy()
+            chunk[rows[rows // self.clips_per_chunk == block] - sl.start] = PENDING
+            status_arr[sl] = chunk
+        return len(rows)
 
     def pending_blocks(self, name: str, shard_index: int = 0, shard_count: int = 1, view: str = DEFAULT_VIEW) -> list[int]:
         """Blocks of this shard (``block % shard_count == shard_index``) with a clip still pending."""
@@ -378,17 +415,35 @@ class EmbeddingStore:
 
     def write_block(self, name: str, block: int, result: BlockResult, view: str = DEFAULT_VIEW) -> None:
         """Write one block; its status goes last so an interrupted write is redone on resume."""
-        g = self._group(name, view)
         sl = self.block_slice(block)
-        n = sl.stop - sl.start
-        if result.embeddings.shape[0] != n:
-            raise ValueError(f"block {block} has {n} clips, result has {result.embeddings.shape[0]}")
-        g["embeddings"][sl] = result.embeddings.astype(np.float16)
-        g["valid"][sl] = result.valid
-        g["error_stage"][sl] = np.asarray(result.error_stage, dtype=str)
-        g["error_message"][sl] = np.asarray(result.error_message, dtype=str)
-        g["extract_seconds"][sl] = result.extract_seconds.astype(np.float32)
-        g["status"][sl] = result.status.astype(np.int8)
+        self.write_rows(name, np.arange(sl.start, sl.stop), result, view)
+
+    def write_rows(self, name: str, rows: np.ndarray, result: BlockResult, view: str = DEFAULT_VIEW) -> None:
+        """Write the results of ``rows`` (ascending, inside one block, e.g. a retry's failed clips); the rest of the
+        block keeps its values. Status goes last so an interrupted write is redone on resume."""
+        g = self._group(name, view)
+        if result.embeddings.shape[0] != len(rows):
+            raise ValueError(f"{len(rows)} rows to write, result has {result.embeddings.shape[0]}")
+        if len(rows) == 0:
+            return
+        sl = self.block_slice(int(rows[0]) // self.clips_per_chunk)
+        if rows[-1] >= sl.stop:
+            raise ValueError(f"rows {rows[0]}..{rows[-1]} span more than one block")
+        whole = len(rows) == sl.stop - sl.start
+        values = (
+            ("embeddings", result.embeddings.astype(np.float16)), ("valid", result.valid),
+            ("error_stage", np.asarray(result.error_stage, dtype=str)),
+            ("error_message", np.asarray(result.error_message, dtype=str)),
+            ("extract_seconds", result.extract_seconds.astype(np.float32)), ("status", result.status.astype(np.int8)),
+        )
+        for array_name, data in values:
+            if not whole:  # read-modify-write of the block's chunk
+                block_data = np.asarray(g[array_name][sl])
+                text = block_data.dtype.kind in "OTU"
+                block_data = block_data.astype(object) if text else block_data  # no truncation to the old width
+                block_data[rows - sl.start] = data
+                data = np.asarray(block_data.tolist(), dtype=str) if text else block_data
+            g[array_name][sl] = data
 
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
         """Write the completion marker (and timing) when no clip is pending; returns completeness.
@@ -422,15 +477,45 @@ class EmbeddingStore:
         return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
 
     # ----------------------------------------------------------------- reading for stage 2
-    def load_split(self, names: list[str], split: str | None, view: str = DEFAULT_VIEW) -> SplitData:
-        """Load every clip of ``split`` (None = all) done by *all* ``names`` into RAM at once."""
+    def usable_clips(self, names: list[str], split: str | None, views: tuple[str, ...] = (DEFAULT_VIEW,)) -> UsableClips:
+        """The one rule every reader applies: a clip of ``split`` (None = all) is usable when every extractor of
+        ``names`` embedded it (status done) in every view of ``views``.
+
+        Augmented views hold visual extractors only: an audio extractor is asked for its ``original`` view whatever
+        ``views`` says. Every other clip of the split is returned as excluded, with the first reason found (failed,
+        with the recorded stage and message, or still pending).
+        """
         clips = self.clips
         rows = np.arange(len(clips)) if split is None else np.flatnonzero(clips.splits == split)
-        fingerprints = {}
+        usable = np.ones(len(rows), bool)
+        reasons: dict[int, str] = {}
         for name in names:
-            attrs = self.group_attrs(name, view)
-            fingerprints[name] = attrs["fingerprint"]
-            rows = rows[self.status(name, view)[rows] == DONE]
+            visual = self.group_attrs(name)["spec"]["modality"] == "visual"
+            for view in dict.fromkeys(views if visual else (DEFAULT_VIEW,)):
+                key = name if view == DEFAULT_VIEW else f"{name}/{view}"
+                status = self.status(name, view)[rows]
+                lacking = np.flatnonzero(usable & (status != DONE))
+                if len(lacking):
+                    g = self._group(name, view)
+                    stage, message = _as_str(g["error_stage"][:]), _as_str(g["error_message"][:])
+                    for j in lacking:
+                        i = int(rows[j])
+                        reasons[i] = (f"{key}: failed [{stage[i]}] {message[i]}" if status[j] == FAILED
+                                      else f"{key}: pending (its extraction has not finished)")
+                usable &= status == DONE
+        excluded = tuple(ExcludedClip(str(clips.ids[i]), str(clips.splits[i]), reasons[i]) for i in sorted(reasons))
+        return UsableClips(rows[usable], excluded)
+
+    def load_split(
+        self, names: list[str], split: str | None, view: str = DEFAULT_VIEW, usable: UsableClips | None = None
+    ) -> SplitData:
+        """Load the usable clips of ``split`` (None = all) for ``names`` in ``view`` into RAM at once.
+
+        ``usable`` (from :meth:`usable_clips`, e.g. over several views) replaces this call's own answer."""
+        clips = self.clips
+        usable = usable or self.usable_clips(names, split, (view,))
+        rows = usable.rows
+        fingerprints = {name: self.group_attrs(name, view)["fingerprint"] for name in names}
         embeddings, valid = {}, {}
         for name in names:
             g = self._group(name, view)
@@ -444,6 +529,7 @@ class EmbeddingStore:
             embeddings=embeddings,
             valid=valid,
             fingerprints=fingerprints,
+            excluded=usable.excluded,
         )
 
     # ----------------------------------------------------------------- export
@@ -474,6 +560,16 @@ class EmbeddingStore:
         for name, eg in self.root["extractors"].groups():
             for view, g in eg.groups():
                 yield group_key(name, view), g
+
+
+def report_excluded(excluded: tuple[ExcludedClip, ...] | list[ExcludedClip], location: str, what: str) -> list[dict[str, str]]:
+    """Log the excluded clips (counted and named) of a reader's run; returns them for its ``excluded_clips`` metric."""
+    unique = list(dict.fromkeys(excluded))
+    if unique:
+        shown = "; ".join(f"{e.clip} ({e.split}: {e.reason})" for e in unique[:20])
+        logger.warning("%s: %d clip(s) excluded from %s, not embedded by every extractor it reads (`make info` lists "
+                       "the recorded errors): %s%s", location, len(unique), what, shown, " ..." if len(unique) > 20 else "")
+    return [e.to_dict() for e in unique]
 
 
 def _retry_torn(read: Callable[[], T], attempts: int = 50, pause_s: float = 0.05) -> T:

@@ -66,10 +66,22 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(f"{path}: not a readable media file ({err})") from err
 
 
+TEXT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf", "tty"})
+"""FFmpeg's tty demuxer reads any text file as 'video' drawn by one of these codecs: never a recording."""
+
+
 def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream, refusing files whose only 'video' is text or a single still image."""
     if not container.streams.video:
-        raise MediaError(f"{path}: no video stream")
-    return container.streams.video[0]
+        kinds = sorted({s.type for s in container.streams})
+        raise MediaError(f"{path}: no video stream" + (f" (only {', '.join(kinds)} streams)" if kinds else ""))
+    stream = container.streams.video[0]
+    fmt, codec = container.format.name, stream.codec_context.name
+    if fmt == "tty" or codec in TEXT_VIDEO_CODECS:
+        raise MediaError(f"{path}: not a video: FFmpeg reads it as text ({fmt} demuxer, {codec} codec)")
+    if fmt == "image2" or fmt.endswith("_pipe"):
+        raise MediaError(f"{path}: not a video: a still image ({fmt} demuxer, {codec} codec)")
+    return stream
 
 
 def probe_video(path: Path) -> VideoInfo:

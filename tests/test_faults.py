@@ -44,11 +44,15 @@ def run_parallel(commands: list[list[str]], envs: list[dict[str, str]] | None = 
 
 
 def counts(outputs: list[str], kind: str) -> dict[str, int]:
-    """Sum the runner's ``<name>: done X, failed Y, skipped Z`` lines over processes."""
+    """Sum the runner's ``<name>: done now W, failed now X, done earlier Y, failed earlier Z`` lines over processes
+    (``skipped``: done or failed earlier)."""
+    pattern = r"^(\S+): done now (\d+), failed now (\d+), done earlier (\d+), failed earlier (\d+)"
     total: dict[str, int] = {}
     for out in outputs:
-        for name, done, failed, skipped in re.findall(r"^(\S+): done (\d+), failed (\d+), skipped (\d+)", out, re.M):
-            total[name] = total.get(name, 0) + int({"done": done, "failed": failed, "skipped": skipped}[kind])
+        for name, *values in re.findall(pattern, out, re.M):
+            done, failed, done_earlier, failed_earlier = (int(v) for v in values)
+            value = {"done": done, "failed": failed, "skipped": done_earlier + failed_earlier}[kind]
+            total[name] = total.get(name, 0) + value
     return total
 
 
@@ -340,27 +344,45 @@ def test_head_refuses_a_store_with_other_fingerprints(tiny_store, tmp_path):
         head.predict_proba(test)
 
 
-@pytest.mark.parametrize("layout", ["csv", "tau"])
-def test_paths_leaving_the_data_root_are_refused_before_any_store_exists(layout, tiny_dataset, tmp_path):
+def test_tau_paths_leaving_the_data_root_are_refused_before_any_store_exists(tiny_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)
-    outside = tmp_path / "outside.mp4"
-    shutil.copy(next((data / "video").glob("*.mp4")), outside)
-    if layout == "csv":
-        target = data / "manifest.csv"
-        target.write_text("video,audio,label,split\n../outside.mp4,,park,train\n")
-        expected_where = "manifest.csv:2"
-    else:
-        target = data
-        meta = data / "meta.csv"
-        lines = meta.read_text().splitlines()
-        lines[1] = lines[1].replace("video/", "video/../../", 1)
-        meta.write_text("\n".join(lines) + "\n")
-        expected_where = "meta.csv:2"
+    meta = data / "meta.csv"
+    lines = meta.read_text().splitlines()
+    lines[1] = lines[1].replace("video/", "video/../../", 1)
+    meta.write_text("\n".join(lines) + "\n")
     store = tmp_path / "never.zarr"
-    out = subprocess.run(extract_cmd(target, str(store)), cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 2 and "escapes the data root" in out.stderr and expected_where in out.stderr
+    out = subprocess.run(extract_cmd(data, str(store)), cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and "escapes the data root" in out.stderr and "meta.csv:2" in out.stderr
     assert not store.exists()
+
+
+def test_a_csv_manifest_may_name_media_anywhere_absolute_relative_or_symlinked(tiny_dataset, tmp_path):
+    """A user's manifest names media on another disk (absolute, ``..``) and through symlinks; all are extracted."""
+    videos = sorted((tiny_dataset / "video").glob("*.mp4"))[:3]
+    other_disk = tmp_path / "other_disk"
+    other_disk.mkdir()
+    for v in videos:
+        shutil.copy(v, other_disk / v.name)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "linked.mp4").symlink_to(other_disk / videos[2].name)
+    manifest = folder / "manifest.csv"
+    manifest.write_text("video,audio,label,split\n"
+                        f"{other_disk / videos[0].name},,park,train\n../other_disk/{videos[1].name},,park,train\n"
+                        "linked.mp4,,bus,test\n")
+    store = str(tmp_path / "mine.zarr")
+    out = subprocess.run(extract_cmd(manifest, store), cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    s = EmbeddingStore.open(store)
+    assert (s.status("debug_visual") == DONE).all() and (s.status("debug_audio") == DONE).all()
+    assert s.clips.video_paths[0] == str(other_disk / videos[0].name) and s.clips.video_paths[2] == "linked.mp4"
+
+
+def test_a_missing_data_path_is_named_as_missing(tmp_path):
+    out = subprocess.run(extract_cmd(tmp_path / "missing" / "folder", str(tmp_path / "s.zarr")), cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "missing/folder: no such file or folder" in out.stderr
 
 
 def test_a_model_error_fails_only_the_clips_that_cause_it():

@@ -283,6 +283,20 @@ def test_missing_and_non_media_files_raise_media_error(tmp_path: Path) -> None:
             _assert_media_error(call, path, match)
 
 
+def test_text_and_still_images_are_refused_as_video_with_the_file_named(tmp_path: Path) -> None:
+    """FFmpeg's tty demuxer opens a text file as 'video'; image demuxers open a single picture: neither is a video."""
+    from PIL import Image
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("".join(f"line {i} of a user's notes about the recordings\n" for i in range(200)))
+    with pytest.raises(MediaError, match=r"notes.txt: not a video: FFmpeg reads it as text \(tty demuxer"):
+        probe_video(notes)
+    for name in ("still.png", "still.jpg"):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / name)
+        with pytest.raises(MediaError, match=rf"{name}: not a video: a still image"):
+            probe_video(tmp_path / name)
+
+
 def test_wav_has_no_video_stream() -> None:
     _assert_media_error(probe_video, _shared("media", "chirp_mono.wav"), "no video stream")
 

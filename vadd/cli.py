@@ -21,11 +21,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         extractors=tuple(n for n in args.extractors.split(",") if n),
         head=HeadConfig(kind=args.head, projection_dim=args.projection_dim),
         train=preset(args.preset, seed=args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})),
-        validation_fraction=args.validation_fraction, seed=args.seed,
+        validation_fraction=args.validation_fraction, seed=args.seed, strict=args.strict,
     )
     metrics = evaluate_vadd(args.store, config, out)
     rule, score = metrics["paper_rule"], metrics["mismatch_score"]
-    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['n_items']} items): paper rule F1 {rule['f1']:.4f} "
+    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['protocol_items']}, {len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
           f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
     print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
           f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default $AVSCENE_SHARED/vadd)")
     ev.add_argument("--validation-fraction", type=float, default=0.2,
                     help="part of the train split held out (by recording location) to choose the score threshold")
+    ev.add_argument("--strict", action="store_true", help="stop when a fixed protocol names a clip without embeddings "
+                    "(default: drop those items, list them, and report N of M items)")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
     ev.add_argument("--head", default="ls", choices=HEAD_CHOICES, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
     ev.add_argument("--preset", default="adam", choices=PRESET_CHOICES, help="their training preset")

@@ -70,7 +70,8 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
         "avsc": {k: avsc[k] for k in ("clip_accuracy", "second_accuracy", "clip_accuracy_mean_proba", "n_clips")},
         "vadd": {**{k: vadd["paper_rule"][k] for k in ("f1", "precision", "recall", "accuracy")},
                  "roc_auc": vadd["mismatch_score"]["roc_auc"], "n_items": vadd["n_items"]},
-        "extraction": {"done": dict(summary.done), "failed": dict(summary.failed), "skipped": dict(summary.skipped)},
+        "extraction": {"done": dict(summary.done), "failed": dict(summary.failed), "done_earlier": dict(summary.done_earlier),
+                       "failed_earlier": dict(summary.failed_earlier)},
         "seconds": round(time.perf_counter() - started, 1),
     }
     path = out_dir / "report.json"

@@ -20,10 +20,11 @@ from classify.metrics import classification_metrics
 from classify.persist import save_head
 from classify.run import write_json
 from classify.train import TrainConfig, TrainedHead, train_head
-from extract.store import EmbeddingStore
+from extract.store import EmbeddingStore, UsableClips, report_excluded
 from vadd.official import default_lists_dir, official_protocol
 from vadd.protocol import (
-    ProtocolItem, check_protocol_labels, generate_protocol, read_protocol_csv, validation_rows, write_protocol_csv,
+    DroppedItem, ProtocolItem, check_protocol_labels, drop_unusable_items, generate_protocol, read_protocol_csv,
+    validation_rows, write_protocol_csv,
 )
 from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores
 from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
@@ -46,6 +47,7 @@ class VaddConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     validation_fraction: float = 0.2
     seed: int = 0
+    strict: bool = False  # a fixed protocol's items naming unusable clips stop the run instead of being dropped
 
     def __post_init__(self) -> None:
         if self.n_classes not in (10, 3):
@@ -78,10 +80,14 @@ def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -
     return out
 
 
-def fixed_protocol(config: VaddConfig, store: EmbeddingStore) -> list[ProtocolItem] | None:
-    """The official lists or a protocol CSV, checked against the store's test split; None for ``generated``."""
+def fixed_protocol(
+    config: VaddConfig, store: EmbeddingStore, usable_test: UsableClips
+) -> tuple[list[ProtocolItem] | None, int, list[DroppedItem]]:
+    """The official lists or a protocol CSV, checked against the store's test split, without the items naming a clip
+    that ``usable_test`` excludes: (kept items, items in the protocol, dropped items); (None, 0, []) for
+    ``generated``. A protocol clip absent from the test split stops the run (another dataset's protocol)."""
     if config.protocol == "generated":
-        return None
+        return None, 0, []
     if config.protocol == "official":
         items = official_protocol(Path(config.lists_dir) if config.lists_dir else default_lists_dir(), config.n_classes)
     else:
@@ -99,7 +105,9 @@ def fixed_protocol(config: VaddConfig, store: EmbeddingStore) -> list[ProtocolIt
         )
     scene_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
     check_protocol_labels(items, scene_of, config.n_classes, config.protocol)
-    return items
+    reason_of = {e.clip: e.reason for e in usable_test.excluded}
+    kept, dropped = drop_unusable_items(items, reason_of, config.protocol, config.strict)
+    return kept, len(items), dropped
 
 
 def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dict:
@@ -111,9 +119,12 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     """
     store = EmbeddingStore.open(store_location)
     modalities = extractors_by_modality(store, config.extractors)
-    items = fixed_protocol(config, store)  # checked before any training
+    # one clip set for every head, the validation protocol and the test protocol: usable for all the extractors
+    usable = {split: store.usable_clips(modalities["visual"] + modalities["audio"], split) for split in ("train", "test")}
+    excluded = report_excluded(usable["train"].excluded + usable["test"].excluded, store_location, "VADD")
+    items, n_protocol_items, dropped = fixed_protocol(config, store, usable["test"])  # checked before any training
     clips = store.clips
-    train_rows = np.flatnonzero(clips.splits == "train")
+    train_rows = usable["train"].rows
     held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
                            config.validation_fraction, config.seed)
     validation_ids = set(clips.ids[train_rows][held].tolist())
@@ -124,10 +135,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     accuracy: dict[str, float | None] = {}
     for key, names in (("visual", modalities["visual"]), ("audio", modalities["audio"]),
                        ("audio_visual", modalities["visual"] + modalities["audio"])):
-        train = load_clips(store, names, "train", config.n_classes)
+        train = load_clips(store, names, "train", config.n_classes, usable=usable["train"])
         in_val = np.isin(train.ids, list(validation_ids))
         head = train_head(train.subset(np.flatnonzero(~in_val)), config.head, config.train)
-        test = load_clips(store, names, "test", config.n_classes)
+        test = load_clips(store, names, "test", config.n_classes, usable=usable["test"])
         accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
         if key != "audio_visual":
             heads[key] = head
@@ -140,6 +151,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
         label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
         items = generate_protocol(test_ids, [label_of[i] for i in test_ids], config.n_classes, config.seed)
+        n_protocol_items = len(items)
     if not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
     scores = score_items(items, test_pred["visual"], test_pred["audio"])
@@ -153,6 +165,9 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "clip_seconds": int(store.seconds_max),
         "classification_clip_accuracy": {"vsc": accuracy["visual"], "asc": accuracy["audio"], "vasc": accuracy["audio_visual"]},
         "validation": validation,
+        "protocol_items": f"{len(items)} of {n_protocol_items} items",
+        "dropped_items": [d.to_dict() for d in dropped],
+        "excluded_clips": excluded,
     })
     write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
     return metrics

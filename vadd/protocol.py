@@ -131,6 +131,45 @@ def check_protocol_labels(items: list[ProtocolItem], scene_of: dict[str, str], n
                              f"at {n_classes} classes")
 
 
+@dataclass(frozen=True)
+class DroppedItem:
+    """A fixed protocol's item left out because a clip it names is not usable (its embeddings failed)."""
+
+    number: int  # from 1, as in :func:`check_protocol_labels`
+    item: ProtocolItem
+    reasons: tuple[str, ...]  # per unusable clip: "<clip>: <the store's reason>"
+
+    def to_dict(self) -> dict:
+        return {"item": self.number, "video_clip": self.item.video_clip, "audio_clip": self.item.audio_clip,
+                "manipulated": self.item.manipulated, "reasons": list(self.reasons)}
+
+
+def drop_unusable_items(
+    items: list[ProtocolItem], excluded_reason: dict[str, str], source: str, strict: bool = False
+) -> tuple[list[ProtocolItem], list[DroppedItem]]:
+    """Split a fixed protocol into the items whose clips are all usable and the dropped ones.
+
+    ``excluded_reason`` maps each unusable clip of the store's split to why it is excluded. ``strict`` refuses
+    any drop instead (all items or nothing).
+    """
+    kept, dropped = [], []
+    for number, item in enumerate(items, start=1):
+        reasons = tuple(f"{c}: {excluded_reason[c]}" for c in dict.fromkeys((item.video_clip, item.audio_clip))
+                        if c in excluded_reason)
+        if reasons:
+            dropped.append(DroppedItem(number, item, reasons))
+        else:
+            kept.append(item)
+    if dropped:
+        listed = "; ".join(f"item {d.number} ({', '.join(d.reasons)})" for d in dropped[:10])
+        if strict:
+            raise ValueError(f"{source}: {len(dropped)} of {len(items)} protocol items name clips without embeddings "
+                             f"(--strict wants every item): {listed}")
+        logger.warning("%s: %d of %d protocol items dropped, they name clips without embeddings: %s%s", source,
+                       len(dropped), len(items), listed, " ..." if len(dropped) > 10 else "")
+    return kept, dropped
+
+
 def write_protocol_csv(path: Path, items: list[ProtocolItem]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)

@@ -91,6 +91,10 @@ def write_markdown(path: Path, metrics: dict) -> None:
     lines += ["", f"Extractors: {metrics['extractors']}. Clip-level results vote over the seconds of a clip.",
               "The paper's column is copied from the publication (TAU Urban Audio-Visual Scenes 2021, fold1_evaluate); "
               "it is comparable only to a run on the same data with the official protocol."]
+    if metrics.get("excluded_clips"):
+        lines += ["", f"Protocol: {metrics['protocol_items']}; {len(metrics['dropped_items'])} dropped and "
+                  f"{len(metrics['excluded_clips'])} clips excluded (no embeddings for every extractor): "
+                  + ", ".join(e["clip"] for e in metrics["excluded_clips"][:20])]
     confused = rule["false_alarm_class_pairs"]
     if confused:
         lines += ["", "Most frequent false alarms (predicted visual → audio): "
