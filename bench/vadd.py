@@ -102,7 +102,7 @@ def run(quick: bool = False) -> list[dict]:
             modality: (name, train_head(load_clips(store, [name], "train", 10), DEFAULT_HEAD, TrainConfig(epochs=3)))
             for name, (modality, _) in DIMS.items()
         }
-        test = np.flatnonzero(table.splits == "test")
+        test = store.usable_clips(list(DIMS), "test").rows  # the store's one rule, as in `vadd eval`
         items = generate_protocol(list(table.ids[test]), list(table.labels[test]), 10, seed=0)
         sample = items[: PER_ITEM_SAMPLE // (3 if quick else 1)]
         import sklearn.metrics  # noqa: F401  (warm process: vadd_metrics imports it lazily)

@@ -83,7 +83,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          max_steps=args.max_steps, random_init=args.random_init, device=args.device, seed=args.seed)
     out = Path(args.out)
-    metrics = run_finetune(Path(args.data), out, cfg, Path(args.head_run) if args.head_run else None)
+    metrics = run_finetune(Path(args.data), out, cfg, Path(args.head_run) if args.head_run else None,
+                           store_location=args.store or None)
     print(f"{metrics['steps']} steps, {metrics['seconds_seen']} seconds, final loss {metrics['final_loss']}, "
           f"extractors changed {metrics['extractor_changed']}")
     print(f"metrics: {out / 'metrics.json'}")
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--audio", default="fcnn.tau")
     finetune.add_argument("--train", default="visual,audio", help="extractors updated: visual (Fine_V), audio (Fine_A)")
     finetune.add_argument("--head-run", default="", help="run folder of a cache-trained mlp head to start from")
+    finetune.add_argument("--store", default="", help="leave out the train clips this store excludes for the two "
+                          "extractors (default: the head run's store, if any)")
     finetune.add_argument("--epochs", type=int, default=1)
     finetune.add_argument("--batch-size", type=int, default=32)
     finetune.add_argument("--lr", type=float, default=1e-5)

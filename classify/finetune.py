@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
+
 logger = logging.getLogger(__name__)
 
 FINETUNE_MODALITIES: tuple[str, ...] = ("visual", "audio")
@@ -65,6 +67,13 @@ class FinetuneConfig:
         return cls(**data)
 
 
+def _head_run_store(head_run: Path) -> str | None:
+    """The store a cache-trained head run read (its ``config.json``), when it still exists."""
+    config = Path(head_run) / "config.json"
+    store = json.loads(config.read_text()).get("store") if config.is_file() else None
+    return store if store and store_exists(store) else None
+
+
 def _decode_chunk(clips, plan, workers: int) -> list:
     from extract.decode_plan import decode_clip, probe_seconds
 
@@ -76,12 +85,13 @@ def _decode_chunk(clips, plan, workers: int) -> list:
         return list(pool.map(decode, clips))
 
 
-def _seconds(decoded, specs, class_index: dict[str, int], labels: dict[str, str]):
-    """Stack the chunk's seconds: ``(visual input, audio input, targets)``; clips failing a modality are skipped."""
+def _seconds(decoded, specs, class_index: dict[str, int], labels: dict[str, str], failed: dict[str, str]):
+    """Stack the chunk's seconds: ``(visual input, audio input, targets)``; clips failing a modality are left out,
+    their reasons added to ``failed`` (clip id -> reason)."""
     visual, audio, targets = [], [], []
     for d in decoded:
         if d.errors:
-            logger.warning("skipping %s: %s", d.clip_id, d.errors)
+            failed[d.clip_id] = "; ".join(f"{m}: failed [{stage}] {message}" for m, (stage, message) in d.errors.items())
             continue
         v, a = d.input_for(specs["visual"]), d.input_for(specs["audio"])
         n = min(len(v), len(a))
@@ -94,8 +104,11 @@ def _seconds(decoded, specs, class_index: dict[str, int], labels: dict[str, str]
 
 
 def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path | None = None,
-                 classes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                 classes: tuple[str, ...] | None = None, store_location: str | None = None) -> dict[str, Any]:
     """Fine-tune on the train split of ``data``; writes ``out_dir/{config.json, metrics.json, model.pt}``.
+
+    The store (``store_location``, else the head run's) excludes the clips its usable-clips rule excludes for the two
+    extractors, before any decoding; clips that fail to decode here are left out too. Both are ``excluded_clips``.
 
     Returns:
         The metrics (per-step losses, seconds seen, whether each extractor changed).
@@ -131,6 +144,12 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
         head, mean, std = trained.head, trained.scaler.mean, trained.scaler.std
     else:
         head, mean, std = FusionHead(inputs, len(class_names), HeadConfig(kind="mlp")), None, None
+    failed: dict[str, str] = {}  # clip id -> why it is left out
+    store_location = store_location or (_head_run_store(head_run) if head_run is not None else None)
+    if store_location:
+        known = {e.clip: e.reason for e in EmbeddingStore.open(store_location).usable_clips(names, "train").excluded}
+        failed.update({c.clip_id: known[c.clip_id] for c in clips if c.clip_id in known})
+        clips = [c for c in clips if c.clip_id not in known]
     head.to(device)
     modules = {m: e.module for m, e in extractors.items()}
     params = list(head.parameters())
@@ -155,7 +174,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
         order = rng.permutation(len(clips))
         for start in range(0, len(order), cfg.clips_per_chunk):
             chunk = _seconds(_decode_chunk([clips[i] for i in order[start : start + cfg.clips_per_chunk]], plan,
-                                           cfg.decode_workers), specs, class_index, labels)
+                                           cfg.decode_workers), specs, class_index, labels, failed)
             if chunk is None:
                 continue
             visual, audio, targets = chunk
@@ -190,7 +209,9 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     changed = {m: any(not torch.equal(before[m][k], v.detach()) for k, v in mod.state_dict().items())
                for m, mod in modules.items()}
     metrics = {"steps": steps, "seconds_seen": seen, "history": history, "extractor_changed": changed,
-               "final_loss": history[-1]["loss"] if history else None, "train_seconds": time.perf_counter() - started}
+               "final_loss": history[-1]["loss"] if history else None, "train_seconds": time.perf_counter() - started,
+               "excluded_clips": report_excluded([ExcludedClip(c, "train", r) for c, r in sorted(failed.items())],
+                                                 str(data), "fine-tuning")}
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"data": str(data), "finetune": cfg.to_dict(), "head_run": str(head_run) if head_run else None,
               "classes": list(class_names), "weights": {e.spec.name: e.weights_id for e in extractors.values()}}

@@ -207,3 +207,16 @@ def test_retry_failed_redoes_only_the_failed_clips_and_exit_status_is_documented
         others = np.ones(len(now), bool)
         others[row[chain["bad_wav"]]] = False
         np.testing.assert_array_equal(now[others], embeddings[name][others], err_msg=name)
+
+
+def test_finetune_leaves_out_the_bad_train_clip_from_the_store_or_when_its_decoding_fails(chain, tmp_path):
+    from classify.finetune import FinetuneConfig, run_finetune
+
+    cfg = FinetuneConfig(visual="debug_visual", audio="debug_audio", random_init=True, batch_size=16,
+                         clips_per_chunk=16, device="cpu")
+    by_store = run_finetune(chain["data"], tmp_path / "store", cfg, store_location=chain["store"])
+    by_decoding = run_finetune(chain["data"], tmp_path / "decode", cfg)
+    for metrics, reason in ((by_store, "debug_visual: failed [decode]"), (by_decoding, "visual: failed [decode]")):
+        assert [(e["clip"], e["reason"].startswith(reason)) for e in metrics["excluded_clips"]] \
+            == [(chain["truncated"], True)]
+    assert by_store["seconds_seen"] == by_decoding["seconds_seen"] == 48 * 2 + 7  # every other train clip
