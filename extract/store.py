@@ -490,7 +490,7 @@ class EmbeddingStore:
         usable = np.ones(len(rows), bool)
         reasons: dict[int, str] = {}
         for name in names:
-            visual = self.group_attrs(name)["spec"]["modality"] == "visual"
+            visual = self.group_attrs(name)["spec"].get("modality") == "visual"
             for view in dict.fromkeys(views if visual else (DEFAULT_VIEW,)):
                 key = name if view == DEFAULT_VIEW else f"{name}/{view}"
                 status = self.status(name, view)[rows]

@@ -201,6 +201,12 @@ def _bad_media_corpus(root: Path) -> tuple[Path, dict[str, tuple[str, str, int |
     add("not_media", video("not_media", 3), "not_media.wav", ("done", "failed", 3))
     (root / "not_media_video.mp4").write_text("neither is this a video\n")
     add("not_media_video", "not_media_video.mp4", wav("not_media_video", 3), ("failed", "done", 3))
+    (root / "tty_notes.txt").write_text("".join(f"line {i} of a user's notes\n" for i in range(200)))  # tty demuxer
+    add("tty_notes", "tty_notes.txt", wav("tty_notes", 3), ("failed", "done", 3))
+    from PIL import Image
+
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(root / "still_image.png")
+    add("still_image", "still_image.png", wav("still_image", 3), ("failed", "done", 3))
     unreadable = root / "unreadable.wav"
     unreadable.write_bytes((root / "fmt_PCM_16.wav").read_bytes())
     unreadable.chmod(0)
@@ -364,13 +370,17 @@ def test_a_csv_manifest_may_name_media_anywhere_absolute_relative_or_symlinked(t
     other_disk.mkdir()
     for v in videos:
         shutil.copy(v, other_disk / v.name)
+        shutil.copy(tiny_dataset / "audio" / f"{v.stem}.wav", other_disk / f"{v.stem}.wav")
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "linked.mp4").symlink_to(other_disk / videos[2].name)
+    (folder / "linked.wav").symlink_to(other_disk / f"{videos[2].stem}.wav")
+    a, b = (other_disk / v.name for v in videos[:2])
     manifest = folder / "manifest.csv"
     manifest.write_text("video,audio,label,split\n"
-                        f"{other_disk / videos[0].name},,park,train\n../other_disk/{videos[1].name},,park,train\n"
-                        "linked.mp4,,bus,test\n")
+                        f"{a},{a.with_suffix('.wav')},park,train\n"
+                        f"../other_disk/{b.name},../other_disk/{b.stem}.wav,park,train\n"
+                        "linked.mp4,linked.wav,bus,test\n")
     store = str(tmp_path / "mine.zarr")
     out = subprocess.run(extract_cmd(manifest, store), cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

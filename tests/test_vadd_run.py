@@ -168,6 +168,11 @@ def test_check_refuses_silent_short_and_non_media_files(checker, vadd_store, tmp
     text.write_text("not a video\n")
     with pytest.raises(MediaError, match="notes.mp4: not a readable media file"):
         checker.check(text)
+    notes = tmp_path / "notes.txt"  # FFmpeg's tty demuxer opens any .txt as 'video': refused, with or without --audio
+    notes.write_text("".join(f"line {i} of a user's notes\n" for i in range(200)))
+    for audio in (None, wav):
+        with pytest.raises(MediaError, match="notes.txt: not a video: FFmpeg reads it as text"):
+            checker.check(notes, audio=audio)
 
 
 def test_batch_writes_one_csv_row_per_video_and_keeps_going(checker, vadd_store, tmp_path):
