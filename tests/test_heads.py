@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from classify.heads import ATTENTION_KINDS, HEAD_KINDS, FusionHead, HeadConfig, 
 from classify.metrics import classification_metrics
 from classify.persist import load_head
 from classify.run import iov_from_scene_probs, load_views, run_training
-from classify.train import PRESETS, TrainConfig, mixup, preset, train_head
+from classify.train import PRESETS, TrainConfig, mixup, preset, single_seconds, train_head
 from extract.store import DONE, BlockResult, EmbeddingStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,11 +121,15 @@ def test_presets_round_trip_and_match_the_papers():
     for name, config in PRESETS.items():
         assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config, name
     text, code = PRESETS["paper-text"], PRESETS["paper-code"]
-    assert (text.optimizer, text.epochs, text.batch_size) == ("sgd", 20, 32)
-    assert text.learning_rate(0) == pytest.approx(1e-3) and text.learning_rate(18) == pytest.approx(1e-3 - 18 * (1e-3 - 1e-5) / 19)
-    assert text.learning_rate(19) == pytest.approx(1e-5)
-    assert (code.epochs, code.weight_decay, code.schedule) == (30, 0.01, "cosine")
-    assert code.learning_rate(12) == pytest.approx((1e-3 + 1e-5) / 2) and code.learning_rate(29) == pytest.approx(1e-5)
+    assert (text.optimizer, text.epochs, text.batch_size, text.batch_unit) == ("sgd", 20, 32, "clips")
+    # the text: 1e-3 in the first epoch, "linearly reduced to 0.00001 by the 19th epoch"
+    assert text.learning_rate(0) == pytest.approx(1e-3) and text.learning_rate(18) == pytest.approx(1e-5)
+    assert text.learning_rate(17) > 1e-5 and text.learning_rate(19) == pytest.approx(1e-5)
+    assert (code.optimizer, code.epochs, code.weight_decay, code.momentum) == ("sgd", 30, 0.01, 0.0)
+    assert (code.schedule, code.schedule_epochs, code.batch_size, code.batch_unit) == ("cosine", 24, 32, "seconds")
+    assert code.learning_rate(12) == pytest.approx((1e-3 + 1e-5) / 2) and code.learning_rate(24) == pytest.approx(1e-5)
+    assert code.learning_rate(29) == pytest.approx(1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * 29 / 24)) / 2)
+    assert code.learning_rate(29) > 1e-4  # past T_max the released code's rate climbs back
     assert PRESETS["adam-mixup"].mixup_ratio == 0.4 and PRESETS["adam-mixup"].mixup_fraction == 0.2
     assert preset("paper-code", epochs=3).epochs == 3
     head = HeadConfig(kind="es+ms", projection_dim=32, mlp_hidden=(7, 5))
@@ -139,8 +144,53 @@ def test_bad_head_configs_are_refused(bad):
         HeadConfig(**bad)
 
 
+def _torch_schedule(config: TrainConfig) -> list[float]:
+    """The rate of each epoch as the released code gets it: a torch scheduler stepped once after every epoch."""
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.schedule_epochs,
+                                                               eta_min=config.lr_final)
+    else:
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=1.0, end_factor=config.lr_final / config.lr,
+                                                      total_iters=config.schedule_epochs)
+    rates = []
+    for _ in range(config.epochs):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("name", ["paper-text", "paper-code", "adam"])
+def test_preset_schedules_match_torch_schedulers_epoch_by_epoch(name):
+    config = PRESETS[name]
+    expected = _torch_schedule(config)
+    ours = [config.learning_rate(e) for e in range(config.epochs)]
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-15)
+    if name == "paper-code":  # 2_train_av_classifiers.py: T_max = max(20, int(30 * 0.8)) = 24, 30 epochs
+        assert min(ours) == pytest.approx(1e-5) and int(np.argmin(ours)) == 24
+        assert all(b > a for a, b in zip(ours[24:], ours[25:]))
+
+
+def test_train_history_follows_the_schedule_and_seconds_batches_count_rows():
+    clips = _toy_clips()
+    n_seconds = int(clips.mask.sum())
+    config = TrainConfig(optimizer="sgd", epochs=5, batch_size=3, schedule="cosine", schedule_epochs=3,
+                         batch_unit="seconds", seed=1)
+    trained = train_head(clips, HeadConfig(kind="ls", projection_dim=8), config)
+    np.testing.assert_allclose([h["lr"] for h in trained.history], _torch_schedule(config), rtol=1e-9)
+    single = single_seconds(clips)
+    assert len(single) == n_seconds and single.mask.shape == (n_seconds, 1) and single.mask.all()
+    rows, seconds = np.nonzero(clips.mask)
+    for name, features in clips.features.items():
+        np.testing.assert_array_equal(single.features[name][:, 0], features[rows, seconds])
+    np.testing.assert_array_equal(single.targets, clips.targets[rows])
+    assert trained.predict_proba(clips).shape[:2] == clips.mask.shape  # evaluation stays per clip
+
+
 def test_bad_train_configs_are_refused():
-    for bad in (dict(optimizer="rmsprop"), dict(schedule="step"), dict(mixup_fraction=1.5), dict(epochs=0)):
+    for bad in (dict(optimizer="rmsprop"), dict(schedule="step"), dict(mixup_fraction=1.5), dict(epochs=0),
+                dict(batch_unit="rows")):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown preset"):
