@@ -334,14 +334,45 @@ def test_ablation_writes_table_and_reuses_complete_runs(tiny_store, tmp_path):
     assert out.returncode == 0, out.stderr
     with open(tmp_path / "abl" / "ablation.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 9 + 5  # Table 2 (8 variants + the MLP, 10 classes) + LS for VASC-3, VSC-10/3, ASC-10/3
+    # Table 2 (8 variants + the MLP, 10 classes) + LS without augmented views + LS for VASC-3, VSC-10/3, ASC-10/3
+    assert len(table) == 9 + 1 + 5
     runs = [r["run"] for r in table]
     assert runs[:2] == ["audio-visual-ns-10cls", "audio-visual-ls-10cls"] and "audio-ls-3cls" in runs
-    assert next(r for r in table if r["run"] == "visual-ls-10cls")["paper_clip_acc"] == "94.32"
-    assert "paper, TAU, real weights" in (tmp_path / "abl" / "ablation.md").read_text()
+    paper = {r["run"]: r["paper_clip_acc"] for r in table}
+    # every printed figure of Table 2 (10 classes) and Table 1 (VASC/ASC/VSC at 10 and 3 classes)
+    assert paper == {
+        "audio-visual-ns-10cls": "94.16", "audio-visual-ls-10cls": "97.24", "audio-visual-es-10cls": "91.73",
+        "audio-visual-ms-10cls": "96.98", "audio-visual-es_ls-10cls": "93.75", "audio-visual-ms_ls-10cls": "97.02",
+        "audio-visual-es_ms-10cls": "92.65", "audio-visual-es_ms_ls-10cls": "94.05", "audio-visual-mlp-10cls": "",
+        "audio-visual-ls-10cls-no-da": "96.98", "audio-visual-ls-3cls": "99.95",
+        "visual-ls-10cls": "94.32", "visual-ls-3cls": "99.93", "audio-ls-10cls": "78.84", "audio-ls-3cls": "99.84",
+    }
+    rows = {r["run"]: r for r in table}
+    assert rows["audio-visual-ls-10cls-no-da"]["paper_row"] == "Table 2: Proposed without DA"
+    assert rows["audio-ls-3cls"]["paper_row"] == "Table 1: ASC, 3 classes"
+    config_of = {run: json.loads((tmp_path / "abl" / run / "config.json").read_text()) for run in runs}
+    assert config_of["audio-visual-ls-10cls-no-da"]["train"]["augmented_views"] is False
+    assert config_of["audio-visual-ls-10cls"]["train"]["augmented_views"] is True
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "paper, TAU, real weights" in md and "| 96.98 | Table 2: Proposed without DA |" in md
     assert (tmp_path / "abl" / "ablation.png").exists()
+    assert {r["reused"] for r in table} == {"trained"}
     stamp = (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns
     again = _run(*args)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns == stamp
     assert "reused" in again.stderr
+    with open(tmp_path / "abl" / "ablation.csv") as f:
+        assert {r["reused"] for r in csv.DictReader(f)} == {"reused"}
+
+
+def test_ablation_reuse_is_keyed_on_the_code_version(tiny_store, tmp_path, monkeypatch):
+    from classify import ablation, run
+
+    args = (tiny_store, tmp_path / "abl", HeadConfig(kind="ls", projection_dim=8), TrainConfig(epochs=1))
+    first = ablation.run_ablation(*args, extractors=["debug_audio"])
+    assert [r["reused"] for r in first] == ["trained", "trained"]
+    assert json.loads((tmp_path / "abl" / "audio-ls-10cls" / "config.json").read_text())["code_version"] == run.code_version()
+    assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["reused", "reused"]
+    monkeypatch.setattr(run, "code_version", lambda: "another-version")
+    assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["trained", "trained"]
