@@ -376,3 +376,29 @@ def test_ablation_reuse_is_keyed_on_the_code_version(tiny_store, tmp_path, monke
     assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["reused", "reused"]
     monkeypatch.setattr(run, "code_version", lambda: "another-version")
     assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["trained", "trained"]
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_vadd_heads_train_on_the_views_their_config_names(store_with_view, tmp_path, monkeypatch, augmented):
+    """The released code's VSC/ASC train with 'data_aug': 1; ours follow config.train.augmented_views and say so."""
+    from vadd import evaluate
+
+    seen: dict[str, list[str]] = {}
+    real_train_head = evaluate.train_head
+
+    def recording_train_head(clips, head_config, config):
+        seen["+".join(clips.features)] = list(clips.ids)
+        return real_train_head(clips, head_config, config)
+
+    monkeypatch.setattr(evaluate, "train_head", recording_train_head)
+    train = TrainConfig(epochs=1, augmented_views=augmented, view_kinds=("paper_aug",))
+    config = evaluate.VaddConfig(validation_fraction=0.4, train=train, head=HeadConfig(kind="ls", projection_dim=8))
+    metrics = evaluate.evaluate_vadd(store_with_view, config, tmp_path / "vadd")
+    views = ["paper_aug_1"] if augmented else []
+    assert metrics["training_views"] == {"visual": views, "audio": [], "audio_visual": views}
+    assert json.loads((tmp_path / "vadd" / "config.json").read_text())["train"]["augmented_views"] is augmented
+    visual_ids = seen["debug_visual"]
+    assert any(i.endswith("#paper_aug_1") for i in visual_ids) is augmented
+    assert not any("#" in i for i in seen["debug_audio"])
+    originals = [i for i in visual_ids if "#" not in i]
+    assert sorted(i.split("#")[0] for i in visual_ids) == sorted(originals * (2 if augmented else 1))
