@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
     ev.add_argument("--protocol", default="generated",
                     help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
-    ev.add_argument("--lists", default="", help="folder of the official vadd_<C>_{pristine,manipulated}.txt "
+    ev.add_argument("--lists", default="", help="a checkout of the release (IDT-ITI/Visual-Audio-Discrepancy-Detection), "
+                    "its 'VADD dataset' folder, or a folder of vadd_<C>_{pristine|swaps,manipulated}.txt "
                     "(default $AVSCENE_SHARED/vadd)")
     ev.add_argument("--validation-fraction", type=float, default=0.2,
                     help="part of the train split held out (by recording location) to choose the score threshold")
