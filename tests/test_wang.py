@@ -45,7 +45,7 @@ def test_fcnn_input_is_six_channels_of_128_mel_bands_and_output_one_score_per_sc
     torch.manual_seed(0)
     model = fcnn.FCNN(get_spec("fcnn.tau")).eval()
     x = torch.randn(2, 2, RATE) * 0.1
-    assert model.features(x).shape == (2, 6, 128, 47)
+    assert model.features(x).shape == (2, 6, 128, 39)  # the paper's 39 x 128 x 6 (deltas without padding)
     assert model(x).shape == (2, 10)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 9 and [c.out_channels for c in convs] == [144] * 2 + [288] * 2 + [576] * 4 + [10]
@@ -56,7 +56,7 @@ def test_fcnn_input_is_six_channels_of_128_mel_bands_and_output_one_score_per_sc
 def test_fcnn_channels_are_logmel_delta_deltadelta_per_audio_channel():
     frontend = fcnn.LogMelDeltas()
     left, right = _tone(1000.0), _tone(8000.0)
-    feats = frontend(torch.from_numpy(np.stack([left, right]))[None])[0]  # (6, 128, 47)
+    feats = frontend(torch.from_numpy(np.stack([left, right]))[None])[0]  # (6, 128, 39)
     mel_hz = 700 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 24000 / 700), 130)[1:-1] / 2595) - 1)
     assert abs(mel_hz[int(feats[0, :, 20].argmax())] - 1000) < 60  # channel 0 = left log-mel
     assert abs(mel_hz[int(feats[3, :, 20].argmax())] - 8000) < 300  # channel 3 = right log-mel
@@ -67,8 +67,25 @@ def test_htk_filterbank_and_delta_follow_the_librosa_formulas():
     bank = fcnn.htk_mel_filterbank(48_000, 2048, 128)
     assert bank.shape == (128, 1025) and bank.max() <= 1.0 and (bank.sum(axis=1) > 0).all()
     ramp = torch.arange(20, dtype=torch.float32).view(1, 1, 20).repeat(1, 3, 1)
-    d = fcnn.delta(ramp)
-    assert torch.allclose(d[..., 4:-4], torch.ones(1, 3, 12))  # slope 1 inside, edges repeated
+    assert torch.allclose(fcnn.delta(ramp), torch.ones(1, 3, 16))  # slope 1; no padding: 4 frames fewer
+
+
+def _hu_deltas(x: np.ndarray) -> np.ndarray:
+    """Hu et al.'s deltas() on (..., T) as their scripts write it on (N, F, T, C): two slices, no padding."""
+    out = (x[..., 2:] - x[..., :-2]) / 10.0
+    return out[..., 1:-1] + (x[..., 4:] - x[..., :-4]) / 5.0
+
+
+def test_frontend_stacks_logmel_and_deltas_without_padding_as_hu_et_al():
+    frontend = fcnn.LogMelDeltas()
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, RATE)).astype(np.float32) * 0.1)
+    feats = frontend(wave)[0].double().numpy()  # (6, 128, 39)
+    spec = torch.stft(wave[0].double(), 2048, 1024, window=torch.hann_window(2048, dtype=torch.float64), center=True,
+                      pad_mode="reflect", return_complex=True).abs().square().numpy()  # (2, 1025, 47)
+    logmel = np.log(fcnn.htk_mel_filterbank(RATE, 2048, 128).astype(np.float64) @ spec + 1e-8)  # (2, 128, 47)
+    d1 = _hu_deltas(logmel)
+    expected = np.stack([logmel[..., 4:-4], d1[..., 2:-2], _hu_deltas(d1)], axis=1).reshape(6, 128, 39)
+    np.testing.assert_allclose(feats, expected, rtol=1e-3, atol=1e-3)
 
 
 # ---------------------------------------------------------------- augmentations
@@ -246,6 +263,44 @@ def test_finetune_updates_both_extractors_and_the_head_for_a_few_steps(tiny_data
     saved = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=True)
     assert {"head", "visual_extractor", "audio_extractor"} <= set(saved)
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["finetune"]["lr"] == 1e-5
+
+
+def test_finetune_augmentations_are_the_papers(monkeypatch):
+    from classify.finetune import BatchAugmentation, FinetuneConfig
+
+    monkeypatch.setattr(fcnn, "FILTERS_PER_CHANNEL", TINY_FILTERS)
+    torch.manual_seed(0)
+    audio = fcnn.FCNN(get_spec("fcnn.tau")).eval()
+    cfg = FinetuneConfig(visual="debug_visual", audio="fcnn.tau", random_init=True, device="cpu")
+    assert (cfg.spec_augment_fraction, cfg.channel_swap_probability, cfg.mixup_fraction, cfg.mixup_ratio) == (0.1, 0.5, 0.2, 0.4)
+    augment = BatchAugmentation(cfg, audio, seed=0)
+    assert augment.randaug.config.ops == ("Sharpness", "Contrast", "Identity")
+    assert (augment.randaug.config.num_ops, augment.randaug.config.magnitude) == (2, 14)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 2, 16, 16, 3), dtype=np.uint8)  # 2 frames a second
+    step0, again, step1 = augment.frames(frames, 0), augment.frames(frames, 0), augment.frames(frames, 1)
+    assert step0.shape == frames.shape and step0.dtype == np.uint8 and np.array_equal(step0, again)
+    assert not np.array_equal(step0, frames) and not np.array_equal(step0, step1)
+    wave = torch.randn(4, 2, RATE) * 0.1
+    with torch.no_grad():
+        plain = audio(wave)
+        assert not torch.allclose(augment.audio_embedding(wave), plain)
+        off = BatchAugmentation(replace(cfg, spec_augment_fraction=0.0, channel_swap_probability=0.0), audio, seed=0)
+        assert torch.equal(off.audio_embedding(wave), plain)
+    feats = {"v": torch.randn(10, 1, 4), "a": torch.randn(10, 1, 3)}
+    targets = torch.eye(10)
+    _, _, soft = augment.mixup(feats, torch.ones(10, 1, dtype=torch.bool), targets)
+    mixed = [i for i in range(10) if not torch.equal(soft[i], targets[i])]
+    assert len(mixed) == 2 and all(sorted(soft[i][soft[i] > 0].tolist()) == pytest.approx([0.4, 0.6]) for i in mixed)
+
+
+def test_finetune_without_augmentation_runs(tiny_dataset, tmp_path, monkeypatch):
+    from classify.finetune import FinetuneConfig, run_finetune
+
+    monkeypatch.setattr(fcnn, "FILTERS_PER_CHANNEL", TINY_FILTERS)
+    cfg = FinetuneConfig(visual="debug_visual", audio="fcnn.tau", random_init=True, max_steps=1, batch_size=8,
+                         clips_per_chunk=4, device="cpu", augment=False)
+    assert run_finetune(tiny_dataset, tmp_path / "plain", cfg)["steps"] == 1
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["finetune"]["augment"] is False
 
 
 def test_finetune_can_freeze_one_extractor(tiny_dataset, tmp_path, monkeypatch):
