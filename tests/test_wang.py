@@ -223,6 +223,7 @@ def test_f1f15_spec_enters_the_fingerprint_and_defaults_keep_old_dicts():
     dense, f1f15 = get_spec("densenet161.places365"), get_spec("densenet161.places365_f1f15")
     assert "frame_offsets_seconds" not in dense.to_dict()["visual"]  # old fingerprints unchanged
     assert f1f15.to_dict()["visual"]["frame_offsets_seconds"] == (0.0, 14 / 30)
+    assert f1f15.visual.frame_size[:2] == (224, 224) and dense.visual.frame_size[:2] == (256, 224)  # Wang: 224 x 224
     assert ExtractorSpec.from_dict(json.loads(json.dumps(f1f15.to_dict()))) == f1f15
     assert ExtractorSpec.from_dict(json.loads(json.dumps(dense.to_dict()))) == dense
     with pytest.raises(ValueError, match="frame_offsets_seconds"):
