@@ -347,3 +347,19 @@ def test_wang_paper_column_follows_the_fcnn_training():
         "wang-av-mlp-randaug-mixup": 94.2}
     assert with_aug["wang-av-mlp-randaug-mixup"][1] == "Table 3: audio + video + mixup 20 %"
     assert wang_published("wang-av-mlp", None) == (None, "")
+
+
+def test_the_fcnn_run_record_tells_whether_audio_was_augmented():
+    from classify.ablation import fcnn_audio_augmented
+
+    class Attrs:
+        def __init__(self, groups):
+            self.groups = groups
+
+        def group_attrs(self, name):
+            return self.groups[name]
+
+    record = lambda offline: {"training_run": {"config": {"augment": {"offline": offline}}}}  # noqa: E731
+    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record(["pitch", "mix"])}), ["fcnn.tau"]) is True
+    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record([])}), ["fcnn.tau"]) is False
+    assert fcnn_audio_augmented(Attrs({"debug_audio": {}}), ["debug_audio"]) is None
