@@ -125,7 +125,7 @@ class BatchAugmentation:
 
         if "audio" in cfg.train_modalities and cfg.spec_augment_fraction > 0 and not hasattr(audio_module, "classify_features"):
             raise ValueError(f"{cfg.audio}: SpecAugment needs an audio module with features()/classify_features(); "
-                             "fine-tune without --augment")
+                             "fine-tune with --no-augment")
         self.cfg, self.audio_module = cfg, audio_module
         self.generator = torch.Generator().manual_seed(seed)
         self.randaug = View("randaug", 1, seed)  # Sharpness / Contrast / Identity, N 2, M 14
