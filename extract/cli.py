@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true", help="torch.compile each model (batches padded to one shape)")
     run.add_argument("--decode-workers", type=int, default=None,
                      help="decode workers (default: one per visible core); each decoder gets cores / workers threads")
-    run.add_argument("--decode-backend", default="process", choices=["process", "thread"],
-                     help="decode workers as processes (default: they scale with cores) or threads (README 'Decoding')")
+    run.add_argument("--decode-backend", default="thread", choices=["thread", "process"],
+                     help="decode workers as threads (default) or spawned processes (README 'Decoding')")
     run.add_argument("--frame-choice", default="middle", choices=["middle", "released-code"],
                      help="frame of each second: middle (k + 0.5 s, the papers' text) or released-code (the released "
                           "script's 30th frame of each second: indices 29, 59, ...); recorded in the store")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from collections import Counter
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 import multiprocessing
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -56,12 +57,25 @@ def codec_threads_per_worker(workers: int) -> int:
 
 
 def decode_pool(workers: int, backend: DecodeBackend) -> Executor:
-    """``workers`` decode threads, or processes (spawned: no copy of the parent's model threads or CUDA state)."""
+    """``workers`` decode threads, or processes (spawned: no copy of the parent's model threads or CUDA state;
+    each ends itself when the run that started it dies, kill -9 included)."""
     if backend not in DECODE_BACKENDS:
         raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
     if backend == "process":
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(max_workers=workers)
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Decode-process initializer: a watcher thread ends the worker once its parent is gone (a killed run's workers
+    would otherwise wait on their task queue forever)."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ class RunConfig:
     channels_last: bool = True
     compile: bool = False
     decode_workers: int | None = None  # None: one per visible core
-    decode_backend: DecodeBackend = "process"  # see README "Decoding": threads do not scale on TAU-like media
+    decode_backend: DecodeBackend = "thread"  # or "process"; see README "Decoding" for what scales
     frame_choice: str = "middle"  # extract.store.FRAME_CHOICES; one per store
     clips_per_chunk: int | None = None
     wait_timeout_s: float = 900.0

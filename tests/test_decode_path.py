@@ -121,10 +121,10 @@ def test_frame_choice_is_recorded_in_the_store_and_the_visual_fingerprint(tiny_d
 
 
 def test_thread_and_process_workers_write_the_same_store(tiny_dataset, tiny_store, tmp_path):
-    """tiny_store was written by the default (one worker process per core); two threads must agree exactly."""
-    location = str(tmp_path / "threads.zarr")
+    """tiny_store was written by the default (one decode thread per core); two processes must agree exactly."""
+    location = str(tmp_path / "processes.zarr")
     run_extraction(RunConfig(data=tiny_dataset, store=location, extractors=DEBUG_EXTRACTORS, device="cpu",
-                             clips_per_chunk=8, progress=False, decode_backend="thread", decode_workers=2))
+                             clips_per_chunk=8, progress=False, decode_backend="process", decode_workers=2))
     a, b = EmbeddingStore.open(location), EmbeddingStore.open(tiny_store)
     for name in DEBUG_EXTRACTORS:
         for array in ("embeddings", "valid", "status"):
@@ -133,3 +133,44 @@ def test_thread_and_process_workers_write_the_same_store(tiny_dataset, tiny_stor
     with pytest.raises(ValueError, match="decode backend"):
         run_extraction(RunConfig(data=tiny_dataset, store=str(tmp_path / "x.zarr"), extractors=DEBUG_EXTRACTORS,
                                  device="cpu", progress=False, decode_backend="fibres"))
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the worker processes")
+def test_decode_processes_end_when_their_run_is_killed(tiny_dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    marker = f"AVSCENE_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    run = subprocess.Popen([sys.executable, "-m", "extract", "run", "--data", str(tiny_dataset), "--store",
+                            str(tmp_path / "k.zarr"), "--extractors", "debug_visual,debug_audio", "--device", "cpu",
+                            "--clips-per-chunk", "2", "--no-progress", "--decode-workers", "2",
+                            "--decode-backend", "process"],
+                           cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(_processes_with(marker)) < 3 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the run and its two decode processes
+    assert run.poll() is None and len(_processes_with(marker)) >= 3, "the run ended before its workers were seen"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 20
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(marker) == []
