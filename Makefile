@@ -42,9 +42,9 @@ demo: $(STAMP) ## whole pipeline on a small synthetic TAU-layout dataset -> cach
 test: $(STAMP) ## offline CPU test suite (the command CI runs)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUICK=1] [DEVICE=cuda] [BENCH_MODELS=a,b]
+bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUICK=1] [DEVICE=cuda] [BENCH_MODELS=a,b] [ONLY=decode,e2e]
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
-	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick)
+	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n] [RETRY_FAILED=1] [FAIL_ON_ERROR=1]: embed into the store
 	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD) \

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,19 @@ from bench.common import ROW_KEYS, machine_description
 logger = logging.getLogger(__name__)
 
 TOPICS = ("decode", "forward", "heads", "store", "vadd", "e2e")
+LEGACY_ROW_PREFIXES = {"decode": "decode", "forward": "forward", "heads": "heads", "store": "store", "VADD": "vadd",
+                       "end to end": "e2e"}  # rows of results.json files written before rows carried their topic
+
+
+def row_topic(row: dict) -> str | None:
+    """The topic a stored row came from (its ``topic``, else guessed from its text for older files)."""
+    if "topic" in row:
+        return row["topic"]
+    return next((t for prefix, t in LEGACY_ROW_PREFIXES.items() if row["row"].startswith(prefix)), None)
+
+
+def load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def run_topic(topic: str, options: dict[str, Any]) -> list[dict]:
@@ -58,6 +72,17 @@ def markdown(results: dict[str, Any]) -> str:
     for topic, error in results["errors"].items():
         lines.append(f"| {topic}: **error** | - | - | - | - | {_cell(error)} |")
     lines.append("")
+    if "kept_from_earlier_run" in results:
+        kept = results["kept_from_earlier_run"]
+        lines.append(f"Rows of {', '.join(kept['topics'])} are kept from the earlier run of {kept['finished_utc']} "
+                     "(this run had --only).")
+        lines.append("")
+    loads = results.get("load_average_by_topic", {})
+    if loads:
+        lines.append("1-min load average at the start and end of each topic (2 cores: above ~2, other processes shared "
+                     "them and the timings are disturbed): " + "; ".join(
+                         f"{t} {v['start']} -> {v['end']} ({v['utc']})" for t, v in loads.items()) + ".")
+        lines.append("")
     lines.append("Ratios are avscene's advantage (paper's time / ours, or ours / paper's throughput) except the "
                  "store size row (ours / paper's bytes). Details of every row are in `bench/results.json`.")
     lines += ["", "Which code each \"paper's way\" reproduces:"]
@@ -69,13 +94,27 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kept_results(path: Path, topics: set[str]) -> dict[str, Any]:
+    """Rows (and per-topic records) of an earlier results.json for the topics not run now."""
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    rows = [{**r, "topic": row_topic(r)} for r in earlier["rows"] if row_topic(r) not in topics and row_topic(r) in TOPICS]
+    kept_topics = {r["topic"] for r in rows}
+    return {"rows": rows, "from": {"finished_utc": earlier.get("finished_utc"), "topics": sorted(kept_topics),
+                                   "machine": earlier.get("machine"), "quick": earlier.get("quick")},
+            **{key: {t: v for t, v in earlier.get(key, {}).items() if t in kept_topics}
+               for key in ("seconds_by_topic", "load_average_by_topic")}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer clips, images and repeats")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="torch device of the model rows")
     parser.add_argument("--models", default="resnet50.places365,mobilenet_v2.imagenet",
                         help="comma list of visual extractors for the forward row")
-    parser.add_argument("--only", default=",".join(TOPICS), help=f"comma list of topics among {', '.join(TOPICS)}")
+    parser.add_argument("--only", default=",".join(TOPICS), help=f"comma list of topics among {', '.join(TOPICS)}; "
+                        "a partial run replaces those topics' rows in an existing results.json and keeps the others")
     parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
     parser.add_argument("--work-dir", default="cache/bench", help="generated media kept between runs")
     return parser
@@ -93,19 +132,28 @@ def main(argv: list[str] | None = None) -> int:
                "models": tuple(m.strip() for m in args.models.split(",") if m.strip())}
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine_description(args.device), "quick": args.quick, "rows": [],
-                               "errors": {}, "seconds_by_topic": {}}
+                               "errors": {}, "seconds_by_topic": {}, "load_average_by_topic": {}}
+    out = Path(args.out)
+    kept = _kept_results(out / "results.json", set(topics)) if set(topics) != set(TOPICS) else {}
     for topic in topics:
         topic_started = time.perf_counter()
+        load_start = load_average()
         logger.info("bench %s ...", topic)
         try:
-            results["rows"] += run_topic(topic, options)
+            results["rows"] += [{**row, "topic": topic} for row in run_topic(topic, options)]
         except Exception as err:  # one broken row must not hide the others; it is reported and fails the run
             logger.exception("bench %s failed", topic)
             results["errors"][topic] = f"{type(err).__name__}: {err}"
         results["seconds_by_topic"][topic] = round(time.perf_counter() - topic_started, 1)
+        results["load_average_by_topic"][topic] = {"start": load_start, "end": load_average(),
+                                                   "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     results["seconds_total"] = time.perf_counter() - started
     results["finished_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    out = Path(args.out)
+    if kept:
+        results["rows"] = sorted(kept["rows"] + results["rows"], key=lambda r: TOPICS.index(row_topic(r)))
+        for key in ("seconds_by_topic", "load_average_by_topic"):
+            results[key] = {**kept.get(key, {}), **results[key]}
+        results["kept_from_earlier_run"] = kept["from"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown(results))

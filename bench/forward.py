@@ -16,9 +16,10 @@ from bench.common import best_times, import_shared_weights, make_row
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("resnet50.places365", "mobilenet_v2.imagenet")
-TARGET = 3.0  # x images/s, CPU
 BASELINE = ("IDT-ITI/Visual-Audio-Discrepancy-Detection 1_extract_features.py lines 281-293: one frame per forward "
             "call (ResNet50, ViT); its CLIP path (lines 338-348) batches a clip's 10 frames")
+CPU_TARGET_DROPPED = ("no target: batch of 8 vs 1 >= 3x is out of reach on 2 CPU cores (1.2-1.5x in every run; "
+                      "issue 17 dropped it)")
 GPU_BATCH_SIZE = 256  # GPU rows: large enough to fill an H100 with the small models
 TIMM_SOURCE = ("huggingface/pytorch-image-models results/benchmark-infer-amp-nchw-pt291-cu128-4090.csv "
                "(commit 90cae8c): RTX 4090, AMP, NCHW, PyTorch 2.9.1, batch 1024 (512 at 378 px)")
@@ -80,9 +81,8 @@ def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFA
         rows.append(make_row(
             f"forward {name} on {resolved}: batch of {batch} vs batch-of-one loop",
             f"{ours:.1f} images/s", f"{theirs:.1f} images/s", ratio,
-            f">= {TARGET:g}x" + ("" if resolved == "cpu" else " (CPU target; GPU for reference)"),
-            ratio >= TARGET if resolved == "cpu" else None,
-            {"images": n_images, "image_px": side, "batch": batch, "weights": weights, "device": resolved,
+            "(no target)" if resolved == "cpu" else "(for reference)", None,
+            {**({"target": CPU_TARGET_DROPPED} if resolved == "cpu" else {}), "images": n_images, "image_px": side, "batch": batch, "weights": weights, "device": resolved,
              "precision": extractor.options.precision, "max_abs_diff_batched_vs_loop": max_diff,
              **({"batch_64_images_per_s": round(n_images / seconds["batch_64"], 1)} if "batch_64" in seconds else {}),
              **({"timm_published": TIMM_PUBLISHED.get(name)} if resolved == "cuda" else {})},

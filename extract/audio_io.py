@@ -180,7 +180,10 @@ class AudioSeconds:
     def __init__(self, path: Path, block_seconds: int, margin_seconds: int = 1) -> None:
         self._blocks = iter_audio_blocks(path, block_seconds)
         self.margin_seconds = margin_seconds
-        self._buffer, self.rate_hz = next(self._blocks)
+        first = next(self._blocks, None)
+        if first is None:
+            raise MediaError(f"{path}: no audio samples")
+        self._buffer, self.rate_hz = first
         self._buffer_start = 0  # sample index of the buffer's first sample
         self._ended = False
 

@@ -31,6 +31,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         channels_last=not args.no_channels_last,
         compile=args.compile,
         decode_workers=args.decode_workers,
+        decode_backend=args.decode_backend,
+        frame_choice=args.frame_choice,
         clips_per_chunk=args.clips_per_chunk,
         progress=not args.no_progress,
         views=parse_views(args.views, args.view_seed),
@@ -226,7 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "non-fp32 runs get their own store fingerprint")
     run.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format on CUDA")
     run.add_argument("--compile", action="store_true", help="torch.compile each model (batches padded to one shape)")
-    run.add_argument("--decode-workers", type=int, default=2, help="decoding threads")
+    run.add_argument("--decode-workers", type=int, default=None,
+                     help="decode workers (default: one per visible core); each decoder gets cores / workers threads")
+    run.add_argument("--decode-backend", default="thread", choices=["thread", "process"],
+                     help="decode workers as threads (default) or spawned processes (README 'Decoding')")
+    run.add_argument("--frame-choice", default="middle", choices=["middle", "released-code"],
+                     help="frame of each second: middle (k + 0.5 s, the papers' text) or released-code (the released "
+                          "script's 30th frame of each second: indices 29, 59, ...); recorded in the store")
     run.add_argument("--clips-per-chunk", type=int, default=None, help="store chunk size in clips (new stores)")
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--retry-failed", action="store_true",

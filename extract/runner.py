@@ -1,7 +1,8 @@
-"""Stage 1 runner: manifest -> decode (threads) -> batched embedding -> store, resumable and shardable.
+"""Stage 1 runner: manifest -> decode (worker threads or processes) -> batched embedding -> store, resumable and shardable.
 
-Work is done block by block (one store chunk of clips). Clips of the next block are decoded by worker
-threads while the models embed the current one, so decoding overlaps model compute.
+Work is done block by block (one store chunk of clips). Clips of the next block are decoded by the decode
+workers while the models embed the current one, so decoding overlaps model compute; at most
+``BLOCKS_IN_FLIGHT`` blocks of decoded clips are held at once (memory stays bounded whatever the dataset size).
 """
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+import multiprocessing
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, probe_seconds
+from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fingerprint, probe_seconds
+from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
 from extract.store import (
@@ -37,6 +42,42 @@ from extract.views import View, augment_clip
 
 logger = logging.getLogger(__name__)
 
+BLOCKS_IN_FLIGHT = 2  # the block being embedded and the next one being decoded
+DecodeBackend = Literal["thread", "process"]
+DECODE_BACKENDS: tuple[DecodeBackend, ...] = ("thread", "process")
+
+
+def visible_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a SLURM or container allocation)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def codec_threads_per_worker(workers: int) -> int:
+    """Each decoder's own threads: the visible cores shared out between the decode workers (at least 1)."""
+    return max(1, visible_cores() // max(1, workers))
+
+
+def decode_pool(workers: int, backend: DecodeBackend) -> Executor:
+    """``workers`` decode threads, or processes (spawned: no copy of the parent's model threads or CUDA state;
+    each ends itself when the run that started it dies, kill -9 included)."""
+    if backend not in DECODE_BACKENDS:
+        raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
+    if backend == "process":
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+    return ThreadPoolExecutor(max_workers=workers)
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Decode-process initializer: a watcher thread ends the worker once its parent is gone (a killed run's workers
+    would otherwise wait on their task queue forever)."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -56,12 +97,19 @@ class RunConfig:
     precision: Precision = "auto"  # see extract.extractor.InferenceOptions
     channels_last: bool = True
     compile: bool = False
-    decode_workers: int = 2
+    decode_workers: int | None = None  # None: one per visible core
+    decode_backend: DecodeBackend = "thread"  # or "process"; see README "Decoding" for what scales
+    frame_choice: str = "middle"  # extract.store.FRAME_CHOICES; one per store
     clips_per_chunk: int | None = None
     wait_timeout_s: float = 900.0
     progress: bool = True
     views: tuple[View, ...] = ()  # augmented visual passes, stored beside the original view
     retry_failed: bool = False  # redo the clips an earlier run recorded as failed (and nothing else)
+
+    @property
+    def workers(self) -> int:
+        """Decode workers of this run: ``decode_workers``, or one per visible core."""
+        return self.decode_workers if self.decode_workers is not None else visible_cores()
 
     def inference_options(self, name: str) -> InferenceOptions:
         """The inference options of extractor ``name`` in this run (before resolution for the device)."""
@@ -77,6 +125,7 @@ class Target:
 
     extractor: Extractor
     view: View | None = None
+    frame_choice: str = "middle"
 
     @property
     def name(self) -> str:
@@ -93,7 +142,7 @@ class Target:
 
     @property
     def fingerprint(self) -> str:
-        fp = self.extractor.fingerprint
+        fp = frame_fingerprint(self.extractor.fingerprint, self.extractor.spec, self.frame_choice)
         return fp if self.view is None else self.view.fingerprint(fp)
 
     def extra_attrs(self) -> dict:
@@ -103,12 +152,12 @@ class Target:
         return attrs
 
 
-def build_targets(extractors: list[Extractor], views: tuple[View, ...]) -> list[Target]:
+def build_targets(extractors: list[Extractor], views: tuple[View, ...], frame_choice: str = "middle") -> list[Target]:
     """Every extractor on the original view; visual extractors also on each augmented view."""
     visual = [e for e in extractors if e.spec.modality == "visual"]
     if views and not visual:
         logger.warning("--views ignored: augmented views apply to visual extractors only")
-    return [Target(e) for e in extractors] + [Target(e, v) for v in views for e in visual]
+    return [Target(e, None, frame_choice) for e in extractors] + [Target(e, v, frame_choice) for v in views for e in visual]
 
 
 
@@ -124,7 +173,7 @@ class RunSummary:
     retried: Counter = field(default_factory=Counter)  # earlier failures redone by --retry-failed
     errors: list[tuple[str, str, str, str]] = field(default_factory=list)  # extractor, clip, stage, message
     complete: dict[str, bool] = field(default_factory=dict)
-    seconds: Counter = field(default_factory=Counter)  # decode (summed over threads), decode_wait, model, write
+    seconds: Counter = field(default_factory=Counter)  # decode (summed over workers), decode_wait, augment, model, write
 
     @property
     def names(self) -> list[str]:
@@ -235,13 +284,15 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
         if store_ready(cfg.store):
             store = EmbeddingStore.open(cfg.store, mode="r+")
             store.check_clip_ids([c.clip_id for c in manifest.clips])
+            store.check_frame_choice(cfg.frame_choice)
         else:
-            table = build_clip_table(manifest, cfg.decode_workers)
+            table = build_clip_table(manifest, cfg.workers)
             per_chunk = cfg.clips_per_chunk or default_clips_per_chunk(
                 int(table.n_seconds.max(initial=1)), max(e.spec.embedding_dim for e in extractors)
             )
             store = EmbeddingStore.create(
-                cfg.store, table, classes=manifest.classes, data_root=str(manifest.root), clips_per_chunk=per_chunk
+                cfg.store, table, classes=manifest.classes, data_root=str(manifest.root), clips_per_chunk=per_chunk,
+                frame_choice=cfg.frame_choice,
             )
         _refuse_training_leak(store, extractors)
         for t in targets:
@@ -253,6 +304,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
         return store
     store = EmbeddingStore.wait_until_ready(cfg.store, cfg.wait_timeout_s)
     store.check_clip_ids([c.clip_id for c in manifest.clips])
+    store.check_frame_choice(cfg.frame_choice)
     for t in targets:
         store.wait_for_group(t.name, t.fingerprint, cfg.wait_timeout_s, view=t.view_name)
     return store
@@ -275,7 +327,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
         create_extractor(n, random_init=cfg.random_init, device=cfg.device, options=cfg.inference_options(n))
         for n in cfg.extractors
     ]
-    targets = build_targets(extractors, cfg.views)
+    targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes)
     store = open_store(cfg, manifest, targets)
@@ -299,26 +351,32 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
                 cfg.shard_index, cfg.shard_count)
 
     progress = _progress(total_clips, cfg.progress)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.decode_workers)) as pool:
+    codec_threads = codec_threads_per_worker(cfg.workers)
+    logger.info("decoding with %d %s worker(s), %d codec thread(s) each", cfg.workers, cfg.decode_backend, codec_threads)
+    with decode_pool(cfg.workers, cfg.decode_backend) as pool:
         def submit(block: int) -> list[Future]:
-            plan = DecodePlan.for_specs([t.extractor.spec for t in targets if block in pending[t.key]])
+            plan = DecodePlan.for_specs([t.extractor.spec for t in targets if block in pending[t.key]], cfg.frame_choice)
             return [
                 pool.submit(decode_clip, clip_by_id[str(clips.ids[i])], int(clips.n_seconds[i]), plan,
-                            str(clips.probe_errors[i]))
+                            str(clips.probe_errors[i]), codec_threads)
                 for i in rows_of[block]
             ]
 
-        queued = [submit(b) for b in blocks[:2]]
+        queued = [submit(b) for b in blocks[:BLOCKS_IN_FLIGHT]]
         for position, block in enumerate(blocks):
             started = time.perf_counter()
             decoded = [f.result() for f in queued.pop(0)]
             summary.seconds["decode_wait"] += time.perf_counter() - started
             summary.seconds["decode"] += sum(d.decode_seconds for d in decoded)
-            if position + 2 < len(blocks):
-                queued.append(submit(blocks[position + 2]))
+            if position + BLOCKS_IN_FLIGHT < len(blocks):
+                queued.append(submit(blocks[position + BLOCKS_IN_FLIGHT]))
             for view in (None, *cfg.views):
                 todo = [t for t in targets if t.view == view and block in pending[t.key]]
-                inputs = decoded if view is None or not todo else [augment_clip(d, view) for d in decoded]
+                inputs = decoded
+                if view is not None and todo:
+                    started = time.perf_counter()
+                    inputs = [augment_clip(d, view) for d in decoded]
+                    summary.seconds["augment"] += time.perf_counter() - started
                 for t in todo:
                     mine = np.flatnonzero(todo_rows[t.key][rows_of[block]])  # a retry may differ per target
                     rows = rows_of[block][mine]
@@ -338,7 +396,6 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
 
 def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int) -> BlockResult:
     """Embed all seconds of a block's clips in batches (``extractor.options.batch_size``) across clips."""
-    batch_size = extractor.options.batch_size
     spec = extractor.spec
     n = len(decoded)
     embeddings = np.zeros((n, seconds_max, spec.embedding_dim), np.float32)
@@ -359,7 +416,7 @@ def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: i
         owners.append(i)
     if inputs:
         started = time.perf_counter()
-        outputs = _embed_clips(extractor, inputs, batch_size)
+        outputs = _embed_clips(extractor, inputs)
         model_s = time.perf_counter() - started
         n_seconds = sum(len(x) for x in inputs)
         for i, x, emb in zip(owners, inputs, outputs):
@@ -375,22 +432,18 @@ def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: i
     return BlockResult(embeddings, valid, status, stage.astype(str), message.astype(str), seconds)
 
 
-def _embed_batches(extractor: Extractor, stacked: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([extractor.embed(stacked[s : s + batch_size]) for s in range(0, len(stacked), batch_size)])
-
-
-def _embed_clips(extractor: Extractor, inputs: list[np.ndarray], batch_size: int) -> list[np.ndarray | Exception]:
+def _embed_clips(extractor: Extractor, inputs: list[np.ndarray]) -> list[np.ndarray | Exception]:
     """Each clip's ``(seconds, D)`` embeddings, batched across clips; when a batch raises, the clips are retried
     one by one so that only those that fail get their exception (recorded as a per-clip ``model`` error)."""
     try:
-        out = _embed_batches(extractor, np.concatenate(inputs), batch_size)
+        out = embed_batched(extractor, np.concatenate(inputs))
         return list(np.split(out, np.cumsum([len(x) for x in inputs])[:-1]))
     except Exception as err:  # a model error must cost only the clips that cause it
         logger.warning("%s: a batch failed (%s); retrying its %d clips one by one", extractor.spec.name, err, len(inputs))
     results: list[np.ndarray | Exception] = []
     for x in inputs:
         try:
-            results.append(_embed_batches(extractor, x, batch_size))
+            results.append(embed_batched(extractor, x))
         except Exception as err:
             results.append(err)
     return results

@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 HOP_SECONDS = 1.0
-FRAME_OFFSET_SECONDS = 0.5  # the frame of second k is the one shown at k + 0.5 s
+FRAME_CHOICES = {"middle": 0.5, "released-code": 29 / 30}
+"""Which frame stands for second k: the one shown at k + offset s. ``middle`` (the papers' text, avscene's default);
+``released-code``: the released feature script's, the 30th frame of each second at 30 fps (frame indices 29, 59, ...)."""
+FRAME_OFFSET_SECONDS = FRAME_CHOICES["middle"]  # the frame of second k is the one shown at k + 0.5 s
 DEFAULT_VIEW = "original"
 PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -167,8 +170,11 @@ class EmbeddingStore:
         classes: tuple[str, ...],
         data_root: str,
         clips_per_chunk: int,
+        frame_choice: str = "middle",
     ) -> "EmbeddingStore":
-        """Create the root and clip table, or reopen an existing store holding the same clips."""
+        """Create the root and clip table, or reopen an existing store holding the same clips (and frame choice)."""
+        if frame_choice not in FRAME_CHOICES:
+            raise ValueError(f"frame_choice must be one of {tuple(FRAME_CHOICES)}, got {frame_choice!r}")
         loc = str(location)
         if store_exists(loc) and creation_interrupted(loc):
             logger.warning("%s: its creation was interrupted before the clip table was complete; creating it again", loc)
@@ -177,6 +183,7 @@ class EmbeddingStore:
             if not store.attrs.get("ready"):
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
             store.check_clip_ids(list(clips.ids))
+            store.check_frame_choice(frame_choice)
             return store
         root = _open_group(loc, mode="w")
         n = len(clips)
@@ -195,7 +202,8 @@ class EmbeddingStore:
             {
                 "schema_version": SCHEMA_VERSION,
                 "hop_seconds": HOP_SECONDS,
-                "frame_offset_seconds": FRAME_OFFSET_SECONDS,
+                "frame_choice": frame_choice,
+                "frame_offset_seconds": FRAME_CHOICES[frame_choice],
                 "audio_window_seconds": HOP_SECONDS,
                 "classes": list(classes),
                 "data_root": data_root,
@@ -217,6 +225,17 @@ class EmbeddingStore:
                 raise StoreError(f"{location}: timed out after {timeout_s:.0f} s waiting for shard 0 to create it")
             time.sleep(0.5)
         return cls.open(location, mode="r+")
+
+    @property
+    def frame_choice(self) -> str:
+        """Which frame of each second the store's visual embeddings saw (see ``FRAME_CHOICES``)."""
+        return str(self.attrs.get("frame_choice", "middle"))  # stores written before the option: middle
+
+    def check_frame_choice(self, frame_choice: str) -> None:
+        """Refuse a run whose frame choice differs from the store's (one frame choice per store)."""
+        if frame_choice != self.frame_choice:
+            raise StoreError(f"{self.location}: written with --frame-choice {self.frame_choice}, this run asks for "
+                             f"{frame_choice}; use another store")
 
     def check_clip_ids(self, ids: list[str]) -> None:
         """Refuse a manifest whose clips differ from the store's clip table."""

@@ -81,6 +81,7 @@ def write_video(
     audio_rate_hz: int = 48_000,
     video_codec: str = "libx264",
     audio_codec: str = "aac",
+    x264_preset: str = "ultrafast",
 ) -> None:
     """Encode a video (H.264 + AAC by default, yuv420p) with a keyframe exactly every ``gop`` frames.
 
@@ -99,6 +100,8 @@ def write_video(
         audio_rate_hz: Sample rate of ``audio``.
         video_codec: PyAV encoder name; x264 options (no scene-cut keyframes) apply to ``libx264`` only.
         audio_codec: PyAV encoder name.
+        x264_preset: x264 speed preset (``ultrafast``: no B-frames nor CABAC, quick to write; ``veryfast`` and
+            slower: B-frames and CABAC, like camera files).
 
     Raises:
         ValueError: on odd sizes, a non-positive count or rate, or a bad audio shape.
@@ -113,7 +116,7 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        x264 = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        x264 = {"preset": x264_preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         video = container.add_stream(video_codec, rate=Fraction(fps), options=x264 if video_codec == "libx264" else {})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.gop_size = gop
@@ -373,11 +376,14 @@ def make_demo_dataset(
     width: int = 160,
     height: int = 96,
     fps: int = 10,
+    gop: int | None = None,
+    wav_subtype: str = "PCM_16",
+    x264_preset: str = "ultrafast",
 ) -> Path:
     """Write a SYNTHETIC dataset in the TAU Urban Audio-Visual Scenes 2021 layout.
 
-    ``root/video/<stem>.mp4`` (H.264, keyframe every second, no audio track), ``root/audio/<stem>.wav``
-    (48 kHz stereo PCM_16), ``root/meta.csv`` and ``root/evaluation_setup/fold1_{train,test,evaluate}.csv``,
+    ``root/video/<stem>.mp4`` (H.264, keyframe every second unless ``gop`` says otherwise, no audio track),
+    ``root/audio/<stem>.wav`` (48 kHz stereo, PCM_16 unless ``wav_subtype`` says otherwise), ``root/meta.csv`` and ``root/evaluation_setup/fold1_{train,test,evaluate}.csv``,
     tab-separated with TAU's headers; stems are ``scene-city-location-segment``. Per scene ~70 % of the
     clips go to train and ~30 % to evaluate (test = evaluate without labels), from disjoint locations.
 
@@ -389,6 +395,9 @@ def make_demo_dataset(
         width: Video width in pixels (even).
         height: Video height in pixels (even).
         fps: Video frame rate.
+        gop: Keyframe interval in frames (default: ``fps``).
+        wav_subtype: Sample format of the wavs (see :func:`write_wav`; TAU's is ``PCM_24``).
+        x264_preset: See :func:`write_video`.
 
     Returns:
         ``root``.
@@ -399,8 +408,9 @@ def make_demo_dataset(
     clips = _plan_clips(clips_per_scene, np.random.default_rng(seed))
     for clip in clips:
         frames = _demo_frames(clip, seed, width, height, fps)
-        write_video(root / "video" / f"{clip.stem}.mp4", frames, seconds * fps, fps, width, height, gop=fps)
-        write_wav(root / "audio" / f"{clip.stem}.wav", _demo_audio(clip, seed, seconds), DEMO_AUDIO_RATE_HZ)
+        write_video(root / "video" / f"{clip.stem}.mp4", frames, seconds * fps, fps, width, height, gop=gop or fps,
+                    x264_preset=x264_preset)
+        write_wav(root / "audio" / f"{clip.stem}.wav", _demo_audio(clip, seed, seconds), DEMO_AUDIO_RATE_HZ, wav_subtype)
     files = {clip.stem: [f"audio/{clip.stem}.wav", f"video/{clip.stem}.mp4"] for clip in clips}
     _write_table(
         root / "meta.csv",

@@ -253,11 +253,14 @@ def iter_frames(
     sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
     strategy: Literal["auto", "seek", "sequential"] = "auto",
     info: VideoInfo | None = None,
+    codec_threads: int = 0,
 ) -> Iterator[tuple[int, dict[tuple, np.ndarray]]]:
     """Yield ``(index into times_s, {size: uint8 (crop_px, crop_px, 3)})`` in time order, one frame at a time.
 
     The bounded-memory form of :func:`read_frames` (same arguments, same frames): a caller can embed
     frames in chunks of seconds and drop them, however long the video. ``info`` skips the probe.
+    ``codec_threads``: the decoder's own threads (0: FFmpeg's choice, about one per core); several decode
+    workers on few cores run better with 1 each.
     """
     path = Path(path)
     if strategy not in STRATEGIES:
@@ -278,6 +281,8 @@ def iter_frames(
     with _open(path) as container:
         stream = _video_stream(path, container)
         stream.thread_type = "AUTO"
+        if codec_threads:
+            stream.codec_context.thread_count = codec_threads
         cursor = _Cursor(container, stream)
         converted: tuple[av.VideoFrame | None, dict[tuple, np.ndarray]] = (None, {})
         try:
@@ -297,6 +302,7 @@ def read_frames(
     times_s: Sequence[float],
     sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
     strategy: Literal["auto", "seek", "sequential"] = "auto",
+    codec_threads: int = 0,
 ) -> dict[tuple, np.ndarray]:
     """The frame shown at each time, resized and centre-cropped for each requested size.
 
@@ -311,6 +317,7 @@ def read_frames(
             ``interpolation`` filter (``area`` when not given; see ``SWSCALE_FILTERS``), then a centre
             square of ``crop_px`` is cut.
         strategy: ``"seek"``, ``"sequential"`` or ``"auto"`` (:func:`choose_strategy`).
+        codec_threads: The decoder's own threads (0: FFmpeg's choice).
 
     Returns:
         ``{size: uint8 (len(times_s), crop_px, crop_px, 3)}`` keyed by each size as given, rows in
@@ -321,7 +328,7 @@ def read_frames(
         MediaError: missing, unreadable or undecodable file (with the time reached), no video stream.
     """
     out = {size: np.empty((len(times_s), size[1], size[1], 3), dtype=np.uint8) for size in sizes}
-    for i, arrays in iter_frames(path, times_s, sizes, strategy):
+    for i, arrays in iter_frames(path, times_s, sizes, strategy, codec_threads=codec_threads):
         for size in sizes:
             out[size][i] = arrays[size]
     return out

@@ -1,6 +1,7 @@
 """``vadd check``: does one video's picture match its sound? Per-second scene probabilities and mismatch.
 
-The video is decoded and embedded in chunks of seconds (bounded memory however long it is) with the
+The video is decoded and embedded in chunks of seconds (bounded memory however long it is) by the decode-and-embed
+path of extraction (:func:`extract.embed.iter_embeddings`, with the frame choice of the heads' store) with the
 extractors the run's heads were trained on; the visual-only and audio-only heads give per-second scene
 probabilities; the mismatch score ``1 - sum_c p_visual(c) p_audio(c)`` is compared with the run's
 validation threshold.
@@ -8,10 +9,8 @@ validation threshold.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,13 +21,13 @@ from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.persist import load_head
 from classify.train import TrainedHead
-from extract.audio_io import AudioSeconds, audio_info, audio_windows, seconds_in
-from extract.decode_plan import DecodePlan, input_key
+from extract.decode_plan import frame_fingerprint
+from extract.embed import iter_embeddings
 from extract.errors import MediaError
 from extract.extractor import Extractor, create_extractor
+from extract.manifest import Clip
 from extract.paths import cache_dir
-from extract.store import FRAME_OFFSET_SECONDS
-from extract.video_io import iter_frames, probe_video, video_seconds
+from extract.store import FRAME_CHOICES
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch
 
@@ -97,50 +96,38 @@ class Checker:
         self.chunk_seconds = chunk_seconds
         self.window_seconds = int(meta["window_seconds"])
         self.heads: dict[str, TrainedHead] = {m: load_head(self.heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
-        self.extractors: dict[str, list[Extractor]] = {}
-        for modality, head in self.heads.items():
-            self.extractors[modality] = [create_extractor(n, device=device) for n in head.extractors]
+        self.extractors: dict[str, list[Extractor]] = {
+            modality: [create_extractor(n, device=device) for n in head.extractors] for modality, head in self.heads.items()
+        }
+        self.frame_choice = self._recorded_frame_choice()
+
+    def _recorded_frame_choice(self) -> str:
+        """The frame choice of the store the heads were trained on, read from their fingerprints (which include it)."""
+        for choice in FRAME_CHOICES:
+            if all(head.fingerprints.get(e.spec.name) == frame_fingerprint(e.fingerprint, e.spec, choice)
+                   for modality, head in self.heads.items() for e in self.extractors[modality]):
+                return choice
+        for modality, head in self.heads.items():  # raises the fingerprint error that names the extractor
             head.check_fingerprints({e.spec.name: e.fingerprint for e in self.extractors[modality]})
-        self.plan = DecodePlan.for_specs([e.spec for es in self.extractors.values() for e in es])
-        if any(offsets for offsets in self.plan.frame_offsets):
-            raise ValueError("vadd check samples one frame per second; extractors with frame_offsets_seconds "
-                             "(e.g. densenet161.places365_f1f15) are not supported here yet")
+        raise AssertionError("unreachable: the heads' fingerprints matched no frame choice")
 
     def check(self, video: Path, audio: Path | None = None) -> CheckResult:
         """Score one video (its own soundtrack, or ``audio``)."""
         video = Path(video)
         sound = Path(audio) if audio is not None else video
-        info = probe_video(video)
+        windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
+        extractors = [e for es in self.extractors.values() for e in es]
         try:
-            rate_hz, n_frames, _ = audio_info(sound)
+            for chunk in iter_embeddings(Clip(str(video), "", "", video, None if audio is None else sound), extractors,
+                                         self.chunk_seconds, self.frame_choice):
+                for modality, modality_extractors in self.extractors.items():
+                    windows[modality].add({e.spec.name: chunk.embeddings[e.spec.name] for e in modality_extractors})
         except MediaError as err:
-            if audio is None and "no audio stream" in str(err):
+            if audio is None and str(err).endswith("no audio stream"):
                 raise MediaError(f"{video}: the video has no audio track; pass --audio FILE to check it against one") from None
             raise
-        n_seconds = min(video_seconds(info), seconds_in(n_frames / rate_hz))
-        if n_seconds < 1:
-            raise MediaError(f"{video}: too short: {info.duration_s:.2f} s of video and {n_frames / rate_hz:.2f} s of audio; "
-                             "checking needs at least one whole second of both")
-        windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
-        frames = iter_frames(video, [k + FRAME_OFFSET_SECONDS for k in range(n_seconds)], sorted(self.plan.image_sizes), info=info)
-        audio_seconds = AudioSeconds(sound, self.chunk_seconds, self._audio_margin_seconds())
-        for start in range(0, n_seconds, self.chunk_seconds):
-            count = min(self.chunk_seconds, n_seconds - start)
-            chunk_frames = list(itertools.islice(frames, count))
-            waveform, lead = audio_seconds.around(start, count)
-            inputs = {
-                **{(size, ()): np.stack([f[size] for _, f in chunk_frames]) for size in self.plan.image_sizes},
-                **{fmt: audio_windows(waveform, audio_seconds.rate_hz, lead + count, *fmt)[lead:]
-                   for fmt in self.plan.audio_formats},
-            }
-            for modality, extractors in self.extractors.items():
-                windows[modality].add({e.spec.name: e.embed(inputs[input_key(e.spec)]) for e in extractors})
         return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
                            windows["audio"].finish(), self.threshold, self.threshold_source)
-
-    def _audio_margin_seconds(self) -> int:
-        """Neighbouring audio each chunk needs: the widest window context, plus a second for the resampler's edges."""
-        return 1 + max((math.ceil(fmt[2] / fmt[0]) for fmt in self.plan.audio_formats), default=0)
 
     def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
         """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
