@@ -202,6 +202,7 @@ def test_retry_failed_redoes_only_the_failed_clips_and_exit_status_is_documented
     row = {c: i for i, c in enumerate(after.clips.ids)}
     assert after.status("debug_audio")[row[chain["bad_wav"]]] == DONE
     assert after.errors("debug_audio") == [] and [c for c, _, _ in after.errors("debug_visual")] == [chain["truncated"]]
+    assert after.group_attrs("debug_audio")["timing"]["clips_failed"] == 0  # recounted after the retry
     for name in DEBUG_EXTRACTORS:  # nothing else was rewritten
         now = after.root[f"extractors/{name}/original/embeddings"][:]
         others = np.ones(len(now), bool)
