@@ -60,6 +60,12 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Ratios are avscene's advantage (paper's time / ours, or ours / paper's throughput) except the "
                  "store size row (ours / paper's bytes). Details of every row are in `bench/results.json`.")
+    lines += ["", "Which code each \"paper's way\" reproduces:"]
+    stated: dict[str, list[str]] = {}
+    for row in results["rows"]:
+        if row["theirs"] not in (None, "-"):
+            stated.setdefault(row.get("baseline") or "(not stated)", []).append(row["row"].split(":")[0])
+    lines += [f"- {', '.join(dict.fromkeys(rows))}: {baseline}" for baseline, rows in stated.items()]
     return "\n".join(lines) + "\n"
 
 

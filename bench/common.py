@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-ROW_KEYS = ("row", "ours", "theirs", "ratio", "target", "met", "details")
+ROW_KEYS = ("row", "ours", "theirs", "ratio", "target", "met", "details", "baseline")
 
 
 def make_row(
@@ -18,9 +18,12 @@ def make_row(
     target: str,
     met: bool | None,
     details: dict[str, Any],
+    baseline: str = "",
 ) -> dict[str, Any]:
-    """One table row: both figures with units, ``ratio`` in the target's terms, ``met`` None = no target."""
-    return dict(zip(ROW_KEYS, (row, ours, theirs, None if ratio is None else round(ratio, 3), target, met, details)))
+    """One table row: both figures with units, ``ratio`` in the target's terms, ``met`` None = no target (or no
+    like-for-like comparison); ``baseline``: one line naming the papers' code the "paper's way" reproduces."""
+    return dict(zip(ROW_KEYS, (row, ours, theirs, None if ratio is None else round(ratio, 3), target, met, details,
+                               baseline)))
 
 
 def best_times(methods: dict[str, Callable[[], Any]], rounds: int = 1) -> tuple[dict[str, float], dict[str, Any]]:

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("resnet50.places365", "mobilenet_v2.imagenet")
 TARGET = 3.0  # x images/s, CPU
+BASELINE = ("IDT-ITI/Visual-Audio-Discrepancy-Detection 1_extract_features.py lines 281-293: one frame per forward "
+            "call (ResNet50, ViT); its CLIP path (lines 338-348) batches a clip's 10 frames")
 GPU_BATCH_SIZE = 256  # GPU rows: large enough to fill an H100 with the small models
 TIMM_SOURCE = ("huggingface/pytorch-image-models results/benchmark-infer-amp-nchw-pt291-cu128-4090.csv "
                "(commit 90cae8c): RTX 4090, AMP, NCHW, PyTorch 2.9.1, batch 1024 (512 at 378 px)")
@@ -84,6 +86,7 @@ def run(quick: bool = False, device: str = "cpu", models: tuple[str, ...] = DEFA
              "precision": extractor.options.precision, "max_abs_diff_batched_vs_loop": max_diff,
              **({"batch_64_images_per_s": round(n_images / seconds["batch_64"], 1)} if "batch_64" in seconds else {}),
              **({"timm_published": TIMM_PUBLISHED.get(name)} if resolved == "cuda" else {})},
+            BASELINE,
         ))
         logger.info("%s: %.1f vs %.1f images/s", name, ours, theirs)
     return rows

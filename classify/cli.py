@@ -27,6 +27,8 @@ def _configs(args: argparse.Namespace, kind: str):
         overrides["view_kinds"] = tuple(k for k in args.view_kinds.split(",") if k)
     if args.evaluate_augmented_views:
         overrides["evaluate_augmented_views"] = True
+    if args.batch_unit:
+        overrides["batch_unit"] = args.batch_unit
     head_overrides = {"dropout": args.dropout} if args.dropout is not None else {}
     return HeadConfig(kind=kind, projection_dim=args.projection_dim, **head_overrides), preset(args.preset, **overrides)
 
@@ -81,7 +83,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     cfg = FinetuneConfig(visual=args.visual, audio=args.audio, train_modalities=tuple(args.train.split(",")),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         max_steps=args.max_steps, random_init=args.random_init, device=args.device, seed=args.seed)
+                         max_steps=args.max_steps, random_init=args.random_init, device=args.device, seed=args.seed,
+                         augment=not args.no_augment)
     out = Path(args.out)
     metrics = run_finetune(Path(args.data), out, cfg, Path(args.head_run) if args.head_run else None,
                            store_location=args.store or None)
@@ -113,6 +116,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-kinds", default="", help="augmented view kinds to train on, e.g. paper_aug,randaug "
                         "(default: all; ablation --paper first: paper_aug, --paper wang: randaug)")
     parser.add_argument("--evaluate-augmented-views", action="store_true", help="also score augmented views")
+    parser.add_argument("--batch-unit", default="", choices=["", "clips", "seconds"],
+                        help="override the preset's batch unit: 32 clips (avscene) or 32 seconds (the released code)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -147,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--weight-decay", type=float, default=1e-5)
     finetune.add_argument("--max-steps", type=int, default=None)
     finetune.add_argument("--random-init", action="store_true", help="random extractor weights (smoke runs)")
+    finetune.add_argument("--no-augment", action="store_true", help="without the paper's augmentations (channel swap, "
+                          "SpecAugment, RandAugment Sharpness/Contrast, joint mixup 20 %%)")
     finetune.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     finetune.add_argument("--seed", type=int, default=0)
     finetune.add_argument("--out", default="cache/runs/finetune")

@@ -1,9 +1,11 @@
 """One training run: load the cache, train on the train split, score the test split, write a run folder."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,16 @@ def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: i
     return ClipSet.concat(parts) if len(parts) > 1 else parts[0]
 
 
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """sha256 (first 16 hex digits) of the source of the ``classify`` package, which trains and scores every head:
+    a run recorded under another code version is never reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def run_config(
     store: EmbeddingStore,
     names: list[str],
@@ -47,6 +59,7 @@ def run_config(
 ) -> dict:
     """Everything that determines a run's results (written as config.json; equal dicts = same run)."""
     return {
+        "code_version": code_version(),
         "store": store.location, "extractors": list(names),
         "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
         "views": augmented_views(store, names, train_config.view_kinds) if train_config.augmented_views else [],

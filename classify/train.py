@@ -1,7 +1,8 @@
 """Seeded, deterministic training of a head on a ClipSet held in RAM, and per-second prediction.
 
-Batches are clips ``(B, T, D_e)``; the loss is the cross-entropy of every valid second against its clip's label
-(soft labels when mixed up), averaged over the batch's valid seconds.
+Batches are clips ``(B, T, D_e)`` (``batch_unit="clips"``) or single seconds ``(B, 1, D_e)`` drawn from all clips
+(``batch_unit="seconds"``, the released code's rows); the loss is the cross-entropy of every valid second against
+its clip's label (soft labels when mixed up), averaged over the batch's valid seconds.
 """
 from __future__ import annotations
 
@@ -21,15 +22,23 @@ logger = logging.getLogger(__name__)
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["linear", "cosine", "constant"]
+BatchUnit = Literal["clips", "seconds"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 SCHEDULES: tuple[str, ...] = ("linear", "cosine", "constant")
+BATCH_UNITS: tuple[str, ...] = ("clips", "seconds")
 PREDICT_CLIPS_PER_BATCH = 256
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation of a head. The learning rate goes from ``lr`` (epoch 1) to ``lr_final`` at epoch
-    ``schedule_epochs + 1`` (linearly or on a half cosine) and stays there; the last epoch's weights are kept.
+    """Optimisation of a head; the last epoch's weights are kept. The learning rate of 0-based epoch ``e`` is that of
+    a torch scheduler stepped once per epoch: ``linear`` = ``LinearLR(start_factor=1, end_factor=lr_final / lr,
+    total_iters=schedule_epochs)`` (``lr`` at epoch 1, ``lr_final`` from epoch ``schedule_epochs + 1`` on);
+    ``cosine`` = ``CosineAnnealingLR(T_max=schedule_epochs, eta_min=lr_final)``, whose cosine goes on past ``T_max``
+    (the rate climbs back towards ``lr``, reaching it at ``2 * T_max``), as the released code's does.
+
+    ``batch_unit``: ``clips`` = ``batch_size`` clips a step (all their seconds, attention over a clip's seconds);
+    ``seconds`` = ``batch_size`` seconds a step drawn from all clips, each seen alone (a one-second sequence).
 
     ``mixup_fraction`` of each batch's clips are replaced by ``mixup_ratio * clip + (1 - mixup_ratio) * other clip``
     (embeddings of both modalities and one-hot labels). ``augmented_views``: train also on the store's augmented
@@ -39,11 +48,12 @@ class TrainConfig:
 
     optimizer: Optimizer = "adam"
     epochs: int = 20
-    batch_size: int = 32  # clips per step
+    batch_size: int = 32  # clips or seconds per step (batch_unit)
+    batch_unit: BatchUnit = "clips"
     lr: float = 1e-3
     lr_final: float = 1e-5
     schedule: Schedule = "linear"
-    schedule_epochs: int = 19
+    schedule_epochs: int = 18
     weight_decay: float = 0.0
     momentum: float = 0.0
     mixup_fraction: float = 0.0
@@ -58,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.batch_unit not in BATCH_UNITS:
+            raise ValueError(f"batch_unit must be one of {BATCH_UNITS}, got {self.batch_unit!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.schedule_epochs < 1:
             raise ValueError("epochs, batch_size and schedule_epochs must be >= 1")
         if not 0.0 <= self.mixup_fraction <= 1.0 or not 0.0 <= self.mixup_ratio <= 1.0:
@@ -67,10 +79,9 @@ class TrainConfig:
         """Learning rate of 0-based ``epoch``."""
         if self.schedule == "constant":
             return self.lr
-        progress = min(epoch, self.schedule_epochs) / self.schedule_epochs
         if self.schedule == "linear":
-            return self.lr + (self.lr_final - self.lr) * progress
-        return self.lr_final + (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * progress)) / 2.0
+            return self.lr + (self.lr_final - self.lr) * min(epoch, self.schedule_epochs) / self.schedule_epochs
+        return self.lr_final + (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * epoch / self.schedule_epochs)) / 2.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,13 +92,18 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # the first paper's text: SGD, lr 1e-3 decaying linearly to 1e-5 by epoch 19, 20 epochs, batch 32, last snapshot
+    # the first paper's text (section 5): SGD, batch 32, lr 1e-3 in the first epoch "linearly reduced to 0.00001 by
+    # the 19th epoch" (epoch 19 = 0-based 18), 20 epochs, the 20th epoch's snapshot. Batch unit and weight decay are
+    # not stated: ours (clips, none).
     "paper-text": TrainConfig(optimizer="sgd", epochs=20, batch_size=32, lr=1e-3, lr_final=1e-5, schedule="linear",
-                              schedule_epochs=19),
-    # the paper's released code (2_train_av_classifiers.py): SGD without momentum, weight decay 0.01, 30 epochs,
-    # cosine from 1e-3 to 1e-5 over max(20, 0.8 * 30) = 24 epochs (the head's dropout 0.5 is HeadConfig's default)
-    "paper-code": TrainConfig(optimizer="sgd", epochs=30, batch_size=32, lr=1e-3, lr_final=1e-5, schedule="cosine",
-                              schedule_epochs=24, weight_decay=0.01),
+                              schedule_epochs=18),
+    # the released code (IDT-ITI/Visual-Audio-Discrepancy-Detection, 2_train_av_classifiers.py): lines 25-34 epochs
+    # 30, bs 32, lr 0.001, scheduler_min 0.01, l2_reg 0.01, momentum 0; lines 721-728 SGD(weight_decay=l2_reg) and
+    # CosineAnnealingLR(T_max=max(20, int(30 * 0.8)) = 24, eta_min=1e-5) stepped once per epoch (line 783), so
+    # epochs 26-30 climb back from 1e-5 to 1.12e-4; lines 645-648 batch 32 shuffled rows = seconds. Its dropout 0.5
+    # (line 31) is HeadConfig's default; its 30th epoch is kept (it saves epochs 10, 20 and 30, line 26).
+    "paper-code": TrainConfig(optimizer="sgd", epochs=30, batch_size=32, batch_unit="seconds", lr=1e-3, lr_final=1e-5,
+                              schedule="cosine", schedule_epochs=24, weight_decay=0.01),
     # ours: Adam with the paper text's schedule; converges with clip batches (see README)
     "adam": TrainConfig(),
     # the second paper's joint audio-video mixup on top of "adam": ratio 0.4 for 20 % of the training samples
@@ -196,13 +212,26 @@ def second_loss(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor)
     return (per_second * mask).sum() / mask.sum().clamp(min=1)
 
 
+def single_seconds(clips: ClipSet) -> ClipSet:
+    """Each valid second of ``clips`` as a one-second clip ``(n_seconds, 1, D_e)`` with its clip's id and label."""
+    clip_rows, seconds = np.nonzero(clips.mask)
+    return ClipSet(
+        clips.ids[clip_rows], clips.scene_labels[clip_rows], clips.targets[clip_rows], clips.classes,
+        {n: f[clip_rows, seconds][:, None] for n, f in clips.features.items()},
+        np.ones((len(clip_rows), 1), dtype=bool), clips.fingerprints, clips.modalities,
+    )
+
+
 def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig) -> TrainedHead:
-    """Fit the scaler (train clips only) and the head on the labelled clips of ``train``."""
+    """Fit the scaler (train clips only) and the head on the labelled clips of ``train`` (on their seconds one by
+    one when ``config.batch_unit == "seconds"``)."""
     labelled = train.subset(np.flatnonzero(train.targets >= 0))
     if len(labelled) == 0:
         raise ValueError("the train split has no labelled clip")
     extractors = list(labelled.features)
     scaler = Standardiser.fit(labelled.features, labelled.mask)
+    if config.batch_unit == "seconds":
+        labelled = single_seconds(labelled)
     batches = StandardisedBatches(labelled, scaler, extractors)
     n_classes = len(labelled.classes)
     one_hot = torch.nn.functional.one_hot(torch.from_numpy(labelled.targets), n_classes).float()

@@ -197,6 +197,9 @@ def create_extractor(
         weights_id = checkpoint_id(path)
     torch_device = resolve_device(device)
     run = training_record(spec) if isinstance(spec.weights, TrainedWeights) and weights_id != RANDOM_INIT else None
+    if run is not None and run.get("spec_version", spec.version) != spec.version:
+        raise ValueError(f"{name}: its weights were trained for version {run['spec_version']} of the extractor, this is "
+                         f"version {spec.version} (its input changed); train it again: {spec.weights.train_command}")
     options = options.resolved(torch_device)
     module.eval().to(torch_device)
     if options.channels_last:

@@ -199,12 +199,12 @@ def augment_clip(decoded: DecodedClip, view: View) -> DecodedClip:
     started = time.perf_counter()
     out = DecodedClip(decoded.clip_id, errors={m: e for m, e in decoded.errors.items() if m == "visual"})
     if "visual" not in out.errors:
-        out.frames = {key: _apply(view, frames, decoded.clip_id) for key, frames in decoded.frames.items()}
+        out.frames = {key: apply_view(view, frames, decoded.clip_id) for key, frames in decoded.frames.items()}
     out.decode_seconds = decoded.decode_seconds + time.perf_counter() - started
     return out
 
 
-def _apply(view: View, frames: np.ndarray, clip_id: str) -> np.ndarray:
+def apply_view(view: View, frames: np.ndarray, clip_id: str) -> np.ndarray:
     """``view`` on ``(n_seconds, H, W, 3)`` frames, or on each offset of ``(n_seconds, n_offsets, H, W, 3)`` (the
     frames of one second share that second's parameters)."""
     if frames.ndim == 4:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from classify.heads import ATTENTION_KINDS, HEAD_KINDS, FusionHead, HeadConfig, 
 from classify.metrics import classification_metrics
 from classify.persist import load_head
 from classify.run import iov_from_scene_probs, load_views, run_training
-from classify.train import PRESETS, TrainConfig, mixup, preset, train_head
+from classify.train import PRESETS, TrainConfig, mixup, preset, single_seconds, train_head
 from extract.store import DONE, BlockResult, EmbeddingStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,11 +121,15 @@ def test_presets_round_trip_and_match_the_papers():
     for name, config in PRESETS.items():
         assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config, name
     text, code = PRESETS["paper-text"], PRESETS["paper-code"]
-    assert (text.optimizer, text.epochs, text.batch_size) == ("sgd", 20, 32)
-    assert text.learning_rate(0) == pytest.approx(1e-3) and text.learning_rate(18) == pytest.approx(1e-3 - 18 * (1e-3 - 1e-5) / 19)
-    assert text.learning_rate(19) == pytest.approx(1e-5)
-    assert (code.epochs, code.weight_decay, code.schedule) == (30, 0.01, "cosine")
-    assert code.learning_rate(12) == pytest.approx((1e-3 + 1e-5) / 2) and code.learning_rate(29) == pytest.approx(1e-5)
+    assert (text.optimizer, text.epochs, text.batch_size, text.batch_unit) == ("sgd", 20, 32, "clips")
+    # the text: 1e-3 in the first epoch, "linearly reduced to 0.00001 by the 19th epoch"
+    assert text.learning_rate(0) == pytest.approx(1e-3) and text.learning_rate(18) == pytest.approx(1e-5)
+    assert text.learning_rate(17) > 1e-5 and text.learning_rate(19) == pytest.approx(1e-5)
+    assert (code.optimizer, code.epochs, code.weight_decay, code.momentum) == ("sgd", 30, 0.01, 0.0)
+    assert (code.schedule, code.schedule_epochs, code.batch_size, code.batch_unit) == ("cosine", 24, 32, "seconds")
+    assert code.learning_rate(12) == pytest.approx((1e-3 + 1e-5) / 2) and code.learning_rate(24) == pytest.approx(1e-5)
+    assert code.learning_rate(29) == pytest.approx(1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * 29 / 24)) / 2)
+    assert code.learning_rate(29) > 1e-4  # past T_max the released code's rate climbs back
     assert PRESETS["adam-mixup"].mixup_ratio == 0.4 and PRESETS["adam-mixup"].mixup_fraction == 0.2
     assert preset("paper-code", epochs=3).epochs == 3
     head = HeadConfig(kind="es+ms", projection_dim=32, mlp_hidden=(7, 5))
@@ -139,8 +144,53 @@ def test_bad_head_configs_are_refused(bad):
         HeadConfig(**bad)
 
 
+def _torch_schedule(config: TrainConfig) -> list[float]:
+    """The rate of each epoch as the released code gets it: a torch scheduler stepped once after every epoch."""
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.schedule_epochs,
+                                                               eta_min=config.lr_final)
+    else:
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=1.0, end_factor=config.lr_final / config.lr,
+                                                      total_iters=config.schedule_epochs)
+    rates = []
+    for _ in range(config.epochs):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("name", ["paper-text", "paper-code", "adam"])
+def test_preset_schedules_match_torch_schedulers_epoch_by_epoch(name):
+    config = PRESETS[name]
+    expected = _torch_schedule(config)
+    ours = [config.learning_rate(e) for e in range(config.epochs)]
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-15)
+    if name == "paper-code":  # 2_train_av_classifiers.py: T_max = max(20, int(30 * 0.8)) = 24, 30 epochs
+        assert min(ours) == pytest.approx(1e-5) and int(np.argmin(ours)) == 24
+        assert all(b > a for a, b in zip(ours[24:], ours[25:]))
+
+
+def test_train_history_follows_the_schedule_and_seconds_batches_count_rows():
+    clips = _toy_clips()
+    n_seconds = int(clips.mask.sum())
+    config = TrainConfig(optimizer="sgd", epochs=5, batch_size=3, schedule="cosine", schedule_epochs=3,
+                         batch_unit="seconds", seed=1)
+    trained = train_head(clips, HeadConfig(kind="ls", projection_dim=8), config)
+    np.testing.assert_allclose([h["lr"] for h in trained.history], _torch_schedule(config), rtol=1e-9)
+    single = single_seconds(clips)
+    assert len(single) == n_seconds and single.mask.shape == (n_seconds, 1) and single.mask.all()
+    rows, seconds = np.nonzero(clips.mask)
+    for name, features in clips.features.items():
+        np.testing.assert_array_equal(single.features[name][:, 0], features[rows, seconds])
+    np.testing.assert_array_equal(single.targets, clips.targets[rows])
+    assert trained.predict_proba(clips).shape[:2] == clips.mask.shape  # evaluation stays per clip
+
+
 def test_bad_train_configs_are_refused():
-    for bad in (dict(optimizer="rmsprop"), dict(schedule="step"), dict(mixup_fraction=1.5), dict(epochs=0)):
+    for bad in (dict(optimizer="rmsprop"), dict(schedule="step"), dict(mixup_fraction=1.5), dict(epochs=0),
+                dict(batch_unit="rows")):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown preset"):
@@ -284,14 +334,71 @@ def test_ablation_writes_table_and_reuses_complete_runs(tiny_store, tmp_path):
     assert out.returncode == 0, out.stderr
     with open(tmp_path / "abl" / "ablation.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 9 + 5  # Table 2 (8 variants + the MLP, 10 classes) + LS for VASC-3, VSC-10/3, ASC-10/3
+    # Table 2 (8 variants + the MLP, 10 classes) + LS without augmented views + LS for VASC-3, VSC-10/3, ASC-10/3
+    assert len(table) == 9 + 1 + 5
     runs = [r["run"] for r in table]
     assert runs[:2] == ["audio-visual-ns-10cls", "audio-visual-ls-10cls"] and "audio-ls-3cls" in runs
-    assert next(r for r in table if r["run"] == "visual-ls-10cls")["paper_clip_acc"] == "94.32"
-    assert "paper, TAU, real weights" in (tmp_path / "abl" / "ablation.md").read_text()
+    paper = {r["run"]: r["paper_clip_acc"] for r in table}
+    # every printed figure of Table 2 (10 classes) and Table 1 (VASC/ASC/VSC at 10 and 3 classes)
+    assert paper == {
+        "audio-visual-ns-10cls": "94.16", "audio-visual-ls-10cls": "97.24", "audio-visual-es-10cls": "91.73",
+        "audio-visual-ms-10cls": "96.98", "audio-visual-es_ls-10cls": "93.75", "audio-visual-ms_ls-10cls": "97.02",
+        "audio-visual-es_ms-10cls": "92.65", "audio-visual-es_ms_ls-10cls": "94.05", "audio-visual-mlp-10cls": "",
+        "audio-visual-ls-10cls-no-da": "96.98", "audio-visual-ls-3cls": "99.95",
+        "visual-ls-10cls": "94.32", "visual-ls-3cls": "99.93", "audio-ls-10cls": "78.84", "audio-ls-3cls": "99.84",
+    }
+    rows = {r["run"]: r for r in table}
+    assert rows["audio-visual-ls-10cls-no-da"]["paper_row"] == "Table 2: Proposed without DA"
+    assert rows["audio-ls-3cls"]["paper_row"] == "Table 1: ASC, 3 classes"
+    config_of = {run: json.loads((tmp_path / "abl" / run / "config.json").read_text()) for run in runs}
+    assert config_of["audio-visual-ls-10cls-no-da"]["train"]["augmented_views"] is False
+    assert config_of["audio-visual-ls-10cls"]["train"]["augmented_views"] is True
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "paper, TAU, real weights" in md and "| 96.98 | Table 2: Proposed without DA |" in md
     assert (tmp_path / "abl" / "ablation.png").exists()
+    assert {r["reused"] for r in table} == {"trained"}
     stamp = (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns
     again = _run(*args)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "abl" / "audio-ls-3cls" / "metrics.json").stat().st_mtime_ns == stamp
     assert "reused" in again.stderr
+    with open(tmp_path / "abl" / "ablation.csv") as f:
+        assert {r["reused"] for r in csv.DictReader(f)} == {"reused"}
+
+
+def test_ablation_reuse_is_keyed_on_the_code_version(tiny_store, tmp_path, monkeypatch):
+    from classify import ablation, run
+
+    args = (tiny_store, tmp_path / "abl", HeadConfig(kind="ls", projection_dim=8), TrainConfig(epochs=1))
+    first = ablation.run_ablation(*args, extractors=["debug_audio"])
+    assert [r["reused"] for r in first] == ["trained", "trained"]
+    assert json.loads((tmp_path / "abl" / "audio-ls-10cls" / "config.json").read_text())["code_version"] == run.code_version()
+    assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["reused", "reused"]
+    monkeypatch.setattr(run, "code_version", lambda: "another-version")
+    assert [r["reused"] for r in ablation.run_ablation(*args, extractors=["debug_audio"])] == ["trained", "trained"]
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_vadd_heads_train_on_the_views_their_config_names(store_with_view, tmp_path, monkeypatch, augmented):
+    """The released code's VSC/ASC train with 'data_aug': 1; ours follow config.train.augmented_views and say so."""
+    from vadd import evaluate
+
+    seen: dict[str, list[str]] = {}
+    real_train_head = evaluate.train_head
+
+    def recording_train_head(clips, head_config, config):
+        seen["+".join(clips.features)] = list(clips.ids)
+        return real_train_head(clips, head_config, config)
+
+    monkeypatch.setattr(evaluate, "train_head", recording_train_head)
+    train = TrainConfig(epochs=1, augmented_views=augmented, view_kinds=("paper_aug",))
+    config = evaluate.VaddConfig(validation_fraction=0.4, train=train, head=HeadConfig(kind="ls", projection_dim=8))
+    metrics = evaluate.evaluate_vadd(store_with_view, config, tmp_path / "vadd")
+    views = ["paper_aug_1"] if augmented else []
+    assert metrics["training_views"] == {"visual": views, "audio": [], "audio_visual": views}
+    assert json.loads((tmp_path / "vadd" / "config.json").read_text())["train"]["augmented_views"] is augmented
+    visual_ids = seen["debug_visual"]
+    assert any(i.endswith("#paper_aug_1") for i in visual_ids) is augmented
+    assert not any("#" in i for i in seen["debug_audio"])
+    originals = [i for i in visual_ids if "#" not in i]
+    assert sorted(i.split("#")[0] for i in visual_ids) == sorted(originals * (2 if augmented else 1))

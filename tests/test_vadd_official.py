@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_shared
-from vadd.official import list_path, official_protocol, read_list
+from vadd.official import RELEASE_FOLDER, list_path, official_protocol, read_list
 
 
 @pytest.mark.parametrize("n_classes, n_pairs, n_pristine", [(10, 910, 1825), (3, 908, 1829)])
@@ -77,3 +77,33 @@ def test_a_swap_pair_with_equal_labels_or_an_odd_count_fails(tmp_path):
         official_protocol(odd, 10)
     with pytest.raises(FileNotFoundError, match="vadd_3_pristine.txt"):
         official_protocol(odd, 3)
+
+
+def test_a_checkout_of_the_release_is_read_unchanged(tmp_path):
+    """The release's 'VADD dataset/' names the pristine list vadd_<C>_swaps.txt (and also ships a same-bytes
+    vadd_<C>_pristine.txt); a checkout root, that folder, and our names all give the same protocol."""
+    ours = official_protocol(write_lists(tmp_path / "ours", GOOD_PRISTINE, GOOD_MANIPULATED), 10)
+    release = tmp_path / "checkout" / RELEASE_FOLDER
+    release.mkdir(parents=True)
+    (release / "vadd_10_swaps.txt").write_text("\n".join(GOOD_PRISTINE) + "\n")
+    (release / "vadd_10_manipulated.txt").write_text("\n".join(GOOD_MANIPULATED) + "\n")
+    assert list_path(tmp_path / "checkout", 10, "pristine") == release / "vadd_10_swaps.txt"
+    assert official_protocol(tmp_path / "checkout", 10) == ours
+    assert official_protocol(release, 10) == ours
+    (release / "vadd_10_pristine.txt").write_text("\n".join(GOOD_PRISTINE) + "\n")  # as the release ships it
+    assert official_protocol(tmp_path / "checkout", 10) == ours
+    (release / "vadd_10_pristine.txt").write_text("['tram-lyon-9-9.mp4', 'tram']\n")
+    with pytest.raises(ValueError, match="both name the pristine 10-class list but differ"):
+        official_protocol(tmp_path / "checkout", 10)
+    with pytest.raises(FileNotFoundError, match="vadd_<C>_swaps.txt"):
+        official_protocol(tmp_path / "checkout", 3)
+
+
+@pytest.mark.parametrize("n_classes", [10, 3])
+def test_the_real_lists_under_the_release_names(tmp_path, n_classes):
+    lists = require_shared("vadd")
+    release = tmp_path / RELEASE_FOLDER
+    release.mkdir()
+    (release / f"vadd_{n_classes}_swaps.txt").write_bytes((lists / f"vadd_{n_classes}_pristine.txt").read_bytes())
+    (release / f"vadd_{n_classes}_manipulated.txt").write_bytes((lists / f"vadd_{n_classes}_manipulated.txt").read_bytes())
+    assert official_protocol(tmp_path, n_classes) == official_protocol(lists, n_classes)

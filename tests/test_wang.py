@@ -45,7 +45,7 @@ def test_fcnn_input_is_six_channels_of_128_mel_bands_and_output_one_score_per_sc
     torch.manual_seed(0)
     model = fcnn.FCNN(get_spec("fcnn.tau")).eval()
     x = torch.randn(2, 2, RATE) * 0.1
-    assert model.features(x).shape == (2, 6, 128, 47)
+    assert model.features(x).shape == (2, 6, 128, 39)  # the paper's 39 x 128 x 6 (deltas without padding)
     assert model(x).shape == (2, 10)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 9 and [c.out_channels for c in convs] == [144] * 2 + [288] * 2 + [576] * 4 + [10]
@@ -56,7 +56,7 @@ def test_fcnn_input_is_six_channels_of_128_mel_bands_and_output_one_score_per_sc
 def test_fcnn_channels_are_logmel_delta_deltadelta_per_audio_channel():
     frontend = fcnn.LogMelDeltas()
     left, right = _tone(1000.0), _tone(8000.0)
-    feats = frontend(torch.from_numpy(np.stack([left, right]))[None])[0]  # (6, 128, 47)
+    feats = frontend(torch.from_numpy(np.stack([left, right]))[None])[0]  # (6, 128, 39)
     mel_hz = 700 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 24000 / 700), 130)[1:-1] / 2595) - 1)
     assert abs(mel_hz[int(feats[0, :, 20].argmax())] - 1000) < 60  # channel 0 = left log-mel
     assert abs(mel_hz[int(feats[3, :, 20].argmax())] - 8000) < 300  # channel 3 = right log-mel
@@ -67,8 +67,25 @@ def test_htk_filterbank_and_delta_follow_the_librosa_formulas():
     bank = fcnn.htk_mel_filterbank(48_000, 2048, 128)
     assert bank.shape == (128, 1025) and bank.max() <= 1.0 and (bank.sum(axis=1) > 0).all()
     ramp = torch.arange(20, dtype=torch.float32).view(1, 1, 20).repeat(1, 3, 1)
-    d = fcnn.delta(ramp)
-    assert torch.allclose(d[..., 4:-4], torch.ones(1, 3, 12))  # slope 1 inside, edges repeated
+    assert torch.allclose(fcnn.delta(ramp), torch.ones(1, 3, 16))  # slope 1; no padding: 4 frames fewer
+
+
+def _hu_deltas(x: np.ndarray) -> np.ndarray:
+    """Hu et al.'s deltas() on (..., T) as their scripts write it on (N, F, T, C): two slices, no padding."""
+    out = (x[..., 2:] - x[..., :-2]) / 10.0
+    return out[..., 1:-1] + (x[..., 4:] - x[..., :-4]) / 5.0
+
+
+def test_frontend_stacks_logmel_and_deltas_without_padding_as_hu_et_al():
+    frontend = fcnn.LogMelDeltas()
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, RATE)).astype(np.float32) * 0.1)
+    feats = frontend(wave)[0].double().numpy()  # (6, 128, 39)
+    spec = torch.stft(wave[0].double(), 2048, 1024, window=torch.hann_window(2048, dtype=torch.float64), center=True,
+                      pad_mode="reflect", return_complex=True).abs().square().numpy()  # (2, 1025, 47)
+    logmel = np.log(fcnn.htk_mel_filterbank(RATE, 2048, 128).astype(np.float64) @ spec + 1e-8)  # (2, 128, 47)
+    d1 = _hu_deltas(logmel)
+    expected = np.stack([logmel[..., 4:-4], d1[..., 2:-2], _hu_deltas(d1)], axis=1).reshape(6, 128, 39)
+    np.testing.assert_allclose(feats, expected, rtol=1e-3, atol=1e-3)
 
 
 # ---------------------------------------------------------------- augmentations
@@ -206,6 +223,7 @@ def test_f1f15_spec_enters_the_fingerprint_and_defaults_keep_old_dicts():
     dense, f1f15 = get_spec("densenet161.places365"), get_spec("densenet161.places365_f1f15")
     assert "frame_offsets_seconds" not in dense.to_dict()["visual"]  # old fingerprints unchanged
     assert f1f15.to_dict()["visual"]["frame_offsets_seconds"] == (0.0, 14 / 30)
+    assert f1f15.visual.frame_size[:2] == (224, 224) and dense.visual.frame_size[:2] == (256, 224)  # Wang: 224 x 224
     assert ExtractorSpec.from_dict(json.loads(json.dumps(f1f15.to_dict()))) == f1f15
     assert ExtractorSpec.from_dict(json.loads(json.dumps(dense.to_dict()))) == dense
     with pytest.raises(ValueError, match="frame_offsets_seconds"):
@@ -248,6 +266,44 @@ def test_finetune_updates_both_extractors_and_the_head_for_a_few_steps(tiny_data
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["finetune"]["lr"] == 1e-5
 
 
+def test_finetune_augmentations_are_the_papers(monkeypatch):
+    from classify.finetune import BatchAugmentation, FinetuneConfig
+
+    monkeypatch.setattr(fcnn, "FILTERS_PER_CHANNEL", TINY_FILTERS)
+    torch.manual_seed(0)
+    audio = fcnn.FCNN(get_spec("fcnn.tau")).eval()
+    cfg = FinetuneConfig(visual="debug_visual", audio="fcnn.tau", random_init=True, device="cpu")
+    assert (cfg.spec_augment_fraction, cfg.channel_swap_probability, cfg.mixup_fraction, cfg.mixup_ratio) == (0.1, 0.5, 0.2, 0.4)
+    augment = BatchAugmentation(cfg, audio, seed=0)
+    assert augment.randaug.config.ops == ("Sharpness", "Contrast", "Identity")
+    assert (augment.randaug.config.num_ops, augment.randaug.config.magnitude) == (2, 14)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 2, 16, 16, 3), dtype=np.uint8)  # 2 frames a second
+    step0, again, step1 = augment.frames(frames, 0), augment.frames(frames, 0), augment.frames(frames, 1)
+    assert step0.shape == frames.shape and step0.dtype == np.uint8 and np.array_equal(step0, again)
+    assert not np.array_equal(step0, frames) and not np.array_equal(step0, step1)
+    wave = torch.randn(4, 2, RATE) * 0.1
+    with torch.no_grad():
+        plain = audio(wave)
+        assert not torch.allclose(augment.audio_embedding(wave), plain)
+        off = BatchAugmentation(replace(cfg, spec_augment_fraction=0.0, channel_swap_probability=0.0), audio, seed=0)
+        assert torch.equal(off.audio_embedding(wave), plain)
+    feats = {"v": torch.randn(10, 1, 4), "a": torch.randn(10, 1, 3)}
+    targets = torch.eye(10)
+    _, _, soft = augment.mixup(feats, torch.ones(10, 1, dtype=torch.bool), targets)
+    mixed = [i for i in range(10) if not torch.equal(soft[i], targets[i])]
+    assert len(mixed) == 2 and all(sorted(soft[i][soft[i] > 0].tolist()) == pytest.approx([0.4, 0.6]) for i in mixed)
+
+
+def test_finetune_without_augmentation_runs(tiny_dataset, tmp_path, monkeypatch):
+    from classify.finetune import FinetuneConfig, run_finetune
+
+    monkeypatch.setattr(fcnn, "FILTERS_PER_CHANNEL", TINY_FILTERS)
+    cfg = FinetuneConfig(visual="debug_visual", audio="fcnn.tau", random_init=True, max_steps=1, batch_size=8,
+                         clips_per_chunk=4, device="cpu", augment=False)
+    assert run_finetune(tiny_dataset, tmp_path / "plain", cfg)["steps"] == 1
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["finetune"]["augment"] is False
+
+
 def test_finetune_can_freeze_one_extractor(tiny_dataset, tmp_path, monkeypatch):
     from classify.finetune import FinetuneConfig, run_finetune
 
@@ -264,7 +320,46 @@ def test_wang_ablation_rows_from_the_cache(tiny_store, tmp_path):
 
     table = run_wang_ablation(tiny_store, tmp_path / "abl", epochs=1)
     assert [r["run"] for r in table] == [r.name for r in WANG_ROWS]
+    # the tiny store's audio extractor was not trained here: whether it had audio augmentation is unknown, no figure
     assert all(r["head"] == "mlp" and r["paper_clip_acc"] is None for r in table)
     assert [r["preset"] for r in table][-1] == "adam-mixup"
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "94.2" in md and "paper, TAU, real weights" in md
+    # Wang's Tables 1 and 3 are printed in full below the table
+    for label, acc in (("FCNN + DenseNet, Pre_V", 92.5), ("VGGish (AudioSet), Fine_A", 59.3),
+                       ("audio + video + mixup 100 %", 94.0), ("video", 93.7)):
+        assert f"| {label} | {acc} |" in md
+
+
+def test_wang_paper_column_follows_the_fcnn_training():
+    from classify.ablation import WANG_ROWS, WANG_TABLE1, WANG_TABLE3, wang_published
+
+    # the published figures, checked against the paper's text (Tables 1 and 3)
+    assert [acc for _, acc in WANG_TABLE1] == [59.3, 75.2, 76.2, 80.3, 87.4, 91.6, 92.2, 92.5, 93.1, 92.9, 93.2]
+    assert [acc for _, acc in WANG_TABLE3] == [93.2, 93.4, 93.7, 93.9, 94.2, 93.8, 94.0]
+    without = {r.name: wang_published(r.name, False) for r in WANG_ROWS}
+    with_aug = {r.name: wang_published(r.name, True) for r in WANG_ROWS}
+    assert {k: v[0] for k, v in without.items()} == {
+        "wang-audio-mlp": 75.2, "wang-visual-mlp": None, "wang-av-mlp": 92.5, "wang-av-mlp-randaug": 93.7,
+        "wang-av-mlp-randaug-mixup": None}
+    assert {k: v[0] for k, v in with_aug.items()} == {
+        "wang-audio-mlp": None, "wang-visual-mlp": None, "wang-av-mlp": 93.4, "wang-av-mlp-randaug": 93.9,
+        "wang-av-mlp-randaug-mixup": 94.2}
+    assert with_aug["wang-av-mlp-randaug-mixup"][1] == "Table 3: audio + video + mixup 20 %"
+    assert wang_published("wang-av-mlp", None) == (None, "")
+
+
+def test_the_fcnn_run_record_tells_whether_audio_was_augmented():
+    from classify.ablation import fcnn_audio_augmented
+
+    class Attrs:
+        def __init__(self, groups):
+            self.groups = groups
+
+        def group_attrs(self, name):
+            return self.groups[name]
+
+    record = lambda offline: {"training_run": {"config": {"augment": {"offline": offline}}}}  # noqa: E731
+    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record(["pitch", "mix"])}), ["fcnn.tau"]) is True
+    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record([])}), ["fcnn.tau"]) is False
+    assert fcnn_audio_augmented(Attrs({"debug_audio": {}}), ["debug_audio"]) is None

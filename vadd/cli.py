@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from classify.ablation import FIRST_PAPER_VIEW_KINDS
     from classify.heads import HeadConfig
     from classify.train import preset
     from vadd.evaluate import VaddConfig, evaluate_vadd
@@ -20,7 +21,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
         extractors=tuple(n for n in args.extractors.split(",") if n),
         head=HeadConfig(kind=args.head, projection_dim=args.projection_dim),
-        train=preset(args.preset, seed=args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})),
+        train=preset(args.preset, seed=args.seed, augmented_views=not args.no_augmented_views,
+                     view_kinds=FIRST_PAPER_VIEW_KINDS, **({"epochs": args.epochs} if args.epochs is not None else {})),
         validation_fraction=args.validation_fraction, seed=args.seed, strict=args.strict,
     )
     metrics = evaluate_vadd(args.store, config, out)
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
     ev.add_argument("--protocol", default="generated",
                     help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
-    ev.add_argument("--lists", default="", help="folder of the official vadd_<C>_{pristine,manipulated}.txt "
+    ev.add_argument("--lists", default="", help="a checkout of the release (IDT-ITI/Visual-Audio-Discrepancy-Detection), "
+                    "its 'VADD dataset' folder, or a folder of vadd_<C>_{pristine|swaps,manipulated}.txt "
                     "(default $AVSCENE_SHARED/vadd)")
     ev.add_argument("--validation-fraction", type=float, default=0.2,
                     help="part of the train split held out (by recording location) to choose the score threshold")
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--head", default="ls", choices=HEAD_CHOICES, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
     ev.add_argument("--preset", default="adam", choices=PRESET_CHOICES, help="their training preset")
     ev.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    ev.add_argument("--no-augmented-views", action="store_true",
+                    help="train the heads on the original frames only (default: also on the store's paper_aug views, "
+                    "as the released code's VSC/ASC)")
     ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")

@@ -2,7 +2,8 @@
 
 The train split is divided (seeded, by recording location) into a fitting part and a validation part.
 The visual-only (VSC), audio-only (ASC) and audio-visual (VASC, for the comparison table only) heads are
-fitted on the fitting part; a generated protocol on the validation part chooses the F1-optimal
+fitted on the fitting part (with its augmented visual views when ``train.augmented_views``, as the released code's
+per-modality classifiers; ``metrics.json`` lists them under ``training_views``); a generated protocol on the validation part chooses the F1-optimal
 mismatch-score threshold; the test protocol (generated on the test split, the official lists, or a CSV)
 is scored once. No protocol clip is ever used for training or for the threshold.
 """
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import load_clips
+from classify.data import augmented_views, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics
 from classify.persist import save_head
-from classify.run import write_json
+from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from vadd.official import default_lists_dir, official_protocol
@@ -133,11 +134,18 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     val_pred: dict[str, ModalityPredictions] = {}
     test_pred: dict[str, ModalityPredictions] = {}
     accuracy: dict[str, float | None] = {}
+    training_views: dict[str, list[str]] = {}
     for key, names in (("visual", modalities["visual"]), ("audio", modalities["audio"]),
                        ("audio_visual", modalities["visual"] + modalities["audio"])):
         train = load_clips(store, names, "train", config.n_classes, usable=usable["train"])
         in_val = np.isin(train.ids, list(validation_ids))
-        head = train_head(train.subset(np.flatnonzero(~in_val)), config.head, config.train)
+        # like the released code's VSC/ASC (2_train_av_classifiers.py, 'data_aug': 1, lines 83-126 and 577-597): the
+        # fitting clips plus their augmented visual views when config.train.augmented_views
+        fitting = load_views(store, names, "train", config.n_classes, config.train.augmented_views,
+                             config.train.view_kinds)
+        training_views[key] = augmented_views(store, names, config.train.view_kinds) if config.train.augmented_views else []
+        in_val_views = np.isin([i.split("#", 1)[0] for i in fitting.ids], list(validation_ids))
+        head = train_head(fitting.subset(np.flatnonzero(~in_val_views)), config.head, config.train)
         test = load_clips(store, names, "test", config.n_classes, usable=usable["test"])
         accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
         if key != "audio_visual":
@@ -168,6 +176,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "protocol_items": f"{len(items)} of {n_protocol_items} items",
         "dropped_items": [d.to_dict() for d in dropped],
         "excluded_clips": excluded,
+        "training_views": training_views,
     })
     write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
     return metrics

@@ -1,9 +1,12 @@
 """The official VADD protocol lists (IDT-ITI/Visual-Audio-Discrepancy-Detection) as explicit protocol items.
 
 Each list file holds one Python literal per line, ``['<video file>', '<label>']``, parsed with
-``ast.literal_eval`` (never ``eval``). The release's swap files are copies of the pristine lists: the swaps
-are implicit, manipulated rows ``2k`` and ``2k+1`` exchange their audio tracks, and their labels always
-differ. :func:`official_protocol` makes those swaps explicit.
+``ast.literal_eval`` (never ``eval``). The release's folder ``VADD dataset/`` holds ``vadd_<C>_pristine.txt``,
+``vadd_<C>_swaps.txt`` (a byte copy of the pristine list) and ``vadd_<C>_manipulated.txt``: the swaps are implicit,
+manipulated rows ``2k`` and ``2k+1`` exchange their audio tracks, and their labels always differ.
+:func:`official_protocol` makes those swaps explicit. A lists folder may be that folder, a checkout of the release
+(its ``VADD dataset/`` is used), or a folder with our names; the pristine list is ``vadd_<C>_pristine.txt``, else
+the release's ``vadd_<C>_swaps.txt``.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from extract.paths import shared_dir
 from vadd.protocol import ProtocolItem
 
 LIST_KINDS = ("pristine", "manipulated")
+RELEASE_FOLDER = "VADD dataset"  # the lists' folder in a checkout of IDT-ITI/Visual-Audio-Discrepancy-Detection
+RELEASE_PRISTINE_KIND = "swaps"  # the release's other name of the pristine list (same bytes)
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,27 @@ def default_lists_dir() -> Path:
     return shared_dir() / "vadd"
 
 
+def lists_folder(lists_dir: Path) -> Path:
+    """The folder holding the lists: ``lists_dir/VADD dataset`` in a checkout of the release, else ``lists_dir``."""
+    release = Path(lists_dir) / RELEASE_FOLDER
+    return release if release.is_dir() else Path(lists_dir)
+
+
 def list_path(lists_dir: Path, n_classes: int, kind: str) -> Path:
-    """``<lists_dir>/vadd_<n_classes>_<kind>.txt``."""
+    """``vadd_<n_classes>_<kind>.txt`` in :func:`lists_folder`; the pristine list may be the release's
+    ``vadd_<n_classes>_swaps.txt``, and when both names exist they must hold the same lines."""
     if kind not in LIST_KINDS:
         raise ValueError(f"kind must be one of {LIST_KINDS}, got {kind!r}")
-    return Path(lists_dir) / f"vadd_{n_classes}_{kind}.txt"
+    folder = lists_folder(lists_dir)
+    path = folder / f"vadd_{n_classes}_{kind}.txt"
+    if kind != "pristine":
+        return path
+    release = folder / f"vadd_{n_classes}_{RELEASE_PRISTINE_KIND}.txt"
+    if not path.is_file():
+        return release if release.is_file() else path
+    if release.is_file() and release.read_text(encoding="utf-8-sig").split() != path.read_text(encoding="utf-8-sig").split():
+        raise ValueError(f"{release} and {path} both name the pristine {n_classes}-class list but differ; remove one")
+    return path
 
 
 def _labels_for(n_classes: int) -> tuple[str, ...]:
@@ -62,7 +83,9 @@ def read_list(path: Path, n_classes: int) -> list[ListEntry]:
     """Parse one official list; any line that is not ``['<file>', '<known label>']`` fails with its number."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: official VADD list not found")
+        raise FileNotFoundError(f"{path}: official VADD list not found (a folder with vadd_<C>_pristine.txt or the "
+                                f"release's vadd_<C>_swaps.txt, and vadd_<C>_manipulated.txt, or a checkout of the "
+                                f"release)")
     labels = _labels_for(n_classes)
     entries = []
     with open(path, encoding="utf-8-sig") as f:

@@ -16,8 +16,10 @@ same tensor as logits.
 
 Front end (``LogMelDeltas``): 48 kHz stereo 1-s windows; per channel a centred STFT (n_fft 2048, hop 1024, Hann),
 power, 128 HTK mel bands 0-24 kHz without area normalisation (librosa ``melspectrogram(htk=True, norm=None)``, as
-Hu et al.), ``log(mel + 1e-8)``, then delta and delta-delta (librosa ``feature.delta`` regression, width 9, edges
-repeated): ``(B, 6, 128, 47)`` = 2 channels x (log-mel, delta, delta-delta).
+Hu et al.), ``log(mel + 1e-8)`` (47 frames), then Hu et al.'s ``deltas`` without padding (the regression over
++-2 frames, ``(x[t+1] - x[t-1]) / 10 + (x[t+2] - x[t-2]) / 5``, 4 frames fewer each time) and the log-mel and delta
+cut to the delta-delta's 39 frames: ``(B, 6, 128, 39)`` = 2 channels x (log-mel, delta, delta-delta) x 128 bands x
+39 frames, the paper's "39 x 128 x 6" (Wang et al. 3.1: deltas "without padding").
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ SAMPLE_RATE_HZ = 48_000
 N_FFT = 2048
 HOP_LENGTH = 1024
 N_MELS = 128
-DELTA_WIDTH = 9
+DELTA_FRAMES_LOST = 4  # Hu et al.'s deltas(): a +-2 frame regression without padding
 LOG_OFFSET = 1e-8
 FILTERS_PER_CHANNEL = (24, 48, 96)  # Hu et al.'s num_filters; each is multiplied by the 6 input channels
 DROPOUT = 0.3
@@ -43,10 +45,11 @@ SPEC = ExtractorSpec(
     name="fcnn.tau",
     modality="audio",
     embedding_dim=len(TAU_SCENES),
-    version="1",
+    version="2",  # 2: deltas without padding, 39 frames (1: librosa deltas, width 9, edges repeated, 47 frames)
     description=(
         "FCNN with channel attention (Hu et al. DCASE 2020; Wang et al.'s audio model), trained here on the train "
-        "split; 48 kHz stereo 1-s windows -> 128-band HTK log-mel + delta + delta-delta (6 x 128 x 47); embedding = "
+        "split; 48 kHz stereo 1-s windows -> 128-band HTK log-mel + delta + delta-delta without padding (6 x 128 x 39); "
+        "embedding = "
         "globally pooled channel-attention output, one value per scene (10-d)"
     ),
     weights=TrainedWeights(
@@ -76,17 +79,14 @@ def htk_mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: fl
     return np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
 
 
-def delta(x: torch.Tensor, width: int = DELTA_WIDTH) -> torch.Tensor:
-    """Regression delta over the last axis (librosa ``feature.delta(order=1)`` formula), edges repeated."""
-    half = width // 2
-    padded = nn.functional.pad(x.reshape(-1, 1, x.shape[-1]), (half, half), mode="replicate")
-    taps = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
-    kernel = (taps / taps.square().sum()).view(1, 1, -1)  # conv1d correlates: out[t] = sum_n n x[t+n] / sum n^2
-    return nn.functional.conv1d(padded, kernel).reshape(x.shape)
+def delta(x: torch.Tensor) -> torch.Tensor:
+    """Hu et al.'s ``deltas`` over the last axis, without padding: ``(..., T)`` -> ``(..., T - 4)``,
+    ``(x[t+1] - x[t-1]) / 10 + (x[t+2] - x[t-2]) / 5`` for ``t = 2 .. T - 3``."""
+    return (x[..., 3:-1] - x[..., 1:-3]) / 10.0 + (x[..., 4:] - x[..., :-4]) / 5.0
 
 
 class LogMelDeltas(nn.Module):
-    """``(B, C, samples)`` -> ``(B, 3C, n_mels, frames)``: per channel log-mel, delta, delta-delta."""
+    """``(B, C, samples)`` -> ``(B, 3C, n_mels, stft_frames - 8)``: per channel log-mel, delta, delta-delta."""
 
     def __init__(self, sample_rate_hz: int = SAMPLE_RATE_HZ, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
                  n_mels: int = N_MELS) -> None:
@@ -101,8 +101,10 @@ class LogMelDeltas(nn.Module):
                           window=self.window, center=True, pad_mode="reflect", return_complex=True)
         logmel = torch.log(self.mel @ spec.abs().square() + LOG_OFFSET)  # (B*C, n_mels, frames)
         d1 = delta(logmel)
-        feats = torch.stack([logmel, d1, delta(d1)], dim=1)  # (B*C, 3, n_mels, frames)
-        return feats.reshape(batch, channels * 3, *logmel.shape[1:])
+        d2 = delta(d1)
+        cut = DELTA_FRAMES_LOST // 2
+        feats = torch.stack([logmel[..., 2 * cut : -2 * cut], d1[..., cut:-cut], d2], dim=1)  # (B*C, 3, n_mels, T - 8)
+        return feats.reshape(batch, channels * 3, *d2.shape[1:])
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, affine: bool = True) -> nn.Sequential:

@@ -68,14 +68,17 @@ DENSENET161_SPEC = ExtractorSpec(
 )
 
 
-# The second paper (Wang et al.) sums the embeddings of the 1st and the 15th frame of each second (30 fps video):
-# the same network and weights, with two frames per second at k + 0 s and k + 14/30 s.
+# The second paper (Wang et al.) sums the embeddings of the 1st and the 15th frame of each second (30 fps video),
+# "resized to 224 x 224 patches" (3.1): the same network and weights, with two frames per second at k + 0 s and
+# k + 14/30 s, decoded at 224 px (shorter side 224, centre square 224; the decoder keeps the aspect ratio, so the
+# sides of a 16:9 frame are cut where the paper's resize would squeeze them).
 DENSENET161_F1F15_SPEC = replace(
     DENSENET161_SPEC,
     name="densenet161.places365_f1f15",
+    version="2",  # 2: 224 px frames (1: CSAIL's 256 -> 224 crop)
     description=DENSENET161_SPEC.description + "; sum of the embeddings of frames 1 and 15 of each second (30 fps: "
-    "the frames shown at k + 0 s and k + 14/30 s), as Wang et al.",
-    visual=replace(_PLACES_INPUT, frame_offsets_seconds=(0.0, 14 / 30)),
+    "the frames shown at k + 0 s and k + 14/30 s), resized to 224 px (shorter side, centre square), as Wang et al.",
+    visual=replace(_PLACES_INPUT, resize_shorter_px=224, crop_px=224, frame_offsets_seconds=(0.0, 14 / 30)),
 )
 
 ARCHS: dict[str, Literal["resnet50", "densenet161"]] = {  # torchvision.models builder of each name
