@@ -26,11 +26,12 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: int, with_augmented: bool,
-               kinds: tuple[str, ...] = ()) -> ClipSet:
+               kinds: tuple[str, ...] = (), rule_extractors: list[str] | None = None) -> ClipSet:
     """``split`` from the ``original`` view, plus the augmented visual views (of ``kinds``, default all) when
-    ``with_augmented``."""
+    ``with_augmented``: the clips usable for ``names`` (or for ``rule_extractors``, a superset, e.g. every extractor of
+    a VADD run) in every one of these views."""
     views = augmented_views(store, names, kinds) if with_augmented else []
-    usable = store.usable_clips(names, split, (DEFAULT_VIEW, *views))  # one clip set for every view
+    usable = store.usable_clips(rule_extractors or names, split, (DEFAULT_VIEW, *views))  # one clip set for every view
     parts = [load_clips(store, names, split, n_classes, usable=usable)]
     parts += [load_clips(store, names, split, n_classes, v, usable=usable) for v in views]
     if views:

@@ -191,7 +191,8 @@ class RunSummary:
         if any(self.failed.values()) or any(self.failed_earlier.values()):
             counts.append(f"failed clips and their errors: `make info STORE={self.store}` (python -m extract info "
                           f"--store {self.store}); after fixing the files, rerun with --retry-failed (RETRY_FAILED=1)")
-        return counts + ["time (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))]
+        timing = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.seconds.items()))
+        return counts + ([f"time (s): {timing}"] if timing else [])
 
     def exit_status(self, fail_on_error: bool) -> tuple[int, str]:
         """0 when the run completed, recorded per-clip failures included; 1 (with the reason) when an extractor has

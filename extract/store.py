@@ -413,9 +413,12 @@ class EmbeddingStore:
 
         Only their status changes: their recorded errors stay until the redo writes the clips, and a run killed
         in between finds them pending and redoes them."""
-        status_arr = self._group(name, view)["status"]
+        g = self._group(name, view)
+        status_arr = g["status"]
         status = np.asarray(status_arr[:])
         rows = np.intersect1d(self.shard_rows(shard_index, shard_count), np.flatnonzero(status == FAILED))
+        if len(rows) and g.attrs.get("complete"):
+            g.attrs["complete"] = False  # pending clips again; finalize_if_complete recounts the timing
         for block in np.unique(rows // self.clips_per_chunk):
             sl = self.block_slice(int(block))
             chunk = status[sl].copy()

@@ -202,6 +202,7 @@ def test_retry_failed_redoes_only_the_failed_clips_and_exit_status_is_documented
     row = {c: i for i, c in enumerate(after.clips.ids)}
     assert after.status("debug_audio")[row[chain["bad_wav"]]] == DONE
     assert after.errors("debug_audio") == [] and [c for c, _, _ in after.errors("debug_visual")] == [chain["truncated"]]
+    assert after.group_attrs("debug_audio")["timing"]["clips_failed"] == 0  # recounted after the retry
     for name in DEBUG_EXTRACTORS:  # nothing else was rewritten
         now = after.root[f"extractors/{name}/original/embeddings"][:]
         others = np.ones(len(now), bool)
@@ -212,8 +213,8 @@ def test_retry_failed_redoes_only_the_failed_clips_and_exit_status_is_documented
 def test_finetune_leaves_out_the_bad_train_clip_from_the_store_or_when_its_decoding_fails(chain, tmp_path):
     from classify.finetune import FinetuneConfig, run_finetune
 
-    cfg = FinetuneConfig(visual="debug_visual", audio="debug_audio", random_init=True, batch_size=16,
-                         clips_per_chunk=16, device="cpu", augment=False)  # debug_audio has no features() for SpecAugment
+    cfg = FinetuneConfig(visual="debug_visual", audio="debug_audio", random_init=True, augment=False, batch_size=16,
+                         clips_per_chunk=16, device="cpu")
     by_store = run_finetune(chain["data"], tmp_path / "store", cfg, store_location=chain["store"])
     by_decoding = run_finetune(chain["data"], tmp_path / "decode", cfg)
     for metrics, reason in ((by_store, "debug_visual: failed [decode]"), (by_decoding, "visual: failed [decode]")):
