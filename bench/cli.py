@@ -74,8 +74,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("")
     if "kept_from_earlier_run" in results:
         kept = results["kept_from_earlier_run"]
-        lines.append(f"Rows of {', '.join(kept['topics'])} are kept from the earlier run of {kept['finished_utc']} "
-                     "(this run had --only).")
+        lines.append("Kept from earlier runs (this run had --only): " + "; ".join(
+            f"{topic} ({run['finished_utc']}, {'quick' if run['quick'] else 'full'} run, load average "
+            f"{run['load_average_1min']})" for topic, run in kept.items()) + ".")
         lines.append("")
     loads = results.get("load_average_by_topic", {})
     if loads:
@@ -95,14 +96,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _kept_results(path: Path, topics: set[str]) -> dict[str, Any]:
-    """Rows (and per-topic records) of an earlier results.json for the topics not run now."""
+    """Rows (and per-topic records) of an earlier results.json for the topics not run now, with the run each came from."""
     if not path.is_file():
         return {}
     earlier = json.loads(path.read_text())
     rows = [{**r, "topic": row_topic(r)} for r in earlier["rows"] if row_topic(r) not in topics and row_topic(r) in TOPICS]
     kept_topics = {r["topic"] for r in rows}
-    return {"rows": rows, "from": {"finished_utc": earlier.get("finished_utc"), "topics": sorted(kept_topics),
-                                   "machine": earlier.get("machine"), "quick": earlier.get("quick")},
+    this_run = {"finished_utc": earlier.get("finished_utc"), "quick": earlier.get("quick"),
+                "load_average_1min": earlier.get("machine", {}).get("load_average_1min")}
+    provenance = {t: earlier.get("kept_from_earlier_run", {}).get(t, this_run) for t in sorted(kept_topics)}
+    return {"rows": rows, "from": provenance,
             **{key: {t: v for t, v in earlier.get(key, {}).items() if t in kept_topics}
                for key in ("seconds_by_topic", "load_average_by_topic")}}
 

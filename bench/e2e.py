@@ -6,6 +6,10 @@ extraction is :func:`extract.runner.run_extraction` into a fresh store with ``mo
 per visible core). The row gives clips/s, where the time goes (decode summed over workers; decode_wait = the
 models waiting for input; model; write), the share of the model loop spent waiting, and peak RSS.
 
+A second row times the decode-and-embed step of ``vadd check`` (:func:`extract.embed.iter_embeddings`, streaming one
+video at a time in 30-s chunks) on the same videos and models; the heads' scoring (milliseconds) is not in it, as no
+VADD heads are trained on TAU-like media here.
+
 The GPU row of issue 17 (seed visual and audio set, 16 decode workers, bf16, >= 90 % of the slowest model's own
 batched rate) needs a GPU machine; without one it is reported as not run.
 """
@@ -57,9 +61,29 @@ def run(quick: bool = False, device: str = "cpu", work_dir: Path = Path("cache/b
          "note": "decode is summed over decode workers and overlaps model time; decode_wait is the models waiting; "
                  "the waiting share is decode_wait / (decode_wait + augment + model + write)"},
     )]
+    rows.append(check_path_row(manifest, device, media, n_videos=1 if quick else 4))
     if resolved != "cuda":
         rows.append(make_row(
             "end to end on a GPU: TAU-like clips, seed visual + audio set, 16 decode workers, bf16 (issue 17)",
             "not run", "-", None, ">= 90 % of the slowest model's own batched rate", None,
             {"reason": "no GPU machine was available to the session that wrote this row; nothing was measured"}))
     return rows
+
+
+def check_path_row(manifest: Path, device: str, media: TauLikeMedia, n_videos: int) -> dict:
+    """Seconds per TAU-like video of ``vadd check``'s decode-and-embed step with the two real models."""
+    from extract.embed import iter_embeddings
+    from extract.extractor import create_extractor
+    from extract.manifest import read_manifest
+
+    clips = read_manifest(manifest).clips[:n_videos]
+    extractors = [create_extractor(n, device=device) for n in E2E_EXTRACTORS]
+    started = time.perf_counter()
+    seconds = sum(chunk.n_seconds for clip in clips for chunk in iter_embeddings(clip, extractors, chunk_seconds=30))
+    per_video_s = (time.perf_counter() - started) / len(clips)
+    return make_row(
+        "vadd check's decode-and-embed step (extract.embed.iter_embeddings), one TAU-like video at a time, "
+        "mobilenet_v2 + efficientat_mn04",
+        f"{per_video_s:.2f} s/video", "-", None, "(no target)", None,
+        {"videos": len(clips), "seconds_embedded": seconds, "chunk_seconds": 30, "media": media.describe(),
+         "peak_rss_mb": peak_rss_mb(), "note": "the VSC/ASC heads' scoring is not included (no heads for this media)"})

@@ -141,11 +141,12 @@ def iter_frame_chunks(
         got = [arrays for _, arrays in itertools.islice(frames, count * len(offsets))]
         if len(got) != count * len(offsets):
             raise MediaError(f"{path}: the decoder stopped before second {start + count}")
+        by_size = {size: np.stack([f[size] for f in got]).reshape(count, len(offsets), *got[0][size].shape)
+                   for size in sizes}  # (count, offsets, crop, crop, 3)
         out = {}
         for size, key_offsets in plan.image_keys:
-            stacked = np.stack([f[size] for f in got]).reshape(count, len(offsets), *got[0][size].shape)
             columns = [column[o] for o in plan.offsets_of(key_offsets)]
-            out[(size, key_offsets)] = stacked[:, columns[0]] if not key_offsets else stacked[:, columns]
+            out[(size, key_offsets)] = by_size[size][:, columns[0]] if not key_offsets else by_size[size][:, columns]
         yield out
 
 
