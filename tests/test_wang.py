@@ -202,6 +202,21 @@ def test_fcnn_embeddings_go_into_the_store(trained_fcnn):
     assert (store.status("fcnn.tau") == 1).all()
 
 
+def test_weights_trained_for_another_front_end_version_are_refused(trained_fcnn, tmp_path, monkeypatch):
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(Path(trained_fcnn["store"]).parent / "weights", weights)
+    record_file = weights / "fcnn_tau.pt.run.json"
+    record = json.loads(record_file.read_text())
+    assert record["spec_version"] == get_spec("fcnn.tau").version == "2"
+    record_file.write_text(json.dumps({**record, "spec_version": "1"}))  # librosa deltas, 47 frames
+    monkeypatch.setenv("AVSCENE_WEIGHTS", str(weights))
+    monkeypatch.setattr(fcnn, "FILTERS_PER_CHANNEL", TINY_FILTERS)
+    with pytest.raises(ValueError, match="trained for version 1 of the extractor, this is version 2"):
+        create_extractor("fcnn.tau", device="cpu")
+
+
 def test_specaugment_needs_a_split_module(tiny_dataset):
     from extract.manifest import read_manifest
     from extract.train_extractor import TrainConfig, train_extractor
