@@ -17,7 +17,7 @@ from extract.registry import ExtractorSpec
 from extract.store import FRAME_OFFSET_SECONDS
 from extract.video_io import probe_video, read_frames, video_seconds
 
-ImageSize = tuple[int, int, str]  # (resize_shorter_px, crop_px, interpolation): VisualInput.frame_size
+ImageSize = tuple  # (resize_shorter_px, crop_px, interpolation[, "square"]): VisualInput.frame_size
 FrameOffsets = tuple[float, ...]  # VisualInput.frame_offsets_seconds; () = the store's FRAME_OFFSET_SECONDS
 ImageKey = tuple[ImageSize, FrameOffsets]
 AudioFormat = tuple[int, str, int]  # (sample_rate_hz, channels, context_samples)
