@@ -81,7 +81,7 @@ def shared_file(*parts: str) -> Path:
 
 
 def real_audio_windows(spec: ExtractorSpec, stems: tuple[str, ...] = TAU_STEMS, seconds: int = 1) -> tuple[np.ndarray, str]:
-    """The first ``seconds`` model windows of each TAU recording (and of ``chirp_mono.wav``), decoded and cut by
+    """The first ``seconds`` model windows of each TAU recording, then of ``chirp_mono.wav``, decoded and cut by
     the project's own audio path for ``spec``: ``((n, C, window), description)``."""
     from extract.audio_io import audio_windows, load_audio
 
@@ -92,8 +92,7 @@ def real_audio_windows(spec: ExtractorSpec, stems: tuple[str, ...] = TAU_STEMS, 
         waveform, rate_hz = load_audio(path)
         windows.append(audio_windows(waveform, rate_hz, seconds, spec.audio.sample_rate_hz, spec.audio.channels,
                                      spec.audio.context_samples))
-    names = ", ".join(p.name for p in paths)
-    return np.concatenate(windows), f"{names} (first {seconds} s each, {spec.audio.sample_rate_hz} Hz)"
+    return np.concatenate(windows), f"2 TAU wavs + chirp_mono.wav, first {seconds} s each at {spec.audio.sample_rate_hz // 1000} kHz"
 
 
 def load_through_our_loader(name: str, write_official_file, spec: ExtractorSpec | None = None) -> Extractor:
