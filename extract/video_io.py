@@ -220,10 +220,17 @@ class _Cursor:
 
 
 def _resize_dims(width: int, height: int, shorter_px: int) -> tuple[int, int]:
-    """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept."""
+    """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept; the longer side is
+    truncated, ``int(shorter_px * long / short)``, as torchvision's ``Resize(int)`` computes it (the seed
+    pipelines' rule: 320x568 -> 224x397, 1920x1080 -> 920x518)."""
     if width <= height:
-        return shorter_px, max(1, round(height * shorter_px / width))
-    return max(1, round(width * shorter_px / height)), shorter_px
+        return shorter_px, max(1, int(shorter_px * height / width))
+    return max(1, int(shorter_px * width / height)), shorter_px
+
+
+def _crop_start(size_px: int, crop_px: int) -> int:
+    """First row/column of a centred crop, rounded as torchvision's ``CenterCrop`` does (``int(round(d / 2))``)."""
+    return int(round((size_px - crop_px) / 2.0))
 
 
 def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation: str = DEFAULT_INTERPOLATION,
@@ -237,7 +244,7 @@ def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation
     rgb = frame.reformat(
         width=width, height=height, format="rgb24", interpolation=SWSCALE_FILTERS[interpolation]
     ).to_ndarray()
-    top, left = (height - crop_px) // 2, (width - crop_px) // 2
+    top, left = _crop_start(height, crop_px), _crop_start(width, crop_px)
     return rgb[top : top + crop_px, left : left + crop_px]
 
 
