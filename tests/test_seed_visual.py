@@ -180,3 +180,21 @@ def test_cuda_autocast_is_close_to_float32(name, precision):
     cosine = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.99, cosine
     assert cuda.fingerprint != create_extractor(name, random_init=True).fingerprint
+
+
+def test_open_clip_import_and_tower_build_open_no_socket():
+    """open_clip is a runtime dependency: importing it and building a tower must not touch the network."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise RuntimeError('network touched')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "from extract.extractor import create_extractor\n"
+        "create_extractor('clip_vit_b32.laion2b_s34b_b79k', random_init=True)\n"
+        "import open_clip; print(open_clip.__version__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "3.3.0"
