@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+import torchvision.models  # noqa: F401  torch's stack (torch._dynamo -> triton) must load before TensorFlow:
+# the other order segfaults inside triton's import (TF 2.20 + torch 2.14.1, seen when openl3_keras loaded first)
 
 from xc_common import RESULTS, report_markdown, write_report
 
