@@ -23,7 +23,7 @@ PRESET ?= adam
 QUICK ?=
 BENCH_MODELS ?= resnet50.places365,mobilenet_v2.imagenet
 
-.PHONY: help install demo test bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
+.PHONY: help install demo test crosscheck bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -41,6 +41,10 @@ demo: $(STAMP) ## whole pipeline on a small synthetic TAU-layout dataset -> cach
 
 test: $(STAMP) ## offline CPU test suite (the command CI runs)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+crosscheck: $(STAMP) ## install the reference implementations (extra 'crosscheck') and compare every port with them -> cache/crosscheck/report.md
+	$(PY) -m pip install -q -e '.[test,crosscheck]'
+	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q -m crosscheck tests/crosscheck $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUICK=1] [DEVICE=cuda] [BENCH_MODELS=a,b] [ONLY=decode,e2e]
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'

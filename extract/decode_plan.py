@@ -27,7 +27,7 @@ from extract.registry import ExtractorSpec
 from extract.store import FRAME_CHOICES, FRAME_OFFSET_SECONDS
 from extract.video_io import VideoInfo, iter_frames, probe_video, video_seconds
 
-ImageSize = tuple[int, int, str]  # (resize_shorter_px, crop_px, interpolation): VisualInput.frame_size
+ImageSize = tuple  # (resize_shorter_px, crop_px, interpolation[, "square"]): VisualInput.frame_size
 FrameOffsets = tuple[float, ...]  # VisualInput.frame_offsets_seconds; () = the plan's frame choice (one per second)
 ImageKey = tuple[ImageSize, FrameOffsets]
 AudioFormat = tuple[int, str, int]  # (sample_rate_hz, channels, context_samples)

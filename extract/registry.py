@@ -48,6 +48,8 @@ class WeightsSource:
 
 Interpolation = Literal["area", "bilinear", "bicubic"]
 INTERPOLATIONS: tuple[Interpolation, ...] = ("area", "bilinear", "bicubic")
+ResizeMode = Literal["shorter_side", "square"]
+RESIZE_MODES: tuple[ResizeMode, ...] = ("shorter_side", "square")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,11 @@ class TrainedWeights:
 
 @dataclass(frozen=True)
 class VisualInput:
-    """How a decoded frame becomes model input: resize shorter side, centre crop, normalise.
+    """How a decoded frame becomes model input: resize, centre crop, normalise.
+
+    ``resize``: ``shorter_side`` (default) scales the shorter side to ``resize_shorter_px``, aspect kept;
+    ``square`` squashes the whole frame to ``resize_shorter_px`` x ``resize_shorter_px`` (torchvision
+    ``Resize((s, s))``, as CSAIL's Places365 code and the first paper's code do).
 
     ``interpolation`` is the filter of the in-decoder resize: ``area`` (averaging; the default of the
     first extractors), or ``bilinear``/``bicubic`` where a model's published transforms name one.
@@ -84,19 +90,24 @@ class VisualInput:
     std: tuple[float, float, float]
     interpolation: Interpolation = "area"
     frame_offsets_seconds: tuple[float, ...] = ()
+    resize: ResizeMode = "shorter_side"
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         offsets = tuple(float(o) for o in self.frame_offsets_seconds)
         if any(not 0.0 <= o < 1.0 for o in offsets) or len(set(offsets)) != len(offsets):
             raise ValueError(f"frame_offsets_seconds must be distinct values in [0, 1), got {offsets}")
         object.__setattr__(self, "frame_offsets_seconds", offsets)
 
     @property
-    def frame_size(self) -> tuple[int, int, Interpolation]:
-        """``(resize_shorter_px, crop_px, interpolation)``: what the decoder must produce."""
-        return self.resize_shorter_px, self.crop_px, self.interpolation
+    def frame_size(self) -> tuple[int, int, Interpolation] | tuple[int, int, Interpolation, ResizeMode]:
+        """``(resize_shorter_px, crop_px, interpolation)``, plus ``"square"`` for a squash: what the decoder
+        must produce (see ``video_io.read_frames``)."""
+        size = (self.resize_shorter_px, self.crop_px, self.interpolation)
+        return size if self.resize == "shorter_side" else (*size, self.resize)
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,8 @@ class ExtractorSpec:
         data = asdict(self)
         if data["visual"] is not None and not data["visual"]["frame_offsets_seconds"]:
             del data["visual"]["frame_offsets_seconds"]  # the default: spec dicts (fingerprints) as before the option
+        if data["visual"] is not None and data["visual"]["resize"] == "shorter_side":
+            del data["visual"]["resize"]  # likewise
         return data
 
     @classmethod
@@ -173,7 +186,7 @@ class ExtractorSpec:
             v = fields["visual"]
             fields["visual"] = VisualInput(
                 v["resize_shorter_px"], v["crop_px"], tuple(v["mean"]), tuple(v["std"]), v.get("interpolation", "area"),
-                tuple(v.get("frame_offsets_seconds", ())),
+                tuple(v.get("frame_offsets_seconds", ())), v.get("resize", "shorter_side"),
             )
         if fields.get("audio") is not None:
             fields["audio"] = AudioInput(**fields["audio"])

@@ -20,6 +20,7 @@ import numpy as np
 
 from extract.audio_io import seconds_in
 from extract.errors import MediaError, require_file
+from extract.registry import RESIZE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -231,19 +232,31 @@ class _Cursor:
 
 
 def _resize_dims(width: int, height: int, shorter_px: int) -> tuple[int, int]:
-    """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept."""
+    """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept; the longer side is
+    truncated, ``int(shorter_px * long / short)``, as torchvision's ``Resize(int)`` computes it (the seed
+    pipelines' rule: 320x568 -> 224x397, 1920x1080 -> 920x518)."""
     if width <= height:
-        return shorter_px, max(1, round(height * shorter_px / width))
-    return max(1, round(width * shorter_px / height)), shorter_px
+        return shorter_px, max(1, int(shorter_px * height / width))
+    return max(1, int(shorter_px * width / height)), shorter_px
 
 
-def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
-    """Resize in the decoder (rgb24) and centre-crop to uint8 ``(crop_px, crop_px, 3)``."""
-    width, height = _resize_dims(frame.width, frame.height, shorter_px)
+def _crop_start(size_px: int, crop_px: int) -> int:
+    """First row/column of a centred crop, rounded as torchvision's ``CenterCrop`` does (``int(round(d / 2))``)."""
+    return int(round((size_px - crop_px) / 2.0))
+
+
+def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation: str = DEFAULT_INTERPOLATION,
+              resize: str = "shorter_side") -> np.ndarray:
+    """Resize in the decoder (rgb24; ``square``: to ``shorter_px`` x ``shorter_px``) and centre-crop to uint8
+    ``(crop_px, crop_px, 3)``."""
+    if resize == "square":
+        width, height = shorter_px, shorter_px
+    else:
+        width, height = _resize_dims(frame.width, frame.height, shorter_px)
     rgb = frame.reformat(
         width=width, height=height, format="rgb24", interpolation=SWSCALE_FILTERS[interpolation]
     ).to_ndarray()
-    top, left = (height - crop_px) // 2, (width - crop_px) // 2
+    top, left = _crop_start(height, crop_px), _crop_start(width, crop_px)
     return rgb[top : top + crop_px, left : left + crop_px]
 
 
@@ -266,13 +279,15 @@ def iter_frames(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     for size in sizes:
-        shorter_px, crop_px, *interpolation = size
+        shorter_px, crop_px, *options = size
         if not 0 < crop_px <= shorter_px:
             raise ValueError(
                 f"size (resize_shorter_px, crop_px) needs 0 < crop_px <= resize_shorter_px, got {(shorter_px, crop_px)}"
             )
-        if interpolation and interpolation[0] not in SWSCALE_FILTERS:
+        if options and options[0] not in SWSCALE_FILTERS:
             raise ValueError(f"size {size}: interpolation must be one of {tuple(SWSCALE_FILTERS)}")
+        if len(options) > 1 and options[1] not in RESIZE_MODES:
+            raise ValueError(f"size {size}: resize must be one of {RESIZE_MODES}")
     info = info or probe_video(path)
     if strategy == "auto":
         strategy = choose_strategy(info, times_s) if times_s else "sequential"
@@ -314,7 +329,8 @@ def read_frames(
         times_s: Sample times in seconds from the first frame, any order.
         sizes: ``(resize_shorter_px, crop_px)`` pairs or ``(resize_shorter_px, crop_px, interpolation)``
             triples: the shorter side is resized to ``resize_shorter_px`` (aspect kept) with the
-            ``interpolation`` filter (``area`` when not given; see ``SWSCALE_FILTERS``), then a centre
+            ``interpolation`` filter (``area`` when not given; see ``SWSCALE_FILTERS``); a fourth element
+            ``"square"`` squashes the frame to ``resize_shorter_px`` square instead; then a centre
             square of ``crop_px`` is cut.
         strategy: ``"seek"``, ``"sequential"`` or ``"auto"`` (:func:`choose_strategy`).
         codec_threads: The decoder's own threads (0: FFmpeg's choice).

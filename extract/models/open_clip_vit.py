@@ -1,18 +1,16 @@
 """OpenCLIP ViT image towers (LAION-2B): ViT-H-14 (1024-d) and ViT-B-32 (512-d), without the text tower.
 
-A small PyTorch port of open_clip's ``VisionTransformer`` (default ViT config: learnable position
-embeddings, pre-LayerNorm, GELU MLP of 4x width, no LayerScale, class-token pooling after ``ln_post``,
-then ``@ proj``). Parameter names equal open_clip's ``visual.*`` keys, so the official checkpoint's
-image-tower tensors load unchanged; its text-tower keys (``token_embedding``, ``positional_embedding``,
-``transformer.*``, ``ln_final``, ``text_projection``, ``logit_scale``) are recognised and skipped; any
-other key is an error. Preprocessing is open_clip's: resize shorter side 224 bicubic, centre crop 224,
-CLIP mean/std.
+The network is open_clip's own ``VisionTransformer`` (package ``open-clip-torch``, pinned), built from the
+model config open_clip ships (``ViT-H-14``, ``ViT-B-32``) with random parameters, never downloaded; the
+official checkpoint's ``visual.*`` tensors are then loaded from the weights cache (sha256-checked upstream).
+Its text-tower keys (``token_embedding``, ``positional_embedding``, ``transformer.*``, ``ln_final``,
+``text_projection``, ``logit_scale``) are recognised and skipped; any other key is an error.
+Preprocessing is open_clip's ``preprocess`` for these models (resize shorter side 224 bicubic, centre crop
+224, CLIP mean/std), done by the decoder (swscale bicubic, not PIL: see the README's cross-check table).
 """
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ CLIP_H14_SPEC = ExtractorSpec(
     name="clip_vit_h14.laion2b_s32b_b79k",
     modality="visual",
     embedding_dim=1024,
-    version="1",
+    version="2",
     description="OpenCLIP ViT-H-14 image tower (LAION-2B, s32B b79K): projected class token, 1024-d",
     weights=WeightsSource(
         filename="open_clip_pytorch_model.bin",
@@ -47,7 +45,7 @@ CLIP_B32_SPEC = ExtractorSpec(
     name="clip_vit_b32.laion2b_s34b_b79k",
     modality="visual",
     embedding_dim=512,
-    version="1",
+    version="2",
     description="OpenCLIP ViT-B-32 image tower (LAION-2B, s34B b79K): projected class token, 512-d",
     weights=WeightsSource(
         filename="open_clip_model.safetensors",
@@ -63,21 +61,8 @@ CLIP_B32_SPEC = ExtractorSpec(
 )
 
 
-@dataclass(frozen=True)
-class ClipVisionArch:
-    """open_clip ``vision_cfg`` of a model config (``model_configs/ViT-*.json``) plus its ``embed_dim``."""
-
-    width: int
-    layers: int
-    heads: int  # width / head_width (head_width 80 for ViT-H-14, 64 by default)
-    patch_px: int
-    output_dim: int
-
-
-ARCHS: dict[str, ClipVisionArch] = {
-    CLIP_H14_SPEC.name: ClipVisionArch(width=1280, layers=32, heads=16, patch_px=14, output_dim=1024),
-    CLIP_B32_SPEC.name: ClipVisionArch(width=768, layers=12, heads=12, patch_px=32, output_dim=512),
-}
+# open_clip model config (``open_clip/model_configs/<name>.json``, shipped in the package) of each spec.
+OPEN_CLIP_MODELS: dict[str, str] = {CLIP_H14_SPEC.name: "ViT-H-14", CLIP_B32_SPEC.name: "ViT-B-32"}
 
 VISUAL_PREFIX = "visual."
 TEXT_TOWER_KEY = re.compile(
@@ -86,59 +71,21 @@ TEXT_TOWER_KEY = re.compile(
 )
 
 
-class ResidualAttentionBlock(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``; ``(B, N, D)``."""
+def build_vision_tower(model_name: str, image_px: int) -> nn.Module:
+    """open_clip's own image tower of ``model_name`` (random init), built from its packaged model config.
 
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(
-            OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=nn.GELU(), c_proj=nn.Linear(4 * width, width))
-        )
+    This is what ``open_clip.create_model(model_name, pretrained=None)`` puts in ``model.visual``
+    (``open_clip.model._build_vision_tower(embed_dim, vision_cfg, quick_gelu, cast_dtype)``), without
+    building the text tower; no file is read but the config, nothing is downloaded.
+    """
+    import open_clip
+    from open_clip.model import _build_vision_tower
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int) -> None:
-        super().__init__()
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.resblocks:
-            x = block(x)
-        return x
-
-
-class VisionTower(nn.Module):
-    """open_clip's ViT image tower: normalised ``(B, 3, S, S)`` -> ``(B, output_dim)``."""
-
-    def __init__(self, arch: ClipVisionArch, image_px: int) -> None:
-        super().__init__()
-        grid = image_px // arch.patch_px
-        scale = arch.width**-0.5
-        self.image_px = image_px
-        self.conv1 = nn.Conv2d(3, arch.width, kernel_size=arch.patch_px, stride=arch.patch_px, bias=False)
-        self.class_embedding = nn.Parameter(scale * torch.randn(arch.width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, arch.width))
-        self.ln_pre = nn.LayerNorm(arch.width)
-        self.transformer = Transformer(arch.width, arch.layers, arch.heads)
-        self.ln_post = nn.LayerNorm(arch.width)
-        self.proj = nn.Parameter(scale * torch.randn(arch.width, arch.output_dim))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-2:] != (self.image_px, self.image_px):
-            raise ValueError(f"expects (B, 3, {self.image_px}, {self.image_px}) images, got {tuple(images.shape)}")
-        x = self.conv1(images).flatten(2).transpose(1, 2)  # (B, grid**2, width)
-        x = torch.cat([self.class_embedding.to(x.dtype).expand(len(x), 1, -1), x], dim=1)
-        x = self.ln_pre(x + self.positional_embedding.to(x.dtype))
-        x = self.ln_post(self.transformer(x))
-        return x[:, 0] @ self.proj
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        raise ValueError(f"open_clip {open_clip.__version__} has no model config {model_name!r}")
+    vision_cfg = {**config["vision_cfg"], "image_size": image_px}
+    return _build_vision_tower(config["embed_dim"], vision_cfg, quick_gelu=config.get("quick_gelu", False))
 
 
 def image_tower_state(checkpoint: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -165,16 +112,20 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 @register_extractor(CLIP_B32_SPEC)
 @register_extractor(CLIP_H14_SPEC)
 class OpenClipImageTower(nn.Module):
-    """Normalised ``(B, 3, S, S)`` -> ``(B, output_dim)`` CLIP image embedding (not L2-normalised)."""
+    """Normalised ``(B, 3, S, S)`` -> ``(B, output_dim)`` CLIP image embedding (not L2-normalised):
+    open_clip's ``encode_image(images, normalize=False)``."""
 
     def __init__(self, spec: ExtractorSpec) -> None:
         super().__init__()
         assert spec.visual is not None
-        self.visual = VisionTower(ARCHS[spec.name], spec.visual.crop_px)
+        self.image_px = spec.visual.crop_px
+        self.visual = build_vision_tower(OPEN_CLIP_MODELS[spec.name], self.image_px)
 
     def load_checkpoint(self, path: Path) -> None:
         """Load the image tower of the official open_clip file (strict on ``visual.*``)."""
         self.visual.load_state_dict(image_tower_state(read_checkpoint(path), path), strict=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.image_px, self.image_px):
+            raise ValueError(f"expects (B, 3, {self.image_px}, {self.image_px}) images, got {tuple(images.shape)}")
         return self.visual(images)

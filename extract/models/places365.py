@@ -5,8 +5,11 @@ The official ``*_places365.pth.tar`` files (2017, trained with ``nn.DataParallel
 DenseNet161's also use the old layer names ``norm.1``/``relu.1``/``conv.1``/``norm.2``/``relu.2``/
 ``conv.2`` where torchvision now has ``norm1`` ... ``conv2``. The loader strips the prefix, renames those
 (the same pattern torchvision's own densenet loader applies) and loads strictly; BatchNorm's
-``num_batches_tracked`` (absent in files that old) is filled in by torch. Preprocessing is the paper's:
-resize shorter side 256 (bilinear), centre crop 224, ImageNet mean/std.
+``num_batches_tracked`` (absent in files that old) is filled in by torch. Preprocessing is the first paper's
+code's and CSAIL's own (``run_placesCNN_basic.py``): ``Resize((256, 256))`` -- a squash of the whole frame,
+aspect ratio not kept -- then centre crop 224, ImageNet mean/std (version 1 resized the shorter side to 256
+instead, which on 16:9 video keeps only the middle 49 % of the width instead of 87.5 %: found by the
+cross-check suite, fixed in version 2).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from extract.registry import ExtractorSpec, VisualInput, WeightsSource, register
 
 N_PLACES_CLASSES = 365
 _PLACES_INPUT = VisualInput(
-    resize_shorter_px=256, crop_px=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear"
+    resize_shorter_px=256, crop_px=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear", resize="square"
 )
 _LICENSE = "CC-BY (Places365 models, CSAIL MIT; see github.com/CSAILVision/places365)"
 _URL = "http://places2.csail.mit.edu/models_places365/"
@@ -33,7 +36,7 @@ RESNET50_SPEC = ExtractorSpec(
     name="resnet50.places365",
     modality="visual",
     embedding_dim=2048,
-    version="1",
+    version="2",
     description="torchvision ResNet50 trained on Places365 (CSAIL): global-average-pooled layer4, 2048-d",
     weights=WeightsSource(
         filename="resnet50_places365.pth.tar",
@@ -51,7 +54,7 @@ DENSENET161_SPEC = ExtractorSpec(
     name="densenet161.places365",
     modality="visual",
     embedding_dim=2208,
-    version="1",
+    version="2",
     description="torchvision DenseNet161 trained on Places365 (CSAIL): ReLU + global-average-pooled features, 2208-d",
     weights=WeightsSource(
         filename="densenet161_places365.pth.tar",
