@@ -55,11 +55,12 @@ def evaluate_ours(store_location: str, heads: dict, items: list) -> np.ndarray:
 
 def evaluate_per_item(store_location: str, heads: dict, items: list) -> np.ndarray:
     """The paper's way: for every item, read its video's and its audio's rows and classify each clip alone."""
-    from classify.data import ClipSet, encode_labels
+    from classify.data import ClipSet
     from classify.metrics import clip_vote
     from extract.store import EmbeddingStore, group_key
 
     store = EmbeddingStore.open(store_location)
+    classes = store.taxonomy.class_set()
     row_of = {c: i for i, c in enumerate(store.clips.ids)}
     decisions = []
     for item in items:
@@ -69,7 +70,7 @@ def evaluate_per_item(store_location: str, heads: dict, items: list) -> np.ndarr
             g, i = store.root[group_key(name)], row_of[clip]
             one = ClipSet(
                 ids=store.clips.ids[i : i + 1], scene_labels=store.clips.labels[i : i + 1],
-                targets=encode_labels(store.clips.labels[i : i + 1], head.classes), classes=head.classes,
+                targets=classes.encode(store.clips.labels[i : i + 1]), classes=head.classes,
                 features={name: np.asarray(g["embeddings"][i : i + 1], np.float32)},
                 mask=np.asarray(g["valid"][i : i + 1]), fingerprints={name: head.fingerprints[name]},
             )
@@ -82,8 +83,8 @@ def run(quick: bool = False) -> list[dict]:
     """Build the store, train both heads, then time both evaluations of the same protocol."""
     from classify.data import load_clips
     from classify.train import TrainConfig, train_head
-    from extract.manifest import TAU_SCENES
     from extract.store import EmbeddingStore
+    from extract.taxonomy import TAU_SCENES
     from vadd.evaluate import DEFAULT_HEAD
     from vadd.protocol import generate_protocol
 
@@ -103,7 +104,7 @@ def run(quick: bool = False) -> list[dict]:
             for name, (modality, _) in DIMS.items()
         }
         test = np.flatnonzero(table.splits == "test")
-        items = generate_protocol(list(table.ids[test]), list(table.labels[test]), 10, seed=0)
+        items = generate_protocol(list(table.ids[test]), list(table.labels[test]), store.taxonomy.class_set(), seed=0)
         sample = items[: PER_ITEM_SAMPLE // (3 if quick else 1)]
         import sklearn.metrics  # noqa: F401  (warm process: vadd_metrics imports it lazily)
 

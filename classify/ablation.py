@@ -23,36 +23,38 @@ PAPER_SOURCE = "paper, TAU, real weights"
 # Clip-level accuracy (%) published by the first paper (README of IDT-ITI/Visual-Audio-Discrepancy-Detection).
 # Its best VASC model is the LS variant with augmentation ('va-ls-10-s' in 2_train_av_classifiers.py), so the
 # 10-class LS row carries the VASC figure. The other Table 2 rows were not found in a citable source: left empty.
-PUBLISHED_CLIP_ACCURACY: dict[tuple[str, str, int], float] = {
-    ("audio-visual", "ls", 10): 97.24,
-    ("audio-visual", "ls", 3): 99.95,
-    ("audio", "ls", 10): 78.84,
-    ("audio", "ls", 3): 99.84,
-    ("visual", "ls", 10): 94.32,
-    ("visual", "ls", 3): 99.93,
+# Keyed by (inputs, head kind, class set name): TAU's 10 scenes and its grouping 3 (indoor/outdoor/vehicle).
+PUBLISHED_CLIP_ACCURACY: dict[tuple[str, str, str], float] = {
+    ("audio-visual", "ls", "10"): 97.24,
+    ("audio-visual", "ls", "3"): 99.95,
+    ("audio", "ls", "10"): 78.84,
+    ("audio", "ls", "3"): 99.84,
+    ("visual", "ls", "10"): 94.32,
+    ("visual", "ls", "3"): 99.93,
 }
 TABLE2_KINDS: tuple[str, ...] = ("ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls", "mlp")
 
 
 @dataclass(frozen=True)
 class AblationRow:
-    """One run of the ablation: which inputs, which head, how many classes."""
+    """One run of the ablation: which inputs, which head, which class set of the store's taxonomy."""
 
     inputs: str  # "audio-visual" | "visual" | "audio"
     kind: str
-    n_classes: int
+    classes: str  # a class set name: the store's own classes ("10" for TAU) or a grouping ("3")
 
     @property
     def name(self) -> str:
-        return f"{self.inputs}-{self.kind.replace('+', '_')}-{self.n_classes}cls"
+        return f"{self.inputs}-{self.kind.replace('+', '_')}-{self.classes}cls"
 
 
-def ablation_rows(modalities: set[str]) -> list[AblationRow]:
-    """Table 2 (10 classes, every kind, both modalities) then VASC/VSC/ASC with LS for 10 and 3 classes."""
+def ablation_rows(modalities: set[str], class_sets: tuple[str, ...]) -> list[AblationRow]:
+    """Table 2 (the store's own classes, every kind, both modalities) then VASC/VSC/ASC with LS for every class set
+    (``class_sets``: the taxonomy's names, its own classes first; TAU: 10 and 3)."""
     both = {"visual", "audio"} <= modalities
-    rows = [AblationRow("audio-visual", k, 10) for k in TABLE2_KINDS] if both else []
+    rows = [AblationRow("audio-visual", k, class_sets[0]) for k in TABLE2_KINDS] if both else []
     for inputs in (["audio-visual"] if both else []) + [m for m in ("visual", "audio") if m in modalities]:
-        rows += [r for r in (AblationRow(inputs, "ls", 10), AblationRow(inputs, "ls", 3)) if r not in rows]
+        rows += [r for r in (AblationRow(inputs, "ls", c) for c in class_sets) if r not in rows]
     return rows
 
 
@@ -81,12 +83,13 @@ def run_ablation(
     names = extractors or store.extractor_names()
     modalities = extractor_modalities(store, names)
     table = []
-    for row in ablation_rows(set(modalities.values())):
+    for row in ablation_rows(set(modalities.values()), store.taxonomy.names):
         row_names = _row_extractors(row, modalities)
-        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, row.n_classes,
+        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, row.classes,
                                 replace(head_config, kind=row.kind), train_config)
-        published = PUBLISHED_CLIP_ACCURACY.get((row.inputs, row.kind, row.n_classes))
-        table.append(_table_row(row.name, row.inputs, row.kind, row.n_classes, row_names, metrics, published))
+        published = PUBLISHED_CLIP_ACCURACY.get((row.inputs, row.kind, row.classes))
+        table.append(_table_row(row.name, row.inputs, row.kind, row.classes, row_names, metrics, published,
+                                store.taxonomy.names))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(table, out_dir, head_config, train_config, store_location)
     return table
@@ -122,7 +125,7 @@ WANG_FINAL_SYSTEM_ACCURACY = 94.2  # abstract: FCNN + DenseNet161, joint MLP, au
 
 def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] | None = None,
                       **train_overrides) -> list[dict]:
-    """The second paper's cache rows (:data:`WANG_ROWS`, MLP head, 10 classes) beside its published figures."""
+    """The second paper's cache rows (:data:`WANG_ROWS`, MLP head, the store's own classes) beside its published figures."""
     from classify.train import preset
 
     store = EmbeddingStore.open(store_location)
@@ -130,14 +133,16 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
     modalities = extractor_modalities(store, names)
     head_config = HeadConfig(kind="mlp")
     table = []
+    classes = store.taxonomy.own_name
     for row in WANG_ROWS:
-        row_names = _row_extractors(AblationRow(row.inputs, "mlp", 10), modalities)
+        row_names = _row_extractors(AblationRow(row.inputs, "mlp", classes), modalities)
         if not row_names:
             logger.warning("%s: no %s extractor in %s; row skipped", row.name, row.inputs, store_location)
             continue
         train_config = preset(row.preset, augmented_views=row.views, view_kinds=WANG_VIEW_KINDS, **train_overrides)
-        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, 10, head_config, train_config)
-        table.append({**_table_row(row.name, row.inputs, "mlp", 10, row_names, metrics, PUBLISHED_WANG.get(row.name)),
+        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, classes, head_config, train_config)
+        table.append({**_table_row(row.name, row.inputs, "mlp", classes, row_names, metrics, PUBLISHED_WANG.get(row.name),
+                                   store.taxonomy.names),
                       "preset": row.preset, "views": ",".join(metrics.get("views", [])) or "-"})
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(table, out_dir, head_config, preset("adam", **train_overrides), store_location,
@@ -146,29 +151,31 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
     return table
 
 
-def _run_or_reuse(store: EmbeddingStore, store_location: str, folder: Path, names: list[str], n_classes: int,
+def _run_or_reuse(store: EmbeddingStore, store_location: str, folder: Path, names: list[str], classes: str,
                   head: HeadConfig, train_config: TrainConfig) -> dict:
     """A row's metrics: from ``folder`` when it holds a finished run of this config, else trained now."""
-    config = run_config(store, names, n_classes, head, train_config)
+    config = run_config(store, names, classes, head, train_config)
     if _is_complete(folder, config):
         logger.info("%s: complete for this config, reused", folder.name)
         metrics = json.loads((folder / "metrics.json").read_text())
     else:
         logger.info("%s: training %s on %s", folder.name, head.kind, "+".join(names))
-        _, metrics = run_training(store_location, names, n_classes, head, train_config, folder)
+        _, metrics = run_training(store_location, names, classes, head, train_config, folder)
     return {**metrics, "views": config["views"]}
 
 
-def _table_row(run: str, inputs: str, kind: str, n_classes: int, names: list[str], metrics: dict,
-               published: float | None) -> dict:
-    mapped = metrics.get("iov_from_10_classes", {}).get("clip_accuracy")
+def _table_row(run: str, inputs: str, kind: str, classes: str, names: list[str], metrics: dict,
+               published: float | None, class_sets: tuple[str, ...]) -> dict:
+    """One table row; a head on the store's own classes (``class_sets[0]``) is also scored on each grouping."""
+    grouped = {f"{g}cls_acc_from_{class_sets[0]}cls_head": _percent(metrics.get("grouped", {}).get(g, {}).get("clip_accuracy"))
+               for g in class_sets[1:]}
     return {
-        "run": run, "inputs": inputs, "head": kind, "classes": n_classes, "extractors": "+".join(names),
+        "run": run, "inputs": inputs, "head": kind, "classes": classes, "extractors": "+".join(names),
         "clip_acc_vote": _percent(metrics["clip_accuracy"]),
         "clip_acc_mean_proba": _percent(metrics["clip_accuracy_mean_proba"]),
         "second_acc": _percent(metrics["second_accuracy"]),
         "second_log_loss": round(metrics["second_log_loss"], 4) if metrics["second_log_loss"] is not None else None,
-        "iov_acc_from_10cls_head": _percent(mapped),
+        **grouped,
         "paper_clip_acc": published,
         "train_seconds": round(metrics["train_seconds"], 1),
     }

@@ -35,17 +35,25 @@ def _extractors(args: argparse.Namespace) -> list[str] | None:
     return [n for n in args.extractors.split(",") if n] if args.extractors else None
 
 
+def class_set_name(store_location: str, classes: str) -> str:
+    """The name of the store's class set ``classes`` ('' = the store's own classes, e.g. ``10``), checked."""
+    from extract.store import EmbeddingStore
+
+    return EmbeddingStore.open(store_location).taxonomy.class_set(classes).name
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from classify.run import run_training
 
     head_config, train_config = _configs(args, args.head)
-    out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{args.classes}cls"
-    _, metrics = run_training(args.store, _extractors(args), args.classes, head_config, train_config, out)
+    classes = class_set_name(args.store, args.classes)
+    out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{classes}cls"
+    _, metrics = run_training(args.store, _extractors(args), classes, head_config, train_config, out)
     print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  (mean proba): {metrics['clip_accuracy_mean_proba']:.4f}"
           f"  second accuracy: {metrics['second_accuracy']:.4f}  second log loss: {metrics['second_log_loss']:.4f}"
           f"  ({metrics['n_clips']} test clips, {metrics['n_seconds']} seconds)")
-    if "iov_from_10_classes" in metrics:
-        print(f"3-class clip accuracy from this 10-class head: {metrics['iov_from_10_classes']['clip_accuracy']:.4f}")
+    for name, grouped in metrics.get("grouped", {}).items():
+        print(f"--classes {name} clip accuracy from this {classes}-class head: {grouped['clip_accuracy']:.4f}")
     print(format_confusion(metrics["confusion_vote"], metrics["classes"]))
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -121,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a head on the train split, score the test split")
     _add_training_options(train)
-    train.add_argument("--classes", type=int, default=10, choices=[10, 3])
+    train.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes "
+                       "(default; named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle); "
+                       "`python -m extract info` lists them")
     train.add_argument("--head", default="ls", choices=HEAD_CHOICES)
     train.add_argument("--out", default="", help="run folder (default cache/runs/<head>-<classes>cls)")
     train.set_defaults(func=_cmd_train)

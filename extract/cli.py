@@ -20,6 +20,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         store=args.store,
         extractors=tuple(resolve_names(args.extractors)),
         classes=_parse_classes(args.classes),
+        groups=Path(args.groups) if args.groups else None,
         device=args.device,
         random_init=args.random_init,
         shard_index=shard_index,
@@ -55,7 +56,7 @@ def _parse_batch_size(text: str) -> tuple[str, int]:
 
 
 def _parse_classes(text: str) -> tuple[str, ...] | None:
-    from extract.manifest import TAU_SCENES
+    from extract.taxonomy import TAU_SCENES
 
     if not text:
         return None
@@ -159,6 +160,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     clips = store.clips
     print(f"{store.location}: {len(clips)} clips, up to {store.seconds_max} s, splits "
           + ", ".join(f"{s}={int((clips.splits == s).sum())}" for s in sorted(set(clips.splits))))
+    taxonomy = store.taxonomy
+    print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
+          + f" (validation locations: {taxonomy.location_rule})")
     for name in store.extractor_names():
         attrs = store.group_attrs(name)
         status = store.status(name)
@@ -206,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
     run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
+    run.add_argument("--groups", default="", help="grouping file (CSV label,<grouping>...): class groupings that "
+                     "`--classes <grouping>` of classify and vadd can train on; recorded in the store")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--random-init", action="store_true", help="random weights (recorded in the store)")
     run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i; "

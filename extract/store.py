@@ -3,7 +3,7 @@
 Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
 
     <store>/                          attrs: schema_version, hop_seconds, frame_offset_seconds, classes,
-                                             data_root, clips_per_chunk, seconds_max, ready
+                                             taxonomy, data_root, clips_per_chunk, seconds_max, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
@@ -33,6 +33,7 @@ import numpy as np
 import zarr
 
 from extract import __version__
+from extract.taxonomy import Taxonomy, default_taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +143,12 @@ class EmbeddingStore:
         location: str | Path,
         clips: ClipTable,
         *,
-        classes: tuple[str, ...],
+        taxonomy: Taxonomy,
         data_root: str,
         clips_per_chunk: int,
     ) -> "EmbeddingStore":
-        """Create the root and clip table, or reopen an existing store holding the same clips."""
+        """Create the root and clip table, or reopen an existing store holding the same clips (see
+        :meth:`record_taxonomy`)."""
         loc = str(location)
         if store_exists(loc) and creation_interrupted(loc):
             logger.warning("%s: its creation was interrupted before the clip table was complete; creating it again", loc)
@@ -155,6 +157,7 @@ class EmbeddingStore:
             if not store.attrs.get("ready"):
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
             store.check_clip_ids(list(clips.ids))
+            store.record_taxonomy(taxonomy)
             return store
         root = _open_group(loc, mode="w")
         n = len(clips)
@@ -175,7 +178,8 @@ class EmbeddingStore:
                 "hop_seconds": HOP_SECONDS,
                 "frame_offset_seconds": FRAME_OFFSET_SECONDS,
                 "audio_window_seconds": HOP_SECONDS,
-                "classes": list(classes),
+                "classes": list(taxonomy.classes),
+                "taxonomy": taxonomy.to_dict(),
                 "data_root": data_root,
                 "clips_per_chunk": clips_per_chunk,
                 "seconds_max": seconds_max,
@@ -239,6 +243,24 @@ class EmbeddingStore:
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.attrs["classes"])
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The dataset's taxonomy as extracted; a store written before taxonomies were recorded gets
+        :func:`~extract.taxonomy.default_taxonomy` of its classes (TAU's when they are TAU scenes)."""
+        if "taxonomy" in self.attrs:
+            return Taxonomy.from_dict(self.attrs["taxonomy"])
+        return default_taxonomy(self.classes)
+
+    def record_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Record ``taxonomy`` (e.g. groupings added by a later run); its classes must be the store's."""
+        if taxonomy.classes != self.classes:
+            raise StoreError(f"{self.location} was extracted with classes {list(self.classes)}, this run has "
+                             f"{list(taxonomy.classes)}; choose another STORE or the same --classes")
+        if self.attrs.get("taxonomy") != taxonomy.to_dict():
+            logger.info("%s: recording the taxonomy %s", self.location, taxonomy.to_dict())
+            self.root.attrs["taxonomy"] = taxonomy.to_dict()
+            self.attrs = dict(self.root.attrs)
 
     @property
     def n_blocks(self) -> int:

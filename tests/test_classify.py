@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classify.data import encode_labels, load_clips
+from classify.data import load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, clip_vote
 from classify.persist import load_head, save_head
@@ -17,6 +17,7 @@ from classify.run import run_training
 from classify.scaler import Standardiser
 from classify.train import TrainConfig, train_head
 from extract.store import EmbeddingStore
+from extract.taxonomy import tau_taxonomy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_metrics_on_known_probabilities():
 
 
 def test_three_class_mapping():
-    assert encode_labels(np.array(["bus", "park", "airport"]), ("indoor", "outdoor", "vehicle")).tolist() == [2, 1, 0]
+    assert tau_taxonomy().class_set("3").encode(np.array(["bus", "park", "airport", ""])).tolist() == [2, 1, 0, -1]
 
 
 def test_scaler_is_fitted_on_train_only(tiny_store, tmp_path):

@@ -14,7 +14,8 @@ import torch
 
 from extract import cli, train_extractor
 from extract.extractor import create_extractor
-from extract.manifest import SCENE_TO_IOV, read_manifest
+from extract.manifest import read_manifest
+from extract.taxonomy import SCENE_TO_IOV
 from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import DONE, EmbeddingStore, StoreError

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from classify.cli import HEAD_CHOICES, PRESET_CHOICES
+from classify.cli import HEAD_CHOICES, PRESET_CHOICES, class_set_name
 
 logger = logging.getLogger(__name__)
 
@@ -15,9 +15,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from classify.train import preset
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
-    out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{args.classes}cls"
+    classes = class_set_name(args.store, args.classes)
+    out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{classes}cls"
     config = VaddConfig(
-        n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
+        classes=classes, protocol=args.protocol, lists_dir=args.lists,
         extractors=tuple(n for n in args.extractors.split(",") if n),
         head=HeadConfig(kind=args.head, projection_dim=args.projection_dim),
         train=preset(args.preset, seed=args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})),
@@ -25,7 +26,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     metrics = evaluate_vadd(args.store, config, out)
     rule, score = metrics["paper_rule"], metrics["mismatch_score"]
-    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['n_items']} items): paper rule F1 {rule['f1']:.4f} "
+    print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['n_items']} items): paper rule F1 {rule['f1']:.4f} "
           f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
     print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
           f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
     ev.add_argument("--store", default="cache/embeddings.zarr")
-    ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
+    ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
+                    "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",
                     help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
     ev.add_argument("--lists", default="", help="folder of the official vadd_<C>_{pristine,manipulated}.txt "
