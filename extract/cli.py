@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from extract.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +105,12 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 def _cmd_train_extractor(args: argparse.Namespace) -> int:
     from extract.manifest import read_manifest
     from extract.runner import RunConfig, run_extraction
-    from extract.train_extractor import TrainConfig, train_extractor
+    from extract.train_extractor import ExtractorTrainConfig, train_extractor
 
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      seed=args.seed, decode_workers=args.decode_workers, device=args.device,
-                      augment=_parse_augment(args.augment, args.augment_copies, args.spec_augment, args.channel_swap))
+    cfg = ExtractorTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               seed=args.seed, decode_workers=args.decode_workers, device=args.device,
+                               augment=_parse_augment(args.augment, args.augment_copies, args.spec_augment,
+                                                      args.channel_swap))
     manifest = read_manifest(Path(args.data), require=(), classes=_parse_classes(args.classes))
     path, record = train_extractor(args.name, manifest, None, cfg)
     print(f"weights: {path}\nsha256: {record['sha256']}\ntraining run: {record['run_id']} "
@@ -277,10 +279,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError) as err:
-        logger.error("%s", err)
-        return 2
+    return run_cli(build_parser(), argv)

@@ -33,6 +33,7 @@ import numpy as np
 import zarr
 
 from extract import __version__
+from extract.errors import AvsceneError
 from extract.taxonomy import Taxonomy, default_taxonomy
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ T = TypeVar("T")
 _CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
 
 
-class StoreError(RuntimeError):
+class StoreError(AvsceneError, RuntimeError):
     """The store cannot be used as asked (wrong schema, other clip set, not ready, corrupt)."""
 
 

@@ -42,7 +42,7 @@ TRAIN_SPLIT = "train"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ExtractorTrainConfig:
     """Hyper-parameters of one training run (recorded in the run record)."""
 
     epochs: int = 10
@@ -65,7 +65,7 @@ class TrainConfig:
         return {**asdict(self), "augment": self.augment.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> "ExtractorTrainConfig":
         fields = dict(data)
         fields["augment"] = AudioAugmentConfig.from_dict(fields.get("augment", {}))
         return cls(**fields)
@@ -102,7 +102,7 @@ def default_label_map(classes: tuple[str, ...], taxonomy: Taxonomy) -> dict[str,
                      + "; ".join(f"{n}: {list(taxonomy.class_set(n).classes)}" for n in taxonomy.names))
 
 
-def validation_clips(n_clips: int, cfg: TrainConfig) -> np.ndarray:
+def validation_clips(n_clips: int, cfg: ExtractorTrainConfig) -> np.ndarray:
     """Rows of the clips held out for validation (seeded, by clip)."""
     n_val = int(round(cfg.val_fraction * n_clips)) if n_clips > 1 else 0
     return np.random.default_rng(cfg.seed).permutation(n_clips)[:n_val]
@@ -169,7 +169,7 @@ def _accuracy(module, waveforms: np.ndarray, targets: np.ndarray, batch_size: in
     return correct / len(targets)
 
 
-def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, Any]:
+def fit(module, data: TrainWindows, cfg: ExtractorTrainConfig, device: str) -> dict[str, Any]:
     """Seeded Adam training of ``module.classify`` with cross-entropy; returns per-epoch metrics."""
     import torch
 
@@ -219,7 +219,7 @@ def _train_logits(module, waveform, augment: AudioAugmentConfig, generator) -> "
 
 
 def train_extractor(
-    name: str, manifest: Manifest, label_map: dict[str, str] | None, cfg: TrainConfig
+    name: str, manifest: Manifest, label_map: dict[str, str] | None, cfg: ExtractorTrainConfig
 ) -> tuple[Path, dict[str, Any]]:
     """Train extractor ``name`` on ``manifest``'s train split and install its weights and run record.
 

@@ -89,7 +89,7 @@ def test_csv_manifest_takes_its_groupings_from_a_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_label_csv_dataset_extracts_trains_and_runs_vadd(tmp_path, caplog):
+def test_two_label_csv_dataset_extracts_trains_and_runs_vadd(tmp_path, capsys):
     from extract.synthetic import make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "data", clips_per_scene=3, seconds=2, seed=4, width=64, height=48)
@@ -107,8 +107,10 @@ def test_two_label_csv_dataset_extracts_trains_and_runs_vadd(tmp_path, caplog):
     assert metrics["classes"] == ["busy", "calm"] and metrics["n_clips"] == 10
     assert metrics["grouped"]["everything"]["clip_accuracy"] == 1.0  # one group: every clip is right
     assert json.loads((runs / "ls" / "config.json").read_text())["class_set"] == "2"
+    capsys.readouterr()
     assert classify_main(["train", "--store", store, "--classes", "3", "--out", str(runs / "bad")]) == 2
-    assert "--classes '3' is not defined by this dataset's taxonomy; it defines '2', 'everything'" in caplog.text
+    assert capsys.readouterr().err.startswith("error: --classes '3' is not defined by this dataset's taxonomy; it "
+                                              "defines '2', 'everything'")
 
     assert classify_main(["ablation", "--store", store, "--epochs", "1", "--out", str(runs / "ablation")]) == 0
     table = (runs / "ablation" / "ablation.md").read_text()

@@ -5,7 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from classify.cli import HEAD_CHOICES, PRESET_CHOICES, class_set_name
+from classify.cli import PRESET_CHOICES, class_set_name
+from classify.kinds import HEAD_KINDS
+from extract.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--validation-fraction", type=float, default=0.2,
                     help="part of the train split held out (by recording location) to choose the score threshold")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
-    ev.add_argument("--head", default="ls", choices=HEAD_CHOICES, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
+    ev.add_argument("--head", default="ls", choices=HEAD_KINDS, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
     ev.add_argument("--preset", default="adam", choices=PRESET_CHOICES, help="their training preset")
     ev.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
@@ -114,10 +116,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
+    return run_cli(build_parser(), argv)
