@@ -8,7 +8,8 @@ DATA ?= cache/demo/data
 STORE ?= cache/embeddings.zarr
 EXTRACTORS ?= mobilenet_v2.imagenet,efficientat_mn04.audioset
 DEVICE ?= auto
-CLASSES ?= 10
+CLASSES ?=
+GROUPS ?=
 SHARD ?= 0/1
 PROTOCOL ?= generated
 VADD_OUT ?=
@@ -50,9 +51,9 @@ bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUI
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
-extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n] [RETRY_FAILED=1] [FAIL_ON_ERROR=1]: embed into the store
+extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n] [GROUPS=grouping.csv] [RETRY_FAILED=1] [FAIL_ON_ERROR=1]: embed into the store
 	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD) \
-		$(if $(RETRY_FAILED),--retry-failed) $(if $(FAIL_ON_ERROR),--fail-on-error)
+		$(if $(GROUPS),--groups $(GROUPS)) $(if $(RETRY_FAILED),--retry-failed) $(if $(FAIL_ON_ERROR),--fail-on-error)
 
 .PHONY: train-iov
 train-iov: $(STAMP) ## DATA=... STORE=... [EPOCHS=10]: train iov_cnn420 on the train split, install, extract
@@ -80,18 +81,18 @@ weights-import: $(STAMP) ## copy real weights from $(AVSCENE_SHARED)/weights (de
 weights: $(STAMP) ## EXTRACTORS=...: download official weights (needs internet)
 	$(PY) -m extract weights fetch $(subst $(comma), ,$(EXTRACTORS))
 
-train-ls: $(STAMP) ## the paper's LS head on STORE, CLASSES=10|3 [PRESET=adam] -> cache/runs/ls-<C>cls
-	$(PY) -m classify train --store $(STORE) --classes $(CLASSES) --head ls --preset $(PRESET)
+train-ls: $(STAMP) ## the paper's LS head on STORE [CLASSES=10|3|grouping] [PRESET=adam] -> cache/runs/ls-<C>cls
+	$(PY) -m classify train --store $(STORE) $(if $(CLASSES),--classes $(CLASSES)) --head ls --preset $(PRESET)
 
-train: $(STAMP) ## HEAD=ls|ns|es|ms|...|mlp PRESET=paper-text|paper-code|adam|adam-mixup CLASSES=10|3 on STORE
-	$(PY) -m classify train --store $(STORE) --classes $(CLASSES) --head $(HEAD) --preset $(PRESET)
+train: $(STAMP) ## HEAD=ls|ns|es|ms|...|mlp PRESET=paper-text|paper-code|adam|adam-mixup [CLASSES=10|3|grouping] on STORE
+	$(PY) -m classify train --store $(STORE) $(if $(CLASSES),--classes $(CLASSES)) --head $(HEAD) --preset $(PRESET)
 
-ablation: $(STAMP) ## Table 2 rows + VASC/ASC/VSC, 10 and 3 classes, beside the paper -> cache/runs/ablation
+ablation: $(STAMP) ## Table 2 rows + VASC/ASC/VSC, the store's classes and groupings, beside the paper -> cache/runs/ablation
 	$(PY) -m classify ablation --store $(STORE) --preset $(PRESET)
 
-vadd-eval: $(STAMP) ## VADD on STORE: CLASSES=10|3 PROTOCOL=generated|official|FILE [STRICT=1] -> cache/runs/vadd-<C>cls
-	$(PY) -m vadd eval --store $(STORE) --classes $(CLASSES) --protocol $(PROTOCOL) --head $(HEAD) --preset $(PRESET) $(if $(STRICT),--strict) \
-		--out $(or $(VADD_OUT),cache/runs/vadd-$(CLASSES)cls)
+vadd-eval: $(STAMP) ## VADD on STORE: [CLASSES=10|3|grouping] PROTOCOL=generated|official|FILE [STRICT=1] -> cache/runs/vadd-<C>cls
+	$(PY) -m vadd eval --store $(STORE) $(if $(CLASSES),--classes $(CLASSES)) --protocol $(PROTOCOL) --head $(HEAD) \
+		--preset $(PRESET) $(if $(STRICT),--strict) $(if $(VADD_OUT),--out $(VADD_OUT))
 
 vadd-check: $(STAMP) ## VIDEO=... [AUDIO=...] [HEADS=run folder]: does the picture match the sound? JSON + PNG
 	$(PY) -m vadd check "$(VIDEO)" $(if $(AUDIO),--audio "$(AUDIO)") $(if $(HEADS),--heads "$(HEADS)")

@@ -45,8 +45,9 @@ def synthetic_table(labels: np.ndarray, splits: np.ndarray, seconds: int):
 def write_store(location: str, table, groups: dict[str, tuple[str, np.ndarray]], clips_per_chunk: int) -> None:
     """Create a store and write every block of each ``{name: (modality, (N, T, D) embeddings)}``, as the runner does."""
     from extract.store import DONE, BlockResult, EmbeddingStore
+    from extract.taxonomy import default_taxonomy
 
-    store = EmbeddingStore.create(location, table, classes=tuple(sorted(set(table.labels))), data_root="-",
+    store = EmbeddingStore.create(location, table, taxonomy=default_taxonomy(tuple(sorted(set(table.labels)))), data_root="-",
                                   clips_per_chunk=clips_per_chunk)
     for name, (modality, embeddings) in groups.items():
         spec = {"name": name, "embedding_dim": embeddings.shape[-1], "version": "bench", "modality": modality}

@@ -92,8 +92,8 @@ def run(quick: bool = False) -> list[dict]:
     """Build the store, train both heads, then time both evaluations of the same protocol."""
     from classify.data import load_clips
     from classify.train import TrainConfig, train_head
-    from extract.manifest import TAU_SCENES
     from extract.store import EmbeddingStore
+    from extract.taxonomy import TAU_SCENES
     from vadd.evaluate import DEFAULT_HEAD
     from vadd.protocol import generate_protocol
 
@@ -113,7 +113,7 @@ def run(quick: bool = False) -> list[dict]:
             for name, (modality, _) in DIMS.items()
         }
         test = store.usable_clips(list(DIMS), "test").rows  # the store's one rule, as in `vadd eval`
-        items = generate_protocol(list(table.ids[test]), list(table.labels[test]), 10, seed=0)
+        items = generate_protocol(list(table.ids[test]), list(table.labels[test]), store.taxonomy.class_set(), seed=0)
         import sklearn.metrics  # noqa: F401  (warm process: vadd_metrics imports it lazily)
 
         seconds, decisions = best_times({

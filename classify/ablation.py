@@ -31,10 +31,11 @@ PAPER_TABLE2: dict[tuple[str, bool], float] = {
     ("ls", False): 96.98,  # Scenario #2: "Proposed without DA"
 }
 # Table 1: VASC / ASC / VSC (all LS with DA) at 10 and 3 classes (also the release's README).
-PAPER_TABLE1: dict[tuple[str, int], float] = {
-    ("audio-visual", 10): 97.24, ("audio-visual", 3): 99.95,
-    ("audio", 10): 78.84, ("audio", 3): 99.84,
-    ("visual", 10): 94.32, ("visual", 3): 99.93,
+# Keyed by (inputs, class set name): TAU's 10 scenes and its grouping 3 (indoor/outdoor/vehicle).
+PAPER_TABLE1: dict[tuple[str, str], float] = {
+    ("audio-visual", "10"): 97.24, ("audio-visual", "3"): 99.95,
+    ("audio", "10"): 78.84, ("audio", "3"): 99.84,
+    ("visual", "10"): 94.32, ("visual", "3"): 99.93,
 }
 TABLE1_NAMES = {"audio-visual": "VASC", "audio": "ASC", "visual": "VSC"}
 TABLE2_KINDS: tuple[str, ...] = ("ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls", "mlp")
@@ -42,36 +43,42 @@ TABLE2_KINDS: tuple[str, ...] = ("ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+m
 
 @dataclass(frozen=True)
 class AblationRow:
-    """One run of the ablation: which inputs, which head, how many classes, with the augmented views or not."""
+    """One run of the ablation: which inputs, which head, which class set of the store's taxonomy, with the
+    augmented views or not."""
 
     inputs: str  # "audio-visual" | "visual" | "audio"
     kind: str
-    n_classes: int
+    classes: str  # a class set name: the store's own classes ("10" for TAU) or a grouping ("3")
     augmented: bool = True
 
     @property
     def name(self) -> str:
-        return f"{self.inputs}-{self.kind.replace('+', '_')}-{self.n_classes}cls" + ("" if self.augmented else "-no-da")
+        return f"{self.inputs}-{self.kind.replace('+', '_')}-{self.classes}cls" + ("" if self.augmented else "-no-da")
 
-    def published(self) -> tuple[float | None, str]:
-        """The first paper's figure for this row and where it is printed ("" when it prints none)."""
-        if self.inputs == "audio-visual" and self.n_classes == 10 and (self.kind, self.augmented) in PAPER_TABLE2:
+    def published(self, tau: bool) -> tuple[float | None, str]:
+        """The first paper's figure for this row and where it is printed ("" when it prints none, or when the store
+        is not TAU's: ``tau`` False)."""
+        if not tau:
+            return None, ""
+        if self.inputs == "audio-visual" and self.classes == "10" and (self.kind, self.augmented) in PAPER_TABLE2:
             label = "Proposed without DA" if not self.augmented else self.kind.upper() + (" + DA" if self.kind == "ls" else "")
             return PAPER_TABLE2[(self.kind, self.augmented)], f"Table 2: {label}"
-        if self.kind == "ls" and self.augmented and (self.inputs, self.n_classes) in PAPER_TABLE1:
-            return (PAPER_TABLE1[(self.inputs, self.n_classes)],
-                    f"Table 1: {TABLE1_NAMES[self.inputs]}, {self.n_classes} classes")
+        if self.kind == "ls" and self.augmented and (self.inputs, self.classes) in PAPER_TABLE1:
+            return (PAPER_TABLE1[(self.inputs, self.classes)],
+                    f"Table 1: {TABLE1_NAMES[self.inputs]}, {self.classes} classes")
         return None, ""
 
 
-def ablation_rows(modalities: set[str]) -> list[AblationRow]:
-    """Table 2 (10 classes, every kind, both modalities; LS also without augmented views) then VASC/VSC/ASC with LS
-    for 10 and 3 classes."""
+def ablation_rows(modalities: set[str], class_sets: tuple[str, ...]) -> list[AblationRow]:
+    """Table 2 (the store's own classes, every kind, both modalities; LS also without augmented views) then
+    VASC/VSC/ASC with LS for every class set (``class_sets``: the taxonomy's names, its own classes first; TAU: 10
+    and 3)."""
     both = {"visual", "audio"} <= modalities
-    rows = [AblationRow("audio-visual", k, 10) for k in TABLE2_KINDS] if both else []
-    rows += [AblationRow("audio-visual", "ls", 10, augmented=False)] if both else []
+    own = class_sets[0]
+    rows = [AblationRow("audio-visual", k, own) for k in TABLE2_KINDS] if both else []
+    rows += [AblationRow("audio-visual", "ls", own, augmented=False)] if both else []
     for inputs in (["audio-visual"] if both else []) + [m for m in ("visual", "audio") if m in modalities]:
-        rows += [r for r in (AblationRow(inputs, "ls", 10), AblationRow(inputs, "ls", 3)) if r not in rows]
+        rows += [r for r in (AblationRow(inputs, "ls", c) for c in class_sets) if r not in rows]
     return rows
 
 
@@ -100,12 +107,14 @@ def run_ablation(
     names = extractors or store.extractor_names()
     modalities = extractor_modalities(store, names)
     table = []
-    for row in ablation_rows(set(modalities.values())):
+    class_sets, tau = store.taxonomy.names, store.taxonomy.is_tau
+    for row in ablation_rows(set(modalities.values()), class_sets):
         row_names = _row_extractors(row, modalities)
         row_train = train_config if row.augmented else replace(train_config, augmented_views=False)
-        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, row.n_classes,
+        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, row.classes,
                                 replace(head_config, kind=row.kind), row_train)
-        table.append(_table_row(row.name, row.inputs, row.kind, row.n_classes, row_names, metrics, *row.published()))
+        table.append(_table_row(row.name, row.inputs, row.kind, row.classes, row_names, metrics,
+                                *row.published(tau), class_sets))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(table, out_dir, head_config, train_config, store_location)
     return table
@@ -183,7 +192,8 @@ def fcnn_audio_augmented(store: EmbeddingStore, names: list[str]) -> bool | None
 
 def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] | None = None,
                       **train_overrides) -> list[dict]:
-    """The second paper's cache rows (:data:`WANG_ROWS`, MLP head, 10 classes) beside its published figures."""
+    """The second paper's cache rows (:data:`WANG_ROWS`, MLP head, the store's own classes) beside its published
+    figures."""
     from classify.train import preset
 
     store = EmbeddingStore.open(store_location)
@@ -192,15 +202,17 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
     audio_augmented = fcnn_audio_augmented(store, [n for n, m in modalities.items() if m == "audio"])
     head_config = HeadConfig(kind="mlp")
     table = []
+    classes = store.taxonomy.own_name
     for row in WANG_ROWS:
-        row_names = _row_extractors(AblationRow(row.inputs, "mlp", 10), modalities)
+        row_names = _row_extractors(AblationRow(row.inputs, "mlp", classes), modalities)
         if not row_names:
             logger.warning("%s: no %s extractor in %s; row skipped", row.name, row.inputs, store_location)
             continue
         train_config = preset(row.preset, augmented_views=row.views, view_kinds=WANG_VIEW_KINDS, **train_overrides)
-        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, 10, head_config, train_config)
+        metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, classes, head_config, train_config)
         published = wang_published(row.name, audio_augmented)
-        table.append({**_table_row(row.name, row.inputs, "mlp", 10, row_names, metrics, *published),
+        table.append({**_table_row(row.name, row.inputs, "mlp", classes, row_names, metrics, *published,
+                                   store.taxonomy.names),
                       "preset": row.preset, "views": ",".join(metrics.get("views", [])) or "-"})
     out_dir.mkdir(parents=True, exist_ok=True)
     augmented = {None: "unknown (no run record of a trained audio extractor in the store): paper column blank",
@@ -218,31 +230,33 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
     return table
 
 
-def _run_or_reuse(store: EmbeddingStore, store_location: str, folder: Path, names: list[str], n_classes: int,
+def _run_or_reuse(store: EmbeddingStore, store_location: str, folder: Path, names: list[str], classes: str,
                   head: HeadConfig, train_config: TrainConfig) -> dict:
     """A row's metrics (``reused``: True when read back): from ``folder`` when it holds a finished run of this config,
     store fingerprints and code version (:func:`classify.run.run_config`), else trained now."""
-    config = run_config(store, names, n_classes, head, train_config)
+    config = run_config(store, names, classes, head, train_config)
     reused = _is_complete(folder, config)
     if reused:
         logger.info("%s: complete for this config and code version, reused", folder.name)
         metrics = json.loads((folder / "metrics.json").read_text())
     else:
         logger.info("%s: training %s on %s", folder.name, head.kind, "+".join(names))
-        _, metrics = run_training(store_location, names, n_classes, head, train_config, folder)
+        _, metrics = run_training(store_location, names, classes, head, train_config, folder)
     return {**metrics, "views": config["views"], "reused": reused}
 
 
-def _table_row(run: str, inputs: str, kind: str, n_classes: int, names: list[str], metrics: dict,
-               published: float | None, published_source: str) -> dict:
-    mapped = metrics.get("iov_from_10_classes", {}).get("clip_accuracy")
+def _table_row(run: str, inputs: str, kind: str, classes: str, names: list[str], metrics: dict,
+               published: float | None, published_source: str, class_sets: tuple[str, ...]) -> dict:
+    """One table row; a head on the store's own classes (``class_sets[0]``) is also scored on each grouping."""
+    grouped = {f"{g}cls_acc_from_{class_sets[0]}cls_head": _percent(metrics.get("grouped", {}).get(g, {}).get("clip_accuracy"))
+               for g in class_sets[1:]}
     return {
-        "run": run, "inputs": inputs, "head": kind, "classes": n_classes, "extractors": "+".join(names),
+        "run": run, "inputs": inputs, "head": kind, "classes": classes, "extractors": "+".join(names),
         "clip_acc_vote": _percent(metrics["clip_accuracy"]),
         "clip_acc_mean_proba": _percent(metrics["clip_accuracy_mean_proba"]),
         "second_acc": _percent(metrics["second_accuracy"]),
         "second_log_loss": round(metrics["second_log_loss"], 4) if metrics["second_log_loss"] is not None else None,
-        "iov_acc_from_10cls_head": _percent(mapped),
+        **grouped,
         "paper_clip_acc": published,
         "paper_row": published_source or None,
         "train_seconds": round(metrics["train_seconds"], 1),

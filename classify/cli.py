@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from classify.kinds import HEAD_KINDS
+from extract.entry import run_cli
 
-# literal copies of classify.heads.HEAD_KINDS and classify.train.PRESETS keys: importing those would import torch
-HEAD_CHOICES = ("linear", "mlp", "ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls")
+# a literal copy of classify.train.PRESETS' keys: importing it would import torch
 PRESET_CHOICES = ("paper-text", "paper-code", "adam", "adam-mixup")
 
 
@@ -37,17 +36,25 @@ def _extractors(args: argparse.Namespace) -> list[str] | None:
     return [n for n in args.extractors.split(",") if n] if args.extractors else None
 
 
+def class_set_name(store_location: str, classes: str) -> str:
+    """The name of the store's class set ``classes`` ('' = the store's own classes, e.g. ``10``), checked."""
+    from extract.store import EmbeddingStore
+
+    return EmbeddingStore.open(store_location).taxonomy.class_set(classes).name
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from classify.run import run_training
 
     head_config, train_config = _configs(args, args.head)
-    out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{args.classes}cls"
-    _, metrics = run_training(args.store, _extractors(args), args.classes, head_config, train_config, out)
+    classes = class_set_name(args.store, args.classes)
+    out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{classes}cls"
+    _, metrics = run_training(args.store, _extractors(args), classes, head_config, train_config, out)
     print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  (mean proba): {metrics['clip_accuracy_mean_proba']:.4f}"
           f"  second accuracy: {metrics['second_accuracy']:.4f}  second log loss: {metrics['second_log_loss']:.4f}"
           f"  ({metrics['n_clips']} test clips, {metrics['n_seconds']} seconds)")
-    if "iov_from_10_classes" in metrics:
-        print(f"3-class clip accuracy from this 10-class head: {metrics['iov_from_10_classes']['clip_accuracy']:.4f}")
+    for name, grouped in metrics.get("grouped", {}).items():
+        print(f"--classes {name} clip accuracy from this {classes}-class head: {grouped['clip_accuracy']:.4f}")
     print(format_confusion(metrics["confusion_vote"], metrics["classes"]))
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -95,10 +102,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
-    """Text confusion matrix (rows true, columns predicted by clip vote), classes abbreviated to 6 chars."""
-    short = [c[:6] for c in classes]
-    lines = ["true \\ predicted (clip vote)", " " * 16 + " ".join(f"{c:>6s}" for c in short)]
-    lines += [f"{classes[i][:15]:>15s} " + " ".join(f"{v:6d}" for v in row) for i, row in enumerate(confusion)]
+    """Text confusion matrix (rows true, columns predicted by clip vote), every class name in full."""
+    width = max(6, *(len(c) for c in classes))
+    lines = ["true \\ predicted (clip vote)", " " * (width + 1) + " ".join(f"{c:>{width}s}" for c in classes)]
+    lines += [f"{classes[i]:>{width}s} " + " ".join(f"{v:{width}d}" for v in row) for i, row in enumerate(confusion)]
     return "\n".join(lines)
 
 
@@ -127,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a head on the train split, score the test split")
     _add_training_options(train)
-    train.add_argument("--classes", type=int, default=10, choices=[10, 3])
-    train.add_argument("--head", default="ls", choices=HEAD_CHOICES)
+    train.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes "
+                       "(default; named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle); "
+                       "`python -m extract info` lists them")
+    train.add_argument("--head", default="ls", choices=HEAD_KINDS)
     train.add_argument("--out", default="", help="run folder (default cache/runs/<head>-<classes>cls)")
     train.set_defaults(func=_cmd_train)
     ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC (or --paper wang), beside the papers")
@@ -168,10 +177,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
+    return run_cli(build_parser(), argv)

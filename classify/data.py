@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
-from extract.store import DEFAULT_VIEW, EmbeddingStore, ExcludedClip, UsableClips
-
-ClassCount = Literal[10, 3]
+from extract.store import DEFAULT_VIEW, EmbeddingStore, UsableClips
+from extract.taxonomy import ClassSet
 
 
 @dataclass
@@ -53,41 +50,26 @@ class ClipSet:
         )
 
 
-def class_names(store_classes: tuple[str, ...], n_classes: int) -> tuple[str, ...]:
-    """10 = the store's scene classes; 3 = indoor/outdoor/vehicle."""
-    if n_classes == 3:
-        return IOV_CLASSES
-    if n_classes != len(store_classes):
-        raise ValueError(f"CLASSES must be 3 or {len(store_classes)} (the store's classes), got {n_classes}")
-    return store_classes
-
-
-def encode_labels(scene_labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """Scene labels -> class indexes (mapping scenes to indoor/outdoor/vehicle for 3 classes)."""
-    mapped = [SCENE_TO_IOV.get(s, "") if classes == IOV_CLASSES else s for s in scene_labels]
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index.get(s, -1) for s in mapped], dtype=np.int64)
-
-
 def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[str, str]:
     """``spec.modality`` of each extractor's group in the store."""
     return {n: str(store.group_attrs(n)["spec"]["modality"]) for n in extractors}
 
 
 def load_clips(
-    store: EmbeddingStore, extractors: list[str], split: str | None, n_classes: int, view: str = DEFAULT_VIEW,
-    classes: tuple[str, ...] | None = None, usable: UsableClips | None = None,
+    store: EmbeddingStore, extractors: list[str], split: str | None, classes: ClassSet | str | int = "",
+    view: str = DEFAULT_VIEW, usable: UsableClips | None = None,
 ) -> ClipSet:
     """Load ``split`` for ``extractors`` in one pass: the clips :meth:`~extract.store.EmbeddingStore.usable_clips`
     answers for them (``usable``, when the caller asked it once for several loads, e.g. over views or modalities).
 
-    ``classes`` replaces the store's (e.g. a trained head's, to score a store without labels).
+    ``classes``: the targets, a class set of the store's taxonomy by name ('' = the store's own classes, ``3`` =
+    TAU's indoor/outdoor/vehicle, ...) or a :class:`ClassSet` (e.g. a trained head's, on a store without labels).
 
     ``view`` other than ``original`` takes the visual extractors from that augmented view and the audio extractors
     from ``original`` (augmented views exist only for visual extractors); its clip ids get the suffix ``#<view>``.
     """
     modalities = extractor_modalities(store, extractors)
-    classes = classes or class_names(store.classes, n_classes)
+    class_set = classes if isinstance(classes, ClassSet) else store.taxonomy.class_set(classes)
     usable = usable or store.usable_clips(extractors, split, (view,))
     if view == DEFAULT_VIEW:
         parts = [store.load_split(extractors, split, usable=usable)]
@@ -103,8 +85,8 @@ def load_clips(
     return ClipSet(
         ids=ids if view == DEFAULT_VIEW else np.array([f"{clip}#{view}" for clip in ids], dtype=str),
         scene_labels=labels,
-        targets=encode_labels(labels, classes),
-        classes=classes,
+        targets=class_set.encode(labels),
+        classes=class_set.classes,
         features={n: features[n] for n in extractors},
         mask=np.logical_and.reduce([valid[n] for n in extractors]),
         fingerprints={n: f for part in parts for n, f in part.fingerprints.items()},

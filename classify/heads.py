@@ -6,14 +6,12 @@ paper's MLP (512-128-64). Self-attention runs over the seconds of one clip, mask
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-HeadKind = Literal["linear", "mlp", "ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls"]
-ATTENTION_KINDS: tuple[str, ...] = ("ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls")
-HEAD_KINDS: tuple[str, ...] = ("linear", "mlp", *ATTENTION_KINDS)
+from classify.kinds import ATTENTION_KINDS, HEAD_KINDS, HeadKind
+
 MODALITIES: tuple[str, ...] = ("visual", "audio")
 
 

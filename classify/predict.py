@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import class_names, load_clips
+from classify.data import load_clips
 from classify.metrics import clip_mean_proba
 from classify.persist import load_head
 from extract.store import EmbeddingStore, report_excluded
+from extract.taxonomy import ClassSet
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,12 @@ def predict_split(model_path: Path, store_location: str, split: str | None, out_
     """
     trained = load_head(model_path)
     store = EmbeddingStore.open(store_location)
-    if store.classes and class_names(store.classes, len(trained.classes)) != trained.classes:
-        raise ValueError(f"{store_location}: the store's classes {store.classes} differ from the head's {trained.classes}")
-    clips = load_clips(store, trained.extractors, split, len(trained.classes), classes=trained.classes)
+    taxonomy = store.taxonomy
+    sets = [taxonomy.class_set(n) for n in taxonomy.names if taxonomy.class_set(n).classes == trained.classes]
+    if store.classes and not sets:
+        raise ValueError(f"{store_location}: no class set of the store ({', '.join(taxonomy.names)}) has the head's "
+                         f"classes {trained.classes}")
+    clips = load_clips(store, trained.extractors, split, sets[0] if sets else ClassSet("", trained.classes, {}))
     excluded = report_excluded(clips.excluded, store_location, f"the predictions of split {split}")
     probs = trained.predict_proba(clips)
     table = store.clips

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import ClipSet, augmented_views, encode_labels, load_clips
+from classify.data import ClipSet, augmented_views, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, save_confusion_png, write_predictions_csv
 from classify.persist import save_head
 from classify.train import TrainConfig, TrainedHead, train_head
-from extract.manifest import IOV_CLASSES, SCENE_TO_IOV
 from extract.store import DEFAULT_VIEW, EmbeddingStore, report_excluded
+from extract.taxonomy import ClassSet
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +25,15 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load_views(store: EmbeddingStore, names: list[str], split: str, n_classes: int, with_augmented: bool,
+def load_views(store: EmbeddingStore, names: list[str], split: str, classes: ClassSet, with_augmented: bool,
                kinds: tuple[str, ...] = (), rule_extractors: list[str] | None = None) -> ClipSet:
     """``split`` from the ``original`` view, plus the augmented visual views (of ``kinds``, default all) when
     ``with_augmented``: the clips usable for ``names`` (or for ``rule_extractors``, a superset, e.g. every extractor of
     a VADD run) in every one of these views."""
     views = augmented_views(store, names, kinds) if with_augmented else []
     usable = store.usable_clips(rule_extractors or names, split, (DEFAULT_VIEW, *views))  # one clip set for every view
-    parts = [load_clips(store, names, split, n_classes, usable=usable)]
-    parts += [load_clips(store, names, split, n_classes, v, usable=usable) for v in views]
+    parts = [load_clips(store, names, split, classes, usable=usable)]
+    parts += [load_clips(store, names, split, classes, v, usable=usable) for v in views]
     if views:
         logger.info("%s: %d clips from original + %d augmented view(s) %s", split, len(parts[0]), len(views), views)
     return ClipSet.concat(parts) if len(parts) > 1 else parts[0]
@@ -52,62 +52,69 @@ def code_version() -> str:
 def run_config(
     store: EmbeddingStore,
     names: list[str],
-    n_classes: int,
+    classes: str | int,
     head_config: HeadConfig,
     train_config: TrainConfig,
     train_split: str = "train",
     eval_split: str = "test",
 ) -> dict:
-    """Everything that determines a run's results (written as config.json; equal dicts = same run)."""
+    """Everything that determines a run's results (written as config.json; equal dicts = same run).
+
+    ``classes``: a class set of the store's taxonomy by name ('' = the store's own classes)."""
     return {
         "code_version": code_version(),
         "store": store.location, "extractors": list(names),
         "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
         "views": augmented_views(store, names, train_config.view_kinds) if train_config.augmented_views else [],
-        "n_classes": n_classes, "head": head_config.to_dict(), "train": train_config.to_dict(),
+        "class_set": store.taxonomy.class_set(classes).name, "head": head_config.to_dict(), "train": train_config.to_dict(),
         "train_split": train_split, "eval_split": eval_split,
     }
 
 
-def iov_from_scene_probs(probs: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """Map 10-scene probabilities ``(n, T, 10)`` to indoor/outdoor/vehicle ``(n, T, 3)`` by summing each group."""
-    unknown = [c for c in classes if c not in SCENE_TO_IOV]
-    if unknown:
-        raise ValueError(f"classes {unknown} have no indoor/outdoor/vehicle mapping")
-    out = np.zeros((*probs.shape[:-1], len(IOV_CLASSES)), dtype=probs.dtype)
-    for k, scene in enumerate(classes):
-        out[..., IOV_CLASSES.index(SCENE_TO_IOV[scene])] += probs[..., k]
+def grouped_probs(probs: np.ndarray, classes: tuple[str, ...], grouping: ClassSet) -> np.ndarray:
+    """Map probabilities over the dataset's ``classes`` ``(n, T, K)`` to ``grouping``'s groups ``(n, T, G)`` by
+    summing the classes of each group."""
+    out = np.zeros((*probs.shape[:-1], len(grouping.classes)), dtype=probs.dtype)
+    for k, label in enumerate(classes):
+        out[..., grouping.classes.index(grouping.class_of(label))] += probs[..., k]
     return out
 
 
 def run_training(
     store_location: str,
     extractors: list[str] | None,
-    n_classes: int,
+    classes: str | int,
     head_config: HeadConfig,
     train_config: TrainConfig,
     out_dir: Path,
     train_split: str = "train",
     eval_split: str = "test",
 ) -> tuple[TrainedHead, dict]:
-    """Train on ``train_split`` (and its augmented views) and evaluate on ``eval_split``; returns head and metrics."""
+    """Train on ``train_split`` (and its augmented views) and evaluate on ``eval_split``; returns head and metrics.
+
+    ``classes`` names a class set of the store's taxonomy ('' = the store's own classes). A head trained on the
+    store's own classes is also scored on each grouping (``metrics["grouped"][name]``), its probabilities summed
+    per group."""
     store = EmbeddingStore.open(store_location)
     names = extractors or store.extractor_names()
     if not names:
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
-    config = run_config(store, names, n_classes, head_config, train_config, train_split, eval_split)
+    class_set = store.taxonomy.class_set(classes)
+    config = run_config(store, names, class_set.name, head_config, train_config, train_split, eval_split)
     started = time.perf_counter()
-    train = load_views(store, names, train_split, n_classes, train_config.augmented_views, train_config.view_kinds)
-    test = load_views(store, names, eval_split, n_classes, train_config.evaluate_augmented_views, train_config.view_kinds)
+    train = load_views(store, names, train_split, class_set, train_config.augmented_views, train_config.view_kinds)
+    test = load_views(store, names, eval_split, class_set, train_config.evaluate_augmented_views, train_config.view_kinds)
     load_s = time.perf_counter() - started
     trained = train_head(train, head_config, train_config)
     train_s = time.perf_counter() - started - load_s
     probs = trained.predict_proba(test)
     metrics = classification_metrics(probs, test.mask, test.targets, test.classes)
-    if n_classes == 10 and all(c in SCENE_TO_IOV for c in test.classes):
-        iov_targets = encode_labels(test.scene_labels, IOV_CLASSES)
-        mapped = classification_metrics(iov_from_scene_probs(probs, test.classes), test.mask, iov_targets, IOV_CLASSES)
-        metrics["iov_from_10_classes"] = mapped
+    if class_set.name == store.taxonomy.own_name:
+        metrics["grouped"] = {
+            g.name: classification_metrics(grouped_probs(probs, test.classes, g), test.mask, g.encode(test.scene_labels),
+                                           g.classes)
+            for g in map(store.taxonomy.class_set, store.taxonomy.names[1:])
+        }
     excluded = report_excluded(train.excluded + test.excluded, store_location, f"training on {'+'.join(names)}")
     metrics.update({"n_train_clips": len(train), "load_seconds": load_s, "train_seconds": train_s,
                     "train_history": trained.history, "excluded_clips": excluded})
@@ -118,7 +125,7 @@ def run_training(
     write_predictions_csv(out_dir / "predictions.csv", test.ids, probs, test.mask, test.classes)
     if metrics["n_clips"]:
         save_confusion_png(np.array(metrics["confusion_vote"]), test.classes, out_dir / "confusion.png",
-                           f"{head_config.kind}: {'+'.join(names)} ({n_classes} classes)")
+                           f"{head_config.kind}: {'+'.join(names)} ({len(class_set.classes)} classes)")
     write_json(out_dir / "metrics.json", metrics)
     logger.info("clip accuracy %.4f, second accuracy %.4f on %d %s clips",
                 metrics["clip_accuracy"] or 0, metrics["second_accuracy"] or 0, metrics["n_clips"], eval_split)

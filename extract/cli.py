@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from extract.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         store=args.store,
         extractors=tuple(resolve_names(args.extractors)),
         classes=_parse_classes(args.classes),
+        groups=Path(args.groups) if args.groups else None,
         device=args.device,
         random_init=args.random_init,
         shard_index=shard_index,
@@ -61,7 +63,7 @@ def _parse_batch_size(text: str) -> tuple[str, int]:
 
 
 def _parse_classes(text: str) -> tuple[str, ...] | None:
-    from extract.manifest import TAU_SCENES
+    from extract.taxonomy import TAU_SCENES
 
     if not text:
         return None
@@ -109,11 +111,12 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 def _cmd_train_extractor(args: argparse.Namespace) -> int:
     from extract.manifest import read_manifest
     from extract.runner import RunConfig, run_extraction
-    from extract.train_extractor import TrainConfig, train_extractor
+    from extract.train_extractor import ExtractorTrainConfig, train_extractor
 
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                      seed=args.seed, decode_workers=args.decode_workers, device=args.device,
-                      augment=_parse_augment(args.augment, args.augment_copies, args.spec_augment, args.channel_swap))
+    cfg = ExtractorTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               seed=args.seed, decode_workers=args.decode_workers, device=args.device,
+                               augment=_parse_augment(args.augment, args.augment_copies, args.spec_augment,
+                                                      args.channel_swap))
     manifest = read_manifest(Path(args.data), require=(), classes=_parse_classes(args.classes))
     path, record = train_extractor(args.name, manifest, None, cfg)
     print(f"weights: {path}\nsha256: {record['sha256']}\ntraining run: {record['run_id']} "
@@ -165,6 +168,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     clips = store.clips
     print(f"{store.location}: {len(clips)} clips, up to {store.seconds_max} s, splits "
           + ", ".join(f"{s}={int((clips.splits == s).sum())}" for s in sorted(set(clips.splits))))
+    taxonomy = store.taxonomy
+    print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
+          + f" (validation locations: {taxonomy.location_rule})")
     for name in store.extractor_names():
         attrs = store.group_attrs(name)
         status = store.status(name)
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
     run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
+    run.add_argument("--groups", default="", help="grouping file (CSV label,<grouping>...): class groupings that "
+                     "`--classes <grouping>` of classify and vadd can train on; recorded in the store")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--random-init", action="store_true", help="random weights (recorded in the store)")
     run.add_argument("--shard", default="0/1", help="i/n: this process does blocks b with b %% n == i; "
@@ -289,10 +297,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, NotADirectoryError) as err:
-        logger.error("%s", err)
-        return 2
+    return run_cli(build_parser(), argv)

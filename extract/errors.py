@@ -1,17 +1,34 @@
-"""Errors that name the file and the problem, so batch jobs can record them per item."""
+"""Errors that name the file and the problem, so batch jobs can record them per item.
+
+Every error avscene raises for bad input or state derives from :class:`AvsceneError`; each CLI prints such an
+error (and the ``ValueError``/``OSError`` of an invalid argument or file) in one line and exits with status 2
+(:func:`extract.entry.run_cli`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 
-class MediaError(ValueError):
+class AvsceneError(Exception):
+    """Base of avscene's errors: what went wrong and where, fit to print in one line."""
+
+
+class DeviceError(AvsceneError, RuntimeError):
+    """The device asked for is not available (e.g. ``cuda`` without a GPU)."""
+
+
+class CheckpointError(AvsceneError, RuntimeError):
+    """A weights file does not have the layout its extractor reads."""
+
+
+class MediaError(AvsceneError, ValueError):
     """A media file is missing, unreadable, too short or lacks a needed stream.
 
     Messages start with the file path so per-clip error tables stay readable.
     """
 
 
-class ManifestError(ValueError):
+class ManifestError(AvsceneError, ValueError):
     """A dataset manifest is malformed, references missing files or escapes its data root."""
 
 

@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from extract.errors import DeviceError
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
 
 logger = logging.getLogger(__name__)
 
-DeviceName = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
 CUDA_BATCH_SIZE = 64  # default frames / 1-s windows per forward pass on a GPU
@@ -72,7 +72,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("DEVICE=cuda was asked for but torch sees no CUDA device")
+        raise DeviceError("DEVICE=cuda was asked for but torch sees no CUDA device")
     return device
 
 

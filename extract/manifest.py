@@ -16,18 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from extract.errors import ManifestError
+from extract.taxonomy import TAU_SCENES, Taxonomy, read_grouping_file, tau_taxonomy
 
-TAU_SCENES: tuple[str, ...] = (
-    "airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-    "street_pedestrian", "street_traffic", "tram",
-)
-IOV_CLASSES: tuple[str, ...] = ("indoor", "outdoor", "vehicle")
-SCENE_TO_IOV: dict[str, str] = {
-    "airport": "indoor", "shopping_mall": "indoor", "metro_station": "indoor",
-    "street_pedestrian": "outdoor", "street_traffic": "outdoor", "park": "outdoor", "public_square": "outdoor",
-    "bus": "vehicle", "metro": "vehicle", "tram": "vehicle",
-}
-SPLITS = ("train", "test")  # TAU fold1_train -> train; fold1_evaluate (= fold1_test's clips) -> test
 UNASSIGNED = "unassigned"
 MediaKind = Literal["video", "audio"]
 
@@ -45,12 +35,16 @@ class Clip:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The clips of one dataset, under one data root."""
+    """The clips of one dataset, under one data root, and the dataset's taxonomy."""
 
     root: Path
     clips: tuple[Clip, ...]
-    classes: tuple[str, ...]
+    taxonomy: Taxonomy
     source: Literal["tau", "csv"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.taxonomy.classes
 
     def ids(self) -> list[str]:
         return [c.clip_id for c in self.clips]
@@ -118,7 +112,8 @@ def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path
 
 
 def read_tau(
-    root: Path, require: Collection[MediaKind] = ("video", "audio"), subset: Collection[str] | None = None
+    root: Path, require: Collection[MediaKind] = ("video", "audio"), subset: Collection[str] | None = None,
+    groups: Path | None = None,
 ) -> Manifest:
     """Read the TAU Urban Audio-Visual Scenes 2021 layout under ``root``.
 
@@ -126,6 +121,7 @@ def read_tau(
         root: Folder with ``meta.csv``, ``evaluation_setup/fold1_{train,test,evaluate}.csv``, ``audio/``, ``video/``.
         require: Media kinds whose files must exist (``()`` for metadata only).
         subset: Clip ids to keep (others are dropped before the file check).
+        groups: A grouping file adding groupings to TAU's own (see :mod:`extract.taxonomy`).
     """
     root = Path(root)
     meta = _read_table(root / "meta.csv", "\t", ("filename_audio", "filename_video", "scene_label"))
@@ -162,17 +158,31 @@ def read_tau(
 
     kept = [c for c in clips.values() if subset is None or c.clip_id in subset]
     _check_files(kept, require, root)
-    return Manifest(root, tuple(kept), TAU_SCENES, "tau")
+    return Manifest(root, tuple(kept), _with_groups(tau_taxonomy(), groups), "tau")
+
+
+def _with_groups(taxonomy: Taxonomy, groups: Path | None) -> Taxonomy:
+    """``taxonomy`` plus the groupings of the file ``groups`` (None: unchanged)."""
+    if groups is None:
+        return taxonomy
+    try:
+        return Taxonomy(taxonomy.classes, taxonomy.groupings + read_grouping_file(groups, taxonomy.classes),
+                        taxonomy.location_rule)
+    except ValueError as err:
+        raise ManifestError(f"{groups}: {err}") from None
 
 
 def read_csv_manifest(
-    path: Path, classes: Sequence[str] | None = None, require: Collection[MediaKind] = ("video", "audio")
+    path: Path, classes: Sequence[str] | None = None, require: Collection[MediaKind] = ("video", "audio"),
+    groups: Path | None = None,
 ) -> Manifest:
     """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``): paths absolute or relative to
     its folder, symlinks followed; media may live on another disk.
 
     ``video`` or ``audio`` may be empty but not both; an empty ``audio`` means the video's own track.
-    ``label`` may be empty (unlabeled). ``classes`` None: the sorted labels found.
+    ``label`` may be empty (unlabeled). ``classes`` None: the sorted labels found; the TAU scenes (``--classes
+    tau``): TAU's taxonomy (grouping ``3``, locations from TAU stems). Otherwise each clip is its own location and
+    the groupings are those of the file ``groups``.
     """
     path = Path(path)
     root = path.parent
@@ -197,19 +207,23 @@ def read_csv_manifest(
         clips.append(Clip(clip_id, label, row["split"], video, audio))
     _check_files(clips, require, path)
     found = tuple(sorted({c.label for c in clips if c.label}))
-    return Manifest(root, tuple(clips), tuple(classes) if classes is not None else found, "csv")
+    names = tuple(classes) if classes is not None else found
+    taxonomy = tau_taxonomy() if names == TAU_SCENES else Taxonomy(names)
+    return Manifest(root, tuple(clips), _with_groups(taxonomy, groups), "csv")
 
 
 def read_manifest(
-    data: Path, require: Collection[MediaKind] = ("video", "audio"), classes: Sequence[str] | None = None
+    data: Path, require: Collection[MediaKind] = ("video", "audio"), classes: Sequence[str] | None = None,
+    groups: Path | None = None,
 ) -> Manifest:
-    """A TAU folder (with ``meta.csv``) or a CSV manifest file; ``classes`` applies to CSV manifests."""
+    """A TAU folder (with ``meta.csv``) or a CSV manifest file; ``classes`` applies to CSV manifests, ``groups`` (a
+    grouping file) to both."""
     data = Path(data)
     if not data.exists():
         raise ManifestError(f"{data}: no such file or folder; DATA must be a TAU-layout folder with meta.csv or a .csv "
                             "manifest file")
     if data.is_dir() and (data / "meta.csv").exists():
-        return read_tau(data, require)
+        return read_tau(data, require, groups=groups)
     if data.is_file() and data.suffix.lower() == ".csv":
-        return read_csv_manifest(data, classes, require)
+        return read_csv_manifest(data, classes, require, groups)
     raise ManifestError(f"{data}: expected a TAU-layout folder with meta.csv or a .csv manifest file; found neither")

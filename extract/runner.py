@@ -87,6 +87,7 @@ class RunConfig:
     store: str
     extractors: tuple[str, ...]
     classes: tuple[str, ...] | None = None  # CSV manifests only; None = the labels found
+    groups: Path | None = None  # a grouping file (extract.taxonomy), recorded in the store's taxonomy
     device: str = "auto"
     random_init: bool = False
     shard_index: int = 0
@@ -286,13 +287,14 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
             store = EmbeddingStore.open(cfg.store, mode="r+")
             store.check_clip_ids([c.clip_id for c in manifest.clips])
             store.check_frame_choice(cfg.frame_choice)
+            store.record_taxonomy(manifest.taxonomy)
         else:
             table = build_clip_table(manifest, cfg.workers)
             per_chunk = cfg.clips_per_chunk or default_clips_per_chunk(
                 int(table.n_seconds.max(initial=1)), max(e.spec.embedding_dim for e in extractors)
             )
             store = EmbeddingStore.create(
-                cfg.store, table, classes=manifest.classes, data_root=str(manifest.root), clips_per_chunk=per_chunk,
+                cfg.store, table, taxonomy=manifest.taxonomy, data_root=str(manifest.root), clips_per_chunk=per_chunk,
                 frame_choice=cfg.frame_choice,
             )
         _refuse_training_leak(store, extractors)
@@ -330,7 +332,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     ]
     targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
-    manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes)
+    manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
     store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips

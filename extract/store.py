@@ -3,7 +3,7 @@
 Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
 
     <store>/                          attrs: schema_version, hop_seconds, frame_offset_seconds, classes,
-                                             data_root, clips_per_chunk, seconds_max, ready
+                                             taxonomy, data_root, clips_per_chunk, seconds_max, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
@@ -34,6 +34,8 @@ import numpy as np
 import zarr
 
 from extract import __version__
+from extract.errors import AvsceneError
+from extract.taxonomy import Taxonomy, default_taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ T = TypeVar("T")
 _CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
 
 
-class StoreError(RuntimeError):
+class StoreError(AvsceneError, RuntimeError):
     """The store cannot be used as asked (wrong schema, other clip set, not ready, corrupt)."""
 
 
@@ -167,12 +169,13 @@ class EmbeddingStore:
         location: str | Path,
         clips: ClipTable,
         *,
-        classes: tuple[str, ...],
+        taxonomy: Taxonomy,
         data_root: str,
         clips_per_chunk: int,
         frame_choice: str = "middle",
     ) -> "EmbeddingStore":
-        """Create the root and clip table, or reopen an existing store holding the same clips (and frame choice)."""
+        """Create the root and clip table, or reopen an existing store holding the same clips (and frame choice; see
+        :meth:`record_taxonomy`)."""
         if frame_choice not in FRAME_CHOICES:
             raise ValueError(f"frame_choice must be one of {tuple(FRAME_CHOICES)}, got {frame_choice!r}")
         loc = str(location)
@@ -184,6 +187,7 @@ class EmbeddingStore:
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
             store.check_clip_ids(list(clips.ids))
             store.check_frame_choice(frame_choice)
+            store.record_taxonomy(taxonomy)
             return store
         root = _open_group(loc, mode="w")
         n = len(clips)
@@ -205,7 +209,8 @@ class EmbeddingStore:
                 "frame_choice": frame_choice,
                 "frame_offset_seconds": FRAME_CHOICES[frame_choice],
                 "audio_window_seconds": HOP_SECONDS,
-                "classes": list(classes),
+                "classes": list(taxonomy.classes),
+                "taxonomy": taxonomy.to_dict(),
                 "data_root": data_root,
                 "clips_per_chunk": clips_per_chunk,
                 "seconds_max": seconds_max,
@@ -280,6 +285,24 @@ class EmbeddingStore:
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.attrs["classes"])
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The dataset's taxonomy as extracted; a store written before taxonomies were recorded gets
+        :func:`~extract.taxonomy.default_taxonomy` of its classes (TAU's when they are TAU scenes)."""
+        if "taxonomy" in self.attrs:
+            return Taxonomy.from_dict(self.attrs["taxonomy"])
+        return default_taxonomy(self.classes)
+
+    def record_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Record ``taxonomy`` (e.g. groupings added by a later run); its classes must be the store's."""
+        if taxonomy.classes != self.classes:
+            raise StoreError(f"{self.location} was extracted with classes {list(self.classes)}, this run has "
+                             f"{list(taxonomy.classes)}; choose another STORE or the same --classes")
+        if self.attrs.get("taxonomy") != taxonomy.to_dict():
+            logger.info("%s: recording the taxonomy %s", self.location, taxonomy.to_dict())
+            self.root.attrs["taxonomy"] = taxonomy.to_dict()
+            self.attrs = dict(self.root.attrs)
 
     @property
     def n_blocks(self) -> int:

@@ -3,7 +3,8 @@
 Nothing written here is real TAU data. :func:`make_demo_dataset` writes a small dataset in the TAU
 Urban Audio-Visual Scenes 2021 layout whose pictures and sounds depend on the scene label (plus per-location
 and per-clip noise) so the pipeline has something learnable; :func:`timestamp_frame` draws frames that
-carry their own index so decoder tests can check exactly which frame was picked.
+carry their own index so decoder tests can check exactly which frame was picked (``tests/timestamp_reader.py``
+reads it back).
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ TIMESTAMP_GRID = 4
 TIMESTAMP_BITS = 10
 TIMESTAMP_CODE_FRACTION = 0.6  # side of the code square / shorter side of the frame
 TIMESTAMP_BACKGROUND = 128
-_GUARD_CELLS = {(0, 0): 1, (0, 3): 0, (3, 0): 0, (3, 3): 1}  # (row, col) -> white?
-_DATA_CELLS = [(r, c) for r in range(TIMESTAMP_GRID) for c in range(TIMESTAMP_GRID) if (r, c) not in _GUARD_CELLS]
+GUARD_CELLS = {(0, 0): 1, (0, 3): 0, (3, 0): 0, (3, 3): 1}  # (row, col) -> white?
+DATA_CELLS = [(r, c) for r in range(TIMESTAMP_GRID) for c in range(TIMESTAMP_GRID) if (r, c) not in GUARD_CELLS]
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate_hz: int, subtype: st
         container.mux(stream.encode(None))
 
 
-def _timestamp_bits(index: int) -> list[int]:
+def timestamp_bits(index: int) -> list[int]:
     """10 index bits (LSB first) + 2 check bits (popcount mod 4)."""
     bits = [(index >> b) & 1 for b in range(TIMESTAMP_BITS)]
     check = sum(bits) % 4
@@ -211,43 +212,11 @@ def timestamp_frame(index: int, width: int, height: int) -> np.ndarray:
     cell = max(1, round(TIMESTAMP_CODE_FRACTION * min(width, height) / TIMESTAMP_GRID))
     top = (height - cell * TIMESTAMP_GRID) // 2
     left = (width - cell * TIMESTAMP_GRID) // 2
-    values = dict(_GUARD_CELLS) | dict(zip(_DATA_CELLS, _timestamp_bits(index)))
+    values = dict(GUARD_CELLS) | dict(zip(DATA_CELLS, timestamp_bits(index)))
     for (row, col), white in values.items():
         y, x = top + row * cell, left + col * cell
         frame[y : y + cell, x : x + cell] = 255 if white else 0
     return frame
-
-
-def read_timestamp(frame_rgb: np.ndarray) -> int:
-    """Decode the index drawn by :func:`timestamp_frame` from a (resized, centre-cropped, compressed) frame.
-
-    Raises:
-        ValueError: if no intact code is found (guard or check bits wrong).
-    """
-    gray = frame_rgb.astype(np.float32).mean(axis=2)
-    extreme = np.abs(gray - TIMESTAMP_BACKGROUND) > 64
-    rows, cols = extreme.sum(axis=1), extreme.sum(axis=0)
-    if rows.max(initial=0) == 0:
-        raise ValueError("no timestamp code in frame")
-    ys = np.flatnonzero(rows >= rows.max() / 2)
-    xs = np.flatnonzero(cols >= cols.max() / 2)
-    top, bottom, left, right = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-    cell_h, cell_w = (bottom - top) / TIMESTAMP_GRID, (right - left) / TIMESTAMP_GRID
-
-    def cell_white(row: int, col: int) -> int:
-        y0, x0 = top + row * cell_h, left + col * cell_w
-        rows = slice(int(y0 + cell_h / 4), int(y0 + 3 * cell_h / 4) + 1)  # central half of the cell
-        cols = slice(int(x0 + cell_w / 4), int(x0 + 3 * cell_w / 4) + 1)
-        patch = gray[rows, cols]
-        return int(patch.mean() > TIMESTAMP_BACKGROUND)
-
-    if any(cell_white(r, c) != white for (r, c), white in _GUARD_CELLS.items()):
-        raise ValueError("timestamp guard cells do not match (code cropped or damaged)")
-    bits = [cell_white(r, c) for r, c in _DATA_CELLS]
-    index = sum(bit << b for b, bit in enumerate(bits[:TIMESTAMP_BITS]))
-    if _timestamp_bits(index) != bits:
-        raise ValueError("timestamp check bits do not match (code damaged)")
-    return index
 
 
 def write_timestamp_video(

@@ -2,7 +2,7 @@
 
 Generic over the extractor (its module must offer ``classify(waveform) -> (B, K)`` logits over a
 ``classes`` attribute) and over the label mapping (scene -> target class, :func:`default_label_map`:
-:data:`extract.manifest.SCENE_TO_IOV` for ``iov_cnn420``, the scenes themselves for ``fcnn.tau``). Only
+:data:`extract.taxonomy.SCENE_TO_IOV` for ``iov_cnn420``, the scenes themselves for ``fcnn.tau``). Only
 clips whose split is ``train`` are ever decoded; a seeded tenth of them (by clip) is held out for
 validation accuracy. Audio augmentations (:mod:`extract.audio_augment`) are optional: offline copies of
 the non-validation windows are made once before training; channel swapping and SpecAugment run on every
@@ -31,7 +31,8 @@ from extract.audio_io import audio_windows, load_audio, seconds_in
 from extract.decode_plan import audio_source
 from extract.errors import MediaError
 from extract.audio_augment import AudioAugmentConfig, offline_augment, spec_augment, swap_channels
-from extract.manifest import IOV_CLASSES, SCENE_TO_IOV, Clip, Manifest
+from extract.manifest import Clip, Manifest
+from extract.taxonomy import Taxonomy
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import install_trained
 
@@ -41,7 +42,7 @@ TRAIN_SPLIT = "train"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ExtractorTrainConfig:
     """Hyper-parameters of one training run (recorded in the run record)."""
 
     epochs: int = 10
@@ -64,7 +65,7 @@ class TrainConfig:
         return {**asdict(self), "augment": self.augment.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> "ExtractorTrainConfig":
         fields = dict(data)
         fields["augment"] = AudioAugmentConfig.from_dict(fields.get("augment", {}))
         return cls(**fields)
@@ -91,12 +92,17 @@ class TrainWindows:
         )
 
 
-def default_label_map(classes: tuple[str, ...]) -> dict[str, str]:
-    """Scene -> target class of a module's ``classes``: indoor/outdoor/vehicle, or the scenes themselves."""
-    return dict(SCENE_TO_IOV) if tuple(classes) == IOV_CLASSES else {c: c for c in classes}
+def default_label_map(classes: tuple[str, ...], taxonomy: Taxonomy) -> dict[str, str]:
+    """Label -> target class of a module's ``classes``: the dataset's class set with exactly those classes (TAU:
+    its scenes for ``fcnn.tau``, its grouping ``3``, indoor/outdoor/vehicle, for ``iov_cnn420``)."""
+    for name in taxonomy.names:
+        if taxonomy.class_set(name).classes == tuple(classes):
+            return dict(taxonomy.class_set(name).label_to_class)
+    raise ValueError(f"the dataset's taxonomy has no class set {list(classes)}; it has "
+                     + "; ".join(f"{n}: {list(taxonomy.class_set(n).classes)}" for n in taxonomy.names))
 
 
-def validation_clips(n_clips: int, cfg: TrainConfig) -> np.ndarray:
+def validation_clips(n_clips: int, cfg: ExtractorTrainConfig) -> np.ndarray:
     """Rows of the clips held out for validation (seeded, by clip)."""
     n_val = int(round(cfg.val_fraction * n_clips)) if n_clips > 1 else 0
     return np.random.default_rng(cfg.seed).permutation(n_clips)[:n_val]
@@ -163,7 +169,7 @@ def _accuracy(module, waveforms: np.ndarray, targets: np.ndarray, batch_size: in
     return correct / len(targets)
 
 
-def fit(module, data: TrainWindows, cfg: TrainConfig, device: str) -> dict[str, Any]:
+def fit(module, data: TrainWindows, cfg: ExtractorTrainConfig, device: str) -> dict[str, Any]:
     """Seeded Adam training of ``module.classify`` with cross-entropy; returns per-epoch metrics."""
     import torch
 
@@ -213,7 +219,7 @@ def _train_logits(module, waveform, augment: AudioAugmentConfig, generator) -> "
 
 
 def train_extractor(
-    name: str, manifest: Manifest, label_map: dict[str, str] | None, cfg: TrainConfig
+    name: str, manifest: Manifest, label_map: dict[str, str] | None, cfg: ExtractorTrainConfig
 ) -> tuple[Path, dict[str, Any]]:
     """Train extractor ``name`` on ``manifest``'s train split and install its weights and run record.
 
@@ -235,7 +241,7 @@ def train_extractor(
     classes = tuple(module.classes)
     if cfg.augment.spec_augment_fraction > 0 and not hasattr(module, "classify_features"):
         raise ValueError(f"{name}: SpecAugment needs a module with features()/classify_features(); train without it")
-    label_map = default_label_map(classes) if label_map is None else label_map
+    label_map = default_label_map(classes, manifest.taxonomy) if label_map is None else label_map
     clips = train_clips(manifest, label_map)
     data = decode_train_windows(clips, spec, label_map, classes, cfg.decode_workers)
     n_decoded = len(data.targets)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from typing import Any
 
+from extract.errors import AvsceneError
 from extract.paths import weights_dir
 from extract.registry import ExtractorSpec, TrainedWeights, WeightsSource
 
@@ -28,11 +29,11 @@ RANDOM_INIT = "random-init"
 BUILTIN = "builtin-seeded"  # debug extractors: deterministic parameters, no file
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(AvsceneError, FileNotFoundError):
     """The checkpoint of an extractor is not in the weights cache."""
 
 
-class WeightsChecksumError(ValueError):
+class WeightsChecksumError(AvsceneError, ValueError):
     """A checkpoint file does not have the published sha256."""
 
 

@@ -12,11 +12,16 @@ DEBUG_EXTRACTORS = ("debug_visual", "debug_audio")
 
 
 def require_shared(*parts: str) -> Path:
-    """The shared asset at ``parts`` or a skip naming what is missing."""
-    path = shared_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real asset {path} not available (set AVSCENE_SHARED to the shared folder)")
-    return path
+    """The shared asset at ``parts`` or a skip naming what is missing: the file, or the shared folder itself."""
+    folder = shared_dir()
+    path = folder.joinpath(*parts)
+    if path.exists():
+        return path
+    if not folder.is_dir():
+        where = ("AVSCENE_SHARED points there" if "AVSCENE_SHARED" in os.environ
+                 else "the default ../shared; set AVSCENE_SHARED to the shared folder")
+        pytest.skip(f"real asset {path} not available: the shared folder {folder} does not exist ({where})")
+    pytest.skip(f"real asset {path} not available: the shared folder {folder} has no such file")
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,11 @@ import pytest
 from classify.cli import main as classify_main
 from extract.manifest import read_tau
 from extract.store import DONE, FAILED, EmbeddingStore
+from extract.taxonomy import tau_recording_location
 from test_faults import counts, extract_cmd
 from test_pipeline import DEBUG_EXTRACTORS, REPO, finished_clips
 from vadd.cli import main as vadd_main
-from vadd.protocol import ProtocolItem, granular_label, read_protocol_csv, validation_rows, write_protocol_csv
+from vadd.protocol import ProtocolItem, read_protocol_csv, validation_rows, write_protocol_csv
 
 N_CLIPS = 70  # 10 scenes x 7 clips: 50 train, 20 test
 VALIDATION_FRACTION = 0.4
@@ -40,7 +41,8 @@ def bad_data(tmp_path_factory) -> dict:
     data = make_demo_dataset(tmp_path_factory.mktemp("bad") / "data", clips_per_scene=7, seconds=2, seed=3,
                              width=64, height=48)
     train = [c for c in read_tau(data, require=()).clips if c.split == "train"]
-    held = validation_rows([c.clip_id for c in train], [c.label for c in train], VALIDATION_FRACTION)
+    held = validation_rows([c.clip_id for c in train], [c.label for c in train], VALIDATION_FRACTION,
+                           location_of=tau_recording_location)
     truncated = train[int(np.flatnonzero(held)[0])].clip_id  # one the VADD threshold's hold-out would draw
     bad_wav = _row_of(data, "fold1_test.csv", 0)
     long = next(c.clip_id for c in train[7:] if c.clip_id != truncated)
@@ -137,7 +139,7 @@ def test_vadd_generated_then_a_protocol_naming_the_bad_clip(chain, capsys):
     label = dict(zip(s.clips.ids, s.clips.labels))
     bad = chain["bad_wav"]
     other = next(c for c in sorted(named) if label[c] != label[bad])
-    b, o = granular_label(label[bad], 10), granular_label(label[other], 10)
+    b, o = label[bad], label[other]  # 10 classes: the scenes themselves
     explicit = items + [ProtocolItem(bad, bad, b, b, False), ProtocolItem(bad, other, b, o, True),
                         ProtocolItem(other, bad, o, b, True)]
     protocol = chain["runs"] / "protocol.csv"

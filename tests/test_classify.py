@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classify.data import encode_labels, load_clips
+from classify.data import load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, clip_vote
 from classify.persist import load_head, save_head
@@ -17,6 +17,7 @@ from classify.run import run_training
 from classify.scaler import Standardiser
 from classify.train import TrainConfig, train_head
 from extract.store import EmbeddingStore
+from extract.taxonomy import tau_taxonomy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,8 +40,27 @@ def test_metrics_on_known_probabilities():
     assert m["per_class_clip_accuracy"]["a"] == 1.0
 
 
+def test_confusion_text_keeps_whole_class_names():
+    from classify.cli import format_confusion
+
+    text = format_confusion([[1, 2], [3, 40]], ["street_pedestrian", "bus"])
+    assert text.splitlines()[1].split() == ["street_pedestrian", "bus"]
+    assert text.splitlines()[2].split() == ["street_pedestrian", "1", "2"]
+
+
+@pytest.mark.parametrize("main_module", ["extract.cli", "classify.cli", "vadd.cli"])
+def test_every_cli_prints_an_error_in_one_line(main_module, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(main_module).main
+    args = {"extract.cli": ["info"], "classify.cli": ["train"], "vadd.cli": ["eval"]}[main_module]
+    assert main([*args, "--store", str(tmp_path / "none.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: no store at {tmp_path / 'none.zarr'}")
+
+
 def test_three_class_mapping():
-    assert encode_labels(np.array(["bus", "park", "airport"]), ("indoor", "outdoor", "vehicle")).tolist() == [2, 1, 0]
+    assert tau_taxonomy().class_set("3").encode(np.array(["bus", "park", "airport", ""])).tolist() == [2, 1, 0, -1]
 
 
 def test_scaler_is_fitted_on_train_only(tiny_store, tmp_path):

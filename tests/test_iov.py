@@ -14,7 +14,8 @@ import torch
 
 from extract import cli, train_extractor
 from extract.extractor import create_extractor
-from extract.manifest import SCENE_TO_IOV, read_manifest
+from extract.manifest import read_manifest
+from extract.taxonomy import SCENE_TO_IOV
 from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import DONE, EmbeddingStore, StoreError
@@ -81,7 +82,7 @@ def test_training_never_reads_test_clips_and_is_deterministic(trained, tiny_data
     real_load = train_extractor.load_audio
     monkeypatch.setattr(train_extractor, "load_audio", lambda path: loaded.append(Path(path)) or real_load(path))
     monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path / "weights"))
-    cfg = train_extractor.TrainConfig(epochs=1, batch_size=16, seed=3, device="cpu")
+    cfg = train_extractor.ExtractorTrainConfig(epochs=1, batch_size=16, seed=3, device="cpu")
     _, record = train_extractor.train_extractor(NAME, manifest, SCENE_TO_IOV, cfg)
     train_audio = {c.audio_path for c in manifest.by_split("train")}
     assert loaded and set(loaded) == train_audio

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from extract.errors import ManifestError
-from extract.manifest import TAU_SCENES, read_csv_manifest, read_manifest, read_tau
+from extract.manifest import read_csv_manifest, read_manifest, read_tau
+from extract.taxonomy import TAU_SCENES
 from tests.conftest import require_shared
 
 META_FILES = ("meta.csv", "evaluation_setup/fold1_train.csv", "evaluation_setup/fold1_test.csv",

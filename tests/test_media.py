@@ -11,27 +11,20 @@ import soundfile as sf
 
 from extract.audio_io import AudioSeconds, audio_info, audio_windows, load_audio, seconds_in
 from extract.errors import MediaError
-from extract.paths import shared_dir
 from extract.synthetic import (
     DEMO_SCENES,
     GeneratedMedia,
     make_demo_dataset,
-    read_timestamp,
     timestamp_frame,
     write_timestamp_video,
     write_wav,
 )
 from extract.video_io import VideoInfo, choose_strategy, probe_video, read_frames, video_seconds
+from tests.conftest import require_shared
+from tests.timestamp_reader import read_timestamp
 
 SIZES = [(256, 224), (240, 200)]
 VIDEO_CASES = [(10, 5), (30, 5), (10, 250), (30, 250)]  # (fps, gop)
-
-
-def _shared(*parts: str) -> Path:
-    path = shared_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real shared asset {path} not found (set AVSCENE_SHARED to the shared/ folder)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +133,7 @@ def test_read_frames_rejects_bad_arguments(videos: dict) -> None:
 
 
 def test_real_bento_video_and_its_audio_track() -> None:
-    path = _shared("media", "bento.mp4")
+    path = require_shared("media", "bento.mp4")
     info = probe_video(path)
     assert (info.width, info.height, info.n_frames) == (320, 568, 11)
     assert info.fps == pytest.approx(10.0)
@@ -180,7 +173,7 @@ def test_seconds_in_tolerates_a_missing_sample() -> None:
 
 
 def test_real_tau_wavs_including_off_by_one_lengths() -> None:
-    manifest = _shared("tau", "audio", "MANIFEST.tsv")
+    manifest = require_shared("tau", "audio", "MANIFEST.tsv")
     with manifest.open() as handle:
         frames_by_file = {row["file"]: int(row["frames"]) for row in csv.DictReader(handle, delimiter="\t")}
     picked = [next(f for f, n in frames_by_file.items() if n == target) for target in (480_000, 479_999, 480_001)]
@@ -270,7 +263,7 @@ def _assert_media_error(call, path: Path, match: str = "") -> None:
 
 
 def test_empty_wav_raises_media_error() -> None:
-    path = _shared("media", "empty.wav")
+    path = require_shared("media", "empty.wav")
     for call in (load_audio, audio_info):
         _assert_media_error(call, path, "no audio samples")
 
@@ -298,7 +291,7 @@ def test_text_and_still_images_are_refused_as_video_with_the_file_named(tmp_path
 
 
 def test_wav_has_no_video_stream() -> None:
-    _assert_media_error(probe_video, _shared("media", "chirp_mono.wav"), "no video stream")
+    _assert_media_error(probe_video, require_shared("media", "chirp_mono.wav"), "no video stream")
 
 
 def test_mp4_without_audio_stream(videos: dict) -> None:

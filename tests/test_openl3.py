@@ -29,6 +29,7 @@ from extract.models.openl3_frontend import (
 )
 from extract.registry import get_spec, list_extractors
 from extract.weights import resolve_weights
+from tests.keras_files import write_keras_weights
 
 RATE = 48_000
 NAMES = [n for n in list_extractors() if n.startswith("openl3_")]
@@ -225,7 +226,7 @@ def keras_weights() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("filename", ["w.h5", "w.h5.gz"])
 def test_keras_weights_round_trip_and_convert(tmp_path, keras_weights, filename):
-    openl3.write_keras_weights(tmp_path / filename, keras_weights)
+    write_keras_weights(tmp_path / filename, keras_weights)
     read = openl3.read_keras_weights(tmp_path / filename)
     assert read.keys() == keras_weights.keys()
     state = openl3.keras_to_torch(read)
@@ -241,7 +242,7 @@ def test_keras_weights_round_trip_and_convert(tmp_path, keras_weights, filename)
 def test_full_model_files_with_model_weights_group_are_read(tmp_path, keras_weights):
     import h5py
 
-    openl3.write_keras_weights(tmp_path / "weights.h5", keras_weights)
+    write_keras_weights(tmp_path / "weights.h5", keras_weights)
     with h5py.File(tmp_path / "weights.h5", "r") as src, h5py.File(tmp_path / "model.h5", "w") as dst:
         src.copy(src["/"], dst, "model_weights")
         for key, value in src.attrs.items():
@@ -253,7 +254,7 @@ def test_a_missing_misnamed_or_misshapen_layer_is_named(tmp_path, keras_weights)
     broken = dict(keras_weights)
     broken["conv2d_99/kernel:0"] = broken.pop("conv2d_2/kernel:0")
     broken["conv2d_5/bias:0"] = np.zeros(3, np.float32)
-    openl3.write_keras_weights(tmp_path / "broken.h5", broken)
+    write_keras_weights(tmp_path / "broken.h5", broken)
     with pytest.raises(openl3.CheckpointLayoutError) as caught:
         openl3.OpenL3(get_spec("openl3_mel256_music_512")).load_checkpoint(tmp_path / "broken.h5")
     message = str(caught.value)
@@ -267,7 +268,7 @@ def test_a_missing_misnamed_or_misshapen_layer_is_named(tmp_path, keras_weights)
 def test_weights_without_a_published_digest_load_with_a_warning(tmp_path, monkeypatch, keras_weights, caplog):
     monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path))
     spec = get_spec("openl3_mel128_env_512")
-    openl3.write_keras_weights(tmp_path / spec.weights.filename, keras_weights)
+    write_keras_weights(tmp_path / spec.weights.filename, keras_weights)
     with caplog.at_level(logging.WARNING, logger="extract.weights"):
         extractor = create_extractor(spec.name)
     assert "UNVERIFIED" in caplog.text and extractor.weights_id in caplog.text  # the store records this sha256

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from extract.extractor import Extractor, create_extractor
-from extract.paths import shared_dir
 from extract.registry import get_spec
 from extract.weights import import_dir
+from tests.conftest import require_shared
 
 # AudioSet ontology indices (class_labels_indices.csv) of the road-vehicle classes.
 AUDIOSET_ROAD = {
@@ -46,20 +46,13 @@ IMAGENET_CANIDS = range(151, 281)  # dogs, wolves, wild dogs, hyena, foxes
 @pytest.fixture
 def real_weights(tmp_path, monkeypatch) -> Path:
     """A weights cache holding the shared real checkpoints (copied and sha256-checked)."""
-    source = shared_dir() / "weights"
-    if not source.is_dir():
-        pytest.skip(f"real weights folder {source} not available (set AVSCENE_SHARED to the shared folder)")
+    source = require_shared("weights")
     cache = tmp_path / "weights"
     monkeypatch.setenv("AVSCENE_WEIGHTS", str(cache))
     import_dir(source, [get_spec("mobilenet_v2.imagenet"), get_spec("efficientat_mn04.audioset")])
     return cache
 
 
-def _shared_file(*parts: str) -> Path:
-    path = shared_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real asset {path} not available (set AVSCENE_SHARED to the shared folder)")
-    return path
 
 
 def _tau_windows(stem: str, n_windows: int = 10) -> np.ndarray:
@@ -68,7 +61,7 @@ def _tau_windows(stem: str, n_windows: int = 10) -> np.ndarray:
     from scipy.signal import resample_poly
 
     assert get_spec("efficientat_mn04.audioset").audio.sample_rate_hz == 32_000
-    audio, rate_hz = sf.read(_shared_file("tau", "audio", f"{stem}.wav"), dtype="float32", always_2d=True)
+    audio, rate_hz = sf.read(require_shared("tau", "audio", f"{stem}.wav"), dtype="float32", always_2d=True)
     assert rate_hz == 48_000
     mono = resample_poly(audio.mean(axis=1), 2, 3).astype(np.float32)
     return mono[: n_windows * 32_000].reshape(n_windows, 1, 32_000)
@@ -126,7 +119,7 @@ def test_mobilenet_sees_the_dog_in_bento(real_weights):
     categories = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
     spec = get_spec("mobilenet_v2.imagenet")
     extractor = create_extractor(spec.name)
-    frame = _middle_frame_crop(_shared_file("media", "bento.mp4"), spec.visual.resize_shorter_px, spec.visual.crop_px)
+    frame = _middle_frame_crop(require_shared("media", "bento.mp4"), spec.visual.resize_shorter_px, spec.visual.crop_px)
     embedding = extractor.embed(frame)
     assert embedding.shape == (1, 1280)
     with torch.inference_mode():

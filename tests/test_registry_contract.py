@@ -18,13 +18,14 @@ import torch
 
 from extract.extractor import Extractor, create_extractor
 from extract.models import openl3
-from extract.paths import shared_dir
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec, list_extractors
 from extract.weights import MissingWeightsError, expected_path
 from published_layouts import (
     csail_densenet161_keys, csail_name, csail_resnet50_keys, filled, open_clip_keys, open_clip_name,
     torchvision_vit_keys, torchvision_vit_name,
 )
+from tests.conftest import require_shared
+from tests.keras_files import write_keras_weights
 
 NAMES = list_extractors()
 PRETRAINED = [n for n in NAMES if get_spec(n).weights is not None]
@@ -284,7 +285,7 @@ def _is_keras(name: str) -> bool:
 def _save_published(name: str, state: dict[str, torch.Tensor], path) -> None:
     """Write ``state`` as ``name``'s published file does: Keras h5, else a torch file (meta tensors allowed)."""
     if _is_keras(name):
-        openl3.write_keras_weights(path, {k: v.numpy() for k, v in state.items()})
+        write_keras_weights(path, {k: v.numpy() for k, v in state.items()})
     else:
         torch.save(FILE_CONTAINER.get(name, lambda s: s)(state), path)
 
@@ -354,9 +355,7 @@ def test_loader_rejects_a_renamed_key(name, tmp_path):
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_layout_matches_the_real_file(name):
-    real_path = shared_dir() / "weights" / get_spec(name).weights.filename
-    if not real_path.exists():
-        pytest.skip(f"real checkpoint {real_path} not available (set AVSCENE_SHARED to the shared folder)")
+    real_path = require_shared("weights", get_spec(name).weights.filename)
     real = _load_real(name, real_path)
     _, published = _published(name)
     assert {k: tuple(v.shape) for k, v in published.items()} == {k: tuple(v.shape) for k, v in real.items()}

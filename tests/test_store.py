@@ -17,6 +17,7 @@ from extract.store import (
     FingerprintMismatchError,
     StoreError,
 )
+from extract.taxonomy import Taxonomy
 
 SPEC = {"name": "toy.test", "version": "1", "embedding_dim": 4, "modality": "audio"}
 
@@ -40,7 +41,7 @@ def block_result(n: int, seconds: int, value: float, status: int = DONE) -> Bloc
 
 @pytest.fixture
 def store(tmp_path) -> EmbeddingStore:
-    s = EmbeddingStore.create(tmp_path / "s.zarr", clip_table(), classes=("bus", "park"), data_root="/d", clips_per_chunk=2)
+    s = EmbeddingStore.create(tmp_path / "s.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d", clips_per_chunk=2)
     s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
     return s
 
@@ -93,7 +94,7 @@ def test_fingerprint_mismatch_refuses_unless_overwrite(store):
 
 def test_reopen_with_other_clips_or_schema_is_refused(store, tmp_path):
     with pytest.raises(StoreError, match="another clip set"):
-        EmbeddingStore.create(tmp_path / "s.zarr", clip_table(4), classes=("bus",), data_root="/d", clips_per_chunk=2)
+        EmbeddingStore.create(tmp_path / "s.zarr", clip_table(4), taxonomy=Taxonomy(("bus",)), data_root="/d", clips_per_chunk=2)
     store.root.attrs["schema_version"] = 99
     with pytest.raises(StoreError, match="schema_version"):
         EmbeddingStore.open(tmp_path / "s.zarr")
@@ -119,7 +120,7 @@ def test_export_h5_round_trip(store, tmp_path):
 
 
 def test_fsspec_url_store(tmp_path):
-    s = EmbeddingStore.create(f"file://{tmp_path}/u.zarr", clip_table(), classes=("bus", "park"), data_root="/d",
+    s = EmbeddingStore.create(f"file://{tmp_path}/u.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d",
                               clips_per_chunk=2)
     s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
     s.write_block("toy.test", 0, block_result(2, 3, 0.5))

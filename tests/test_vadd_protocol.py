@@ -6,16 +6,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from extract.taxonomy import tau_recording_location, tau_taxonomy
 from vadd.protocol import (
     ProtocolItem,
     generate_protocol,
     read_protocol_csv,
-    recording_location,
     validation_rows,
     write_protocol_csv,
 )
 from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
 
+TAU = tau_taxonomy()
 SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
           "street_pedestrian", "street_traffic", "tram"]
 
@@ -24,9 +25,9 @@ def test_generated_protocol_is_balanced_reproducible_and_swaps_differ():
     ids = [f"clip{i}" for i in range(100)]
     scenes = [SCENES[i % 10] for i in range(100)]
     for n_classes in (10, 3):
-        items = generate_protocol(ids, scenes, n_classes, seed=3)
-        assert items == generate_protocol(ids, scenes, n_classes, seed=3)
-        assert items != generate_protocol(ids, scenes, n_classes, seed=4)
+        items = generate_protocol(ids, scenes, TAU.class_set(n_classes), seed=3)
+        assert items == generate_protocol(ids, scenes, TAU.class_set(n_classes), seed=3)
+        assert items != generate_protocol(ids, scenes, TAU.class_set(n_classes), seed=4)
         manipulated = [i for i in items if i.manipulated]
         assert len(manipulated) == len(items) - len(manipulated) >= 40
         assert all(i.video_label != i.audio_label for i in manipulated)
@@ -39,7 +40,7 @@ def test_generated_protocol_is_balanced_reproducible_and_swaps_differ():
 
 
 def test_protocol_csv_round_trip_and_malformed_line(tmp_path):
-    items = generate_protocol([f"c{i}" for i in range(20)], [SCENES[i % 10] for i in range(20)], 10)
+    items = generate_protocol([f"c{i}" for i in range(20)], [SCENES[i % 10] for i in range(20)], TAU.class_set("10"))
     write_protocol_csv(tmp_path / "p.csv", items)
     assert read_protocol_csv(tmp_path / "p.csv") == items
     lines = (tmp_path / "p.csv").read_text().splitlines()
@@ -56,7 +57,7 @@ def test_protocol_csv_round_trip_and_malformed_line(tmp_path):
 def test_generated_protocol_is_balanced_per_class():
     ids = [f"clip{i}" for i in range(200)]
     scenes = [SCENES[i % 10] for i in range(200)]
-    items = generate_protocol(ids, scenes, 10, seed=0)
+    items = generate_protocol(ids, scenes, TAU.class_set("10"), seed=0)
     pristine = Counter(i.video_label for i in items if not i.manipulated)
     manipulated = Counter(i.video_label for i in items if i.manipulated)
     assert len(items) == 200 and sum(pristine.values()) == sum(manipulated.values()) == 100
@@ -66,13 +67,13 @@ def test_generated_protocol_is_balanced_per_class():
 def test_validation_rows_hold_out_whole_locations_reproducibly():
     ids = [f"{s}-lyon-{loc}-{seg}" for s in SCENES for loc in range(5) for seg in range(4)]
     scenes = [i.split("-")[0] for i in ids]
-    held = validation_rows(ids, scenes, 0.2, seed=1)
-    assert held.tolist() == validation_rows(ids, scenes, 0.2, seed=1).tolist()
+    held = validation_rows(ids, scenes, 0.2, seed=1, location_of=TAU.location)
+    assert held.tolist() == validation_rows(ids, scenes, 0.2, seed=1, location_of=TAU.location).tolist()
     assert held.sum() == 10 * 4  # one 4-clip location of each scene: ceil(0.2 * 20) = 4
-    held_locations = {recording_location(i) for i, h in zip(ids, held) if h}
-    assert all(h == (recording_location(i) in held_locations) for i, h in zip(ids, held))
+    held_locations = {tau_recording_location(i) for i, h in zip(ids, held) if h}
+    assert all(h == (tau_recording_location(i) in held_locations) for i, h in zip(ids, held))
     with pytest.raises(ValueError, match="fraction"):
-        validation_rows(ids, scenes, 1.0)
+        validation_rows(ids, scenes, 1.0, location_of=TAU.location)
 
 
 def one_hot(classes: list[int], k: int = 3, seconds: int = 4) -> np.ndarray:

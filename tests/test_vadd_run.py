@@ -11,7 +11,7 @@ import pytest
 from classify.train import TrainConfig
 from extract.audio_io import iter_audio_blocks, load_audio
 from extract.errors import MediaError
-from extract.manifest import SCENE_TO_IOV
+from extract.taxonomy import SCENE_TO_IOV
 from extract.synthetic import write_video, write_wav
 from tests.conftest import DEBUG_EXTRACTORS
 from vadd.check import Checker, batch_inputs, check_batch, write_timeline_png
@@ -66,7 +66,7 @@ def test_eval_reads_back_its_own_protocol_csv_and_runs_three_classes(run_dir, va
                                                     train=FAST), tmp_path / "again")
     first = json.loads((run_dir / "metrics.json").read_text())
     assert again["paper_rule"] == first["paper_rule"] and again["mismatch_score"] == first["mismatch_score"]
-    three = evaluate_vadd(vadd_store[1], VaddConfig(n_classes=3, validation_fraction=0.4, train=FAST), tmp_path / "three")
+    three = evaluate_vadd(vadd_store[1], VaddConfig(classes="3", validation_fraction=0.4, train=FAST), tmp_path / "three")
     assert {i.video_label for i in read_protocol_csv(tmp_path / "three" / "protocol.csv")} <= {"indoor", "outdoor", "vehicle"}
     assert three["n_classes"] == 3
 
@@ -78,7 +78,7 @@ def test_a_protocol_csv_must_agree_with_the_store_and_the_class_count(run_dir, v
                 if scene_of[a] != scene_of[b] and SCENE_TO_IOV[scene_of[a]] == SCENE_TO_IOV[scene_of[b]])
     same_iov = [ProtocolItem(a, b, SCENE_TO_IOV[scene_of[a]], SCENE_TO_IOV[scene_of[b]], True)]
     write_protocol_csv(tmp_path / "same_iov.csv", same_iov)
-    config = VaddConfig(n_classes=3, protocol=str(tmp_path / "same_iov.csv"), validation_fraction=0.4, train=FAST)
+    config = VaddConfig(classes="3", protocol=str(tmp_path / "same_iov.csv"), validation_fraction=0.4, train=FAST)
     with pytest.raises(ValueError, match=r"same_iov.csv: item 1: manipulated, but video and audio are both"):
         evaluate_vadd(vadd_store[1], config, tmp_path / "refused")
     wrong = [ProtocolItem(a, a, scene_of[b], scene_of[b], False)]

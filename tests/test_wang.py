@@ -24,7 +24,8 @@ from extract.manifest import Clip
 from extract.models import fcnn
 from extract.registry import ExtractorSpec, get_spec
 from extract.store import EmbeddingStore
-from extract.synthetic import read_timestamp, write_timestamp_video
+from extract.synthetic import write_timestamp_video
+from tests.timestamp_reader import read_timestamp
 
 RATE = 48_000
 TINY_FILTERS = (2, 2, 2)
@@ -219,9 +220,9 @@ def test_weights_trained_for_another_front_end_version_are_refused(trained_fcnn,
 
 def test_specaugment_needs_a_split_module(tiny_dataset):
     from extract.manifest import read_manifest
-    from extract.train_extractor import TrainConfig, train_extractor
+    from extract.train_extractor import ExtractorTrainConfig, train_extractor
 
-    cfg = TrainConfig(epochs=1, augment=AudioAugmentConfig(spec_augment_fraction=0.1), device="cpu")
+    cfg = ExtractorTrainConfig(epochs=1, augment=AudioAugmentConfig(spec_augment_fraction=0.1), device="cpu")
     with pytest.raises(ValueError, match="SpecAugment needs"):
         train_extractor("iov_cnn420", read_manifest(tiny_dataset), None, cfg)
 

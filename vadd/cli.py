@@ -5,7 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from classify.cli import HEAD_CHOICES, PRESET_CHOICES
+from classify.cli import PRESET_CHOICES, class_set_name
+from classify.kinds import HEAD_KINDS
+from extract.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +18,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from classify.train import preset
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
-    out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{args.classes}cls"
+    classes = class_set_name(args.store, args.classes)
+    out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{classes}cls"
     config = VaddConfig(
-        n_classes=args.classes, protocol=args.protocol, lists_dir=args.lists,
+        classes=classes, protocol=args.protocol, lists_dir=args.lists,
         extractors=tuple(n for n in args.extractors.split(",") if n),
         head=HeadConfig(kind=args.head, projection_dim=args.projection_dim),
         train=preset(args.preset, seed=args.seed, augmented_views=not args.no_augmented_views,
@@ -27,7 +30,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     metrics = evaluate_vadd(args.store, config, out)
     rule, score = metrics["paper_rule"], metrics["mismatch_score"]
-    print(f"VADD {args.classes}-class, {args.protocol} protocol ({metrics['protocol_items']}, {len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
+    print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['protocol_items']}, "
+          f"{len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
           f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
     print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
           f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
@@ -80,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
     ev.add_argument("--store", default="cache/embeddings.zarr")
-    ev.add_argument("--classes", type=int, default=10, choices=[10, 3])
+    ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
+                    "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",
                     help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
     ev.add_argument("--lists", default="", help="a checkout of the release (IDT-ITI/Visual-Audio-Discrepancy-Detection), "
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strict", action="store_true", help="stop when a fixed protocol names a clip without embeddings "
                     "(default: drop those items, list them, and report N of M items)")
     ev.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
-    ev.add_argument("--head", default="ls", choices=HEAD_CHOICES, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
+    ev.add_argument("--head", default="ls", choices=HEAD_KINDS, help="kind of the VSC, ASC and VASC heads (the paper: ls)")
     ev.add_argument("--preset", default="adam", choices=PRESET_CHOICES, help="their training preset")
     ev.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     ev.add_argument("--no-augmented-views", action="store_true",
@@ -120,10 +125,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
+    return run_cli(build_parser(), argv)

@@ -59,7 +59,7 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
     for line in summary.lines():
         logger.info("%s", line)
     _, avsc = run_training(store, list(extractors), 10, HeadConfig(kind="ls"), TrainConfig(), out_dir / "runs" / "avsc-10cls")
-    vadd = evaluate_vadd(store, VaddConfig(n_classes=10), out_dir / "runs" / "vadd-10cls")
+    vadd = evaluate_vadd(store, VaddConfig(classes="10"), out_dir / "runs" / "vadd-10cls")
     opened = EmbeddingStore.open(store)
     report = {
         "data": f"SYNTHETIC TAU-layout dataset at {data} ({clips_per_scene} clips x 10 scenes x {seconds} s)",

@@ -22,6 +22,7 @@ from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from extract.store import EmbeddingStore, UsableClips, report_excluded
+from extract.taxonomy import ClassSet
 from vadd.official import default_lists_dir, official_protocol
 from vadd.protocol import (
     DroppedItem, ProtocolItem, check_protocol_labels, drop_unusable_items, generate_protocol, read_protocol_csv,
@@ -38,9 +39,10 @@ HEADS_FILE = "heads.json"
 
 @dataclass(frozen=True)
 class VaddConfig:
-    """One VADD evaluation. ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``) or a CSV path."""
+    """One VADD evaluation. ``classes``: a class set of the store's taxonomy ('' = its own classes; TAU: ``10`` or
+    ``3``). ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``) or a CSV path."""
 
-    n_classes: int = 10
+    classes: str = ""
     protocol: str = "generated"
     lists_dir: str = ""  # "" = $AVSCENE_SHARED/vadd
     extractors: tuple[str, ...] = ()  # () = every extractor in the store
@@ -51,8 +53,7 @@ class VaddConfig:
     strict: bool = False  # a fixed protocol's items naming unusable clips stop the run instead of being dropped
 
     def __post_init__(self) -> None:
-        if self.n_classes not in (10, 3):
-            raise ValueError(f"n_classes must be 10 or 3, got {self.n_classes}")
+        object.__setattr__(self, "classes", str(self.classes))
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
@@ -64,6 +65,8 @@ class VaddConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "VaddConfig":
         data = dict(data)
+        if "n_classes" in data:  # run folders written before taxonomies: 10 or 3, TAU's class set names
+            data["classes"] = str(data.pop("n_classes"))
         data["head"] = HeadConfig.from_dict(data["head"])
         data["train"] = TrainConfig.from_dict(data["train"])
         data["extractors"] = tuple(data["extractors"])
@@ -82,7 +85,7 @@ def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -
 
 
 def fixed_protocol(
-    config: VaddConfig, store: EmbeddingStore, usable_test: UsableClips
+    config: VaddConfig, store: EmbeddingStore, classes: ClassSet, usable_test: UsableClips
 ) -> tuple[list[ProtocolItem] | None, int, list[DroppedItem]]:
     """The official lists or a protocol CSV, checked against the store's test split, without the items naming a clip
     that ``usable_test`` excludes: (kept items, items in the protocol, dropped items); (None, 0, []) for
@@ -90,7 +93,7 @@ def fixed_protocol(
     if config.protocol == "generated":
         return None, 0, []
     if config.protocol == "official":
-        items = official_protocol(Path(config.lists_dir) if config.lists_dir else default_lists_dir(), config.n_classes)
+        items = official_protocol(Path(config.lists_dir) if config.lists_dir else default_lists_dir(), classes)
     else:
         items = read_protocol_csv(Path(config.protocol))
     needed = {i.video_clip for i in items} | {i.audio_clip for i in items}
@@ -105,7 +108,7 @@ def fixed_protocol(
             f"({len(elsewhere)} of them are in another split), e.g. {', '.join(missing[:10])}.{hint}"
         )
     scene_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
-    check_protocol_labels(items, scene_of, config.n_classes, config.protocol)
+    check_protocol_labels(items, scene_of, classes, config.protocol)
     reason_of = {e.clip: e.reason for e in usable_test.excluded}
     kept, dropped = drop_unusable_items(items, reason_of, config.protocol, config.strict)
     return kept, len(items), dropped
@@ -119,15 +122,16 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``.
     """
     store = EmbeddingStore.open(store_location)
+    class_set = store.taxonomy.class_set(config.classes)
     modalities = extractors_by_modality(store, config.extractors)
     # one clip set for every head, the validation protocol and the test protocol: usable for all the extractors
     usable = {split: store.usable_clips(modalities["visual"] + modalities["audio"], split) for split in ("train", "test")}
     excluded = report_excluded(usable["train"].excluded + usable["test"].excluded, store_location, "VADD")
-    items, n_protocol_items, dropped = fixed_protocol(config, store, usable["test"])  # checked before any training
+    items, n_protocol_items, dropped = fixed_protocol(config, store, class_set, usable["test"])  # checked before any training
     clips = store.clips
     train_rows = usable["train"].rows
     held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
-                           config.validation_fraction, config.seed)
+                           config.validation_fraction, config.seed, location_of=store.taxonomy.location)
     validation_ids = set(clips.ids[train_rows][held].tolist())
 
     heads: dict[str, TrainedHead] = {}
@@ -137,16 +141,16 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     training_views: dict[str, list[str]] = {}
     for key, names in (("visual", modalities["visual"]), ("audio", modalities["audio"]),
                        ("audio_visual", modalities["visual"] + modalities["audio"])):
-        train = load_clips(store, names, "train", config.n_classes, usable=usable["train"])
+        train = load_clips(store, names, "train", class_set, usable=usable["train"])
         in_val = np.isin(train.ids, list(validation_ids))
         # like the released code's VSC/ASC (2_train_av_classifiers.py, 'data_aug': 1, lines 83-126 and 577-597): the
         # fitting clips plus their augmented visual views when config.train.augmented_views
-        fitting = load_views(store, names, "train", config.n_classes, config.train.augmented_views,
+        fitting = load_views(store, names, "train", class_set, config.train.augmented_views,
                              config.train.view_kinds, rule_extractors=modalities["visual"] + modalities["audio"])
         training_views[key] = augmented_views(store, names, config.train.view_kinds) if config.train.augmented_views else []
         in_val_views = np.isin([i.split("#", 1)[0] for i in fitting.ids], list(validation_ids))
         head = train_head(fitting.subset(np.flatnonzero(~in_val_views)), config.head, config.train)
-        test = load_clips(store, names, "test", config.n_classes, usable=usable["test"])
+        test = load_clips(store, names, "test", class_set, usable=usable["test"])
         accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
         if key != "audio_visual":
             heads[key] = head
@@ -154,18 +158,20 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
             test_pred[key] = ModalityPredictions.from_head(head, test)
     classes = heads["visual"].classes
 
-    threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, classes)
+    threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, class_set)
     if items is None:
         test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
         label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
-        items = generate_protocol(test_ids, [label_of[i] for i in test_ids], config.n_classes, config.seed)
+        items = generate_protocol(test_ids, [label_of[i] for i in test_ids], class_set, config.seed)
         n_protocol_items = len(items)
     if not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
     scores = score_items(items, test_pred["visual"], test_pred["audio"])
     metrics = vadd_metrics(scores, classes, threshold)
     metrics.update({
-        "n_classes": config.n_classes,
+        "n_classes": len(classes),
+        "class_set": class_set.name,
+        "classes": list(classes),
         "protocol": config.protocol,
         "store": store_location,
         "extractors": modalities,
@@ -184,11 +190,11 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
 
 def choose_threshold(
     store: EmbeddingStore, validation_ids: list[str], predictions: dict[str, ModalityPredictions],
-    config: VaddConfig, classes: tuple[str, ...],
+    config: VaddConfig, classes: ClassSet,
 ) -> tuple[float, dict, list[ProtocolItem]]:
     """F1-optimal mismatch threshold on a generated protocol over the held-out part of the train split."""
     label_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
-    items = generate_protocol(validation_ids, [label_of[i] for i in validation_ids], config.n_classes, config.seed)
+    items = generate_protocol(validation_ids, [label_of[i] for i in validation_ids], classes, config.seed)
     if not any(i.manipulated for i in items):
         raise ValueError(
             f"{store.location}: the validation part of the train split ({len(validation_ids)} clips) is too small to pair "
@@ -197,7 +203,7 @@ def choose_threshold(
     scores = score_items(items, predictions["visual"], predictions["audio"])
     truth = np.array([i.manipulated for i in items])
     threshold = f1_optimal_threshold(truth, scores.mismatch)
-    found = vadd_metrics(scores, classes, threshold)
+    found = vadd_metrics(scores, classes.classes, threshold)
     logger.info("threshold %.4f chosen on %d validation items (%d clips)", threshold, len(items), len(validation_ids))
     return threshold, {
         "n_clips": len(validation_ids), "n_items": len(items), "roc_auc": found["mismatch_score"]["roc_auc"],
@@ -217,11 +223,11 @@ def write_run_folder(
     classes = heads["visual"].classes
     write_item_scores(out_dir / "item_scores.csv", scores, classes)
     write_second_scores(out_dir / "second_scores.csv", scores)
-    write_roc_png(out_dir / "roc.png", scores, threshold, f"VADD {config.n_classes}-class, {config.protocol} protocol")
+    write_roc_png(out_dir / "roc.png", scores, threshold, f"VADD {len(classes)}-class, {config.protocol} protocol")
     for key, name in (("visual", "vsc.pt"), ("audio", "asc.pt")):
         save_head(out_dir / name, heads[key])
     write_json(out_dir / HEADS_FILE, {
-        "classes": list(classes), "n_classes": config.n_classes, "threshold": threshold,
+        "classes": list(classes), "class_set": metrics["class_set"], "threshold": threshold,
         "window_seconds": metrics["clip_seconds"],  # `vadd check` applies the heads to windows of the training clips' length
         "threshold_source": f"F1-optimal on a generated protocol over {metrics['validation']['n_clips']} held-out train clips",
         "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints},

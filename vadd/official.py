@@ -14,8 +14,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from extract.manifest import IOV_CLASSES, TAU_SCENES
 from extract.paths import shared_dir
+from extract.taxonomy import ClassSet
 from vadd.protocol import ProtocolItem
 
 LIST_KINDS = ("pristine", "manipulated")
@@ -43,29 +43,22 @@ def lists_folder(lists_dir: Path) -> Path:
     return release if release.is_dir() else Path(lists_dir)
 
 
-def list_path(lists_dir: Path, n_classes: int, kind: str) -> Path:
-    """``vadd_<n_classes>_<kind>.txt`` in :func:`lists_folder`; the pristine list may be the release's
-    ``vadd_<n_classes>_swaps.txt``, and when both names exist they must hold the same lines."""
+def list_path(lists_dir: Path, classes: str, kind: str) -> Path:
+    """``vadd_<classes>_<kind>.txt`` in :func:`lists_folder` (``classes``: TAU's class set name, ``10`` or ``3``);
+    the pristine list may be the release's ``vadd_<classes>_swaps.txt``, and when both names exist they must hold
+    the same lines."""
     if kind not in LIST_KINDS:
         raise ValueError(f"kind must be one of {LIST_KINDS}, got {kind!r}")
     folder = lists_folder(lists_dir)
-    path = folder / f"vadd_{n_classes}_{kind}.txt"
+    path = folder / f"vadd_{classes}_{kind}.txt"
     if kind != "pristine":
         return path
-    release = folder / f"vadd_{n_classes}_{RELEASE_PRISTINE_KIND}.txt"
+    release = folder / f"vadd_{classes}_{RELEASE_PRISTINE_KIND}.txt"
     if not path.is_file():
         return release if release.is_file() else path
     if release.is_file() and release.read_text(encoding="utf-8-sig").split() != path.read_text(encoding="utf-8-sig").split():
-        raise ValueError(f"{release} and {path} both name the pristine {n_classes}-class list but differ; remove one")
+        raise ValueError(f"{release} and {path} both name the pristine {classes}-class list but differ; remove one")
     return path
-
-
-def _labels_for(n_classes: int) -> tuple[str, ...]:
-    if n_classes == 10:
-        return TAU_SCENES
-    if n_classes == 3:
-        return IOV_CLASSES
-    raise ValueError(f"n_classes must be 10 or 3, got {n_classes}")
 
 
 def _clip_id(path: Path, line: int, name: str) -> str:
@@ -79,14 +72,14 @@ def _clip_id(path: Path, line: int, name: str) -> str:
     return stem
 
 
-def read_list(path: Path, n_classes: int) -> list[ListEntry]:
-    """Parse one official list; any line that is not ``['<file>', '<known label>']`` fails with its number."""
+def read_list(path: Path, classes: ClassSet) -> list[ListEntry]:
+    """Parse one official list; any line that is not ``['<file>', '<label of classes>']`` fails with its number."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: official VADD list not found (a folder with vadd_<C>_pristine.txt or the "
                                 f"release's vadd_<C>_swaps.txt, and vadd_<C>_manipulated.txt, or a checkout of the "
                                 f"release)")
-    labels = _labels_for(n_classes)
+    labels = classes.classes
     entries = []
     with open(path, encoding="utf-8-sig") as f:
         for line, text in enumerate(f, start=1):
@@ -100,16 +93,19 @@ def read_list(path: Path, n_classes: int) -> list[ListEntry]:
                 raise ValueError(f"{path}:{line}: expected ['<video file>', '<label>'], got {text.strip()[:80]!r}")
             name, label = value
             if label not in labels:
-                raise ValueError(f"{path}:{line}: unknown {n_classes}-class label {label!r}; known: {', '.join(labels)}")
+                raise ValueError(f"{path}:{line}: unknown label {label!r} for --classes {classes.name}; known: {', '.join(labels)}")
             entries.append(ListEntry(_clip_id(path, line, name), label, line))
     return entries
 
 
-def official_protocol(lists_dir: Path, n_classes: int) -> list[ProtocolItem]:
-    """Pristine items, then the manipulated rows' implicit swaps (rows 2k and 2k+1 exchange audio) made explicit."""
-    pristine = read_list(list_path(lists_dir, n_classes, "pristine"), n_classes)
-    manipulated_path = list_path(lists_dir, n_classes, "manipulated")
-    manipulated = read_list(manipulated_path, n_classes)
+def official_protocol(lists_dir: Path, classes: ClassSet) -> list[ProtocolItem]:
+    """Pristine items, then the manipulated rows' implicit swaps (rows 2k and 2k+1 exchange audio) made explicit.
+
+    ``classes``: a class set of TAU's taxonomy, ``10`` (scenes) or ``3`` (indoor/outdoor/vehicle), whose name
+    picks the lists ``vadd_<name>_*.txt``."""
+    pristine = read_list(list_path(lists_dir, classes.name, "pristine"), classes)
+    manipulated_path = list_path(lists_dir, classes.name, "manipulated")
+    manipulated = read_list(manipulated_path, classes)
     if len(manipulated) % 2:
         raise ValueError(f"{manipulated_path}: {len(manipulated)} rows; swaps pair rows 2k and 2k+1, so the count must be even")
     items = [ProtocolItem(e.clip_id, e.clip_id, e.label, e.label, False) for e in pristine]
@@ -126,5 +122,5 @@ def official_protocol(lists_dir: Path, n_classes: int) -> list[ProtocolItem]:
         seen[item.video_clip] = seen.get(item.video_clip, 0) + 1
     repeated = sorted(c for c, n in seen.items() if n > 1)
     if repeated:
-        raise ValueError(f"{lists_dir}: {len(repeated)} clips appear more than once in the {n_classes}-class lists, e.g. {repeated[:3]}")
+        raise ValueError(f"{lists_dir}: {len(repeated)} clips appear more than once in the {classes.name}-class lists, e.g. {repeated[:3]}")
     return items

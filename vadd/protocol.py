@@ -13,10 +13,11 @@ import math
 from collections import defaultdict
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from extract.manifest import SCENE_TO_IOV
+from extract.taxonomy import ClassSet
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +35,11 @@ class ProtocolItem:
     manipulated: bool
 
 
-def granular_label(scene: str, n_classes: int) -> str:
-    """A scene label at 10-class or 3-class (indoor/outdoor/vehicle) granularity."""
-    if n_classes == 3:
-        return SCENE_TO_IOV[scene]
-    return scene
-
-
-def generate_protocol(ids: list[str], scenes: list[str], n_classes: int, seed: int = 0) -> list[ProtocolItem]:
-    """Balanced pristine/manipulated items from ``ids`` (the test split), reproducible for a seed."""
+def generate_protocol(ids: list[str], scenes: list[str], classes: ClassSet, seed: int = 0) -> list[ProtocolItem]:
+    """Balanced pristine/manipulated items from ``ids`` (the test split, dataset labels ``scenes``) at the
+    granularity of ``classes``, reproducible for a seed."""
     rng = np.random.default_rng(seed)
-    labels = [granular_label(s, n_classes) for s in scenes]
+    labels = [classes.class_of(s) for s in scenes]
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by_class[label].append(i)
@@ -71,14 +66,12 @@ def generate_protocol(ids: list[str], scenes: list[str], n_classes: int, seed: i
     return items
 
 
-def recording_location(clip_id: str) -> str:
-    """TAU stems are ``scene-city-location-segment``: clips of one recording location share the first three parts."""
-    parts = clip_id.split("-")
-    return "-".join(parts[:3]) if len(parts) == 4 else clip_id
-
-
-def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: int = 0) -> np.ndarray:
+def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: int = 0, *,
+                    location_of: Callable[[str], str]) -> np.ndarray:
     """Seeded hold-out of about ``fraction`` of each scene's clips, whole recording locations at a time.
+
+    ``location_of`` gives a clip's recording location (the taxonomy's
+    :meth:`~extract.taxonomy.Taxonomy.location`; TAU: from the file name).
 
     Holding out locations (as TAU's train/evaluate split does) keeps the validation part from being
     easier than the test split. Locations are taken in a seeded order while the scene's held-out count
@@ -97,7 +90,7 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
         rows = [i for i, s in enumerate(scenes) if s == scene]
         by_location: dict[str, list[int]] = defaultdict(list)
         for i in rows:
-            by_location[recording_location(ids[i])].append(i)
+            by_location[location_of(ids[i])].append(i)
         locations = sorted(by_location)
         target, taken = math.ceil(fraction * len(rows)), 0
         for j in rng.permutation(len(locations))[:-1]:  # the last location of the permutation stays in training
@@ -114,21 +107,21 @@ def validation_rows(ids: list[str], scenes: list[str], fraction: float, seed: in
     return held
 
 
-def check_protocol_labels(items: list[ProtocolItem], scene_of: dict[str, str], n_classes: int, source: str) -> None:
-    """Refuse a protocol whose labels disagree with the store's scenes at ``n_classes`` granularity, or whose
+def check_protocol_labels(items: list[ProtocolItem], scene_of: dict[str, str], classes: ClassSet, source: str) -> None:
+    """Refuse a protocol whose labels disagree with the store's labels at the granularity of ``classes``, or whose
     manipulated item pairs two clips of the same class there (e.g. a 10-class bus/tram swap used for 3 classes).
 
     Items are numbered from 1 (a protocol CSV's line is the number + 1).
     """
     for number, item in enumerate(items, start=1):
         for clip, label in ((item.video_clip, item.video_label), (item.audio_clip, item.audio_label)):
-            expected = granular_label(scene_of[clip], n_classes)
+            expected = classes.class_of(scene_of[clip])
             if label != expected:
-                raise ValueError(f"{source}: item {number}: {clip} is labelled {label!r}, the store's scene gives "
-                                 f"{expected!r} at {n_classes} classes")
+                raise ValueError(f"{source}: item {number}: {clip} is labelled {label!r}, the store's label gives "
+                                 f"{expected!r} at --classes {classes.name}")
         if item.manipulated and item.video_label == item.audio_label:
             raise ValueError(f"{source}: item {number}: manipulated, but video and audio are both {item.video_label!r} "
-                             f"at {n_classes} classes")
+                             f"at --classes {classes.name}")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extract.manifest import TAU_SCENES
+from extract.taxonomy import TAU_SCENES
 from extract.models.trained import StateDictCheckpoint
 from extract.registry import AudioInput, ExtractorSpec, TrainedWeights, register_extractor
 

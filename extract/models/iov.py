@@ -1,7 +1,7 @@
 """``iov_cnn420``: the indoor/outdoor/vehicle CNN of Grollmisch & Cano (2021), trained here.
 
 The paper's weights are not published, so ``python -m extract train-iov`` trains this network on the
-train split (3 classes, :data:`extract.manifest.SCENE_TO_IOV`) and installs the weights with a run record.
+train split (3 classes, :data:`extract.taxonomy.SCENE_TO_IOV`) and installs the weights with a run record.
 What the paper gives is followed: log-mel input, a convolutional block, four residual blocks with batch
 norm, dropout 0.1, average pooling and a 256-d embedding. What it leaves open is ours and recorded in the
 spec: 16 kHz mono 1-s windows; 64 Kaldi-style mel bands (25 ms window, 10 ms hop, 0-8 kHz, the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from extract.manifest import IOV_CLASSES
+from extract.taxonomy import IOV_CLASSES
 from extract.models.kaldi_mel import KaldiLogMel
 from extract.models.trained import StateDictCheckpoint
 from extract.registry import AudioInput, ExtractorSpec, TrainedWeights, register_extractor

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from extract.errors import CheckpointError
 from extract.models.openl3_frontend import INPUT_REPRS, SAMPLE_RATE_HZ, InputRepr, KapreSpectrogram
 from extract.registry import NO_DIGEST_PUBLISHED, AudioInput, ExtractorSpec, WeightsSource, register_extractor
 
 ContentType = Literal["music", "env"]
 CONTENT_TYPES: tuple[ContentType, ...] = ("music", "env")
 EMBEDDING_SIZES = (512, 6144)
-FRAME_SECONDS = 1.0
 CONTEXT_SECONDS = 0.5  # frames centred in [k, k + 1) reach half a frame beyond the second on each side
 KERAS_BN_EPSILON = 1e-3
 
@@ -82,7 +82,7 @@ _CONV_WEIGHTS = {"kernel": "weight", "bias": "bias"}
 KERNEL_SIZE = 3
 
 
-class CheckpointLayoutError(RuntimeError):
+class CheckpointLayoutError(CheckpointError):
     """A Keras weights file does not have OpenL3's layers, weights or shapes."""
 
 
@@ -226,27 +226,6 @@ def torch_to_keras(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
                 value = value.permute(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
             weights[f"{layer}/{keras_weight}:0"] = value.numpy().astype(np.float32)
     return weights
-
-
-def write_keras_weights(path: Path, weights: dict[str, np.ndarray]) -> None:
-    """Write ``"<layer>/<weight>:0" -> array`` as a Keras weights-only HDF5 file (gzip-compressed when the
-    name ends in ``.gz``), the layout :func:`read_keras_weights` reads; used to build test checkpoints."""
-    import h5py
-
-    layers: dict[str, list[str]] = {}
-    for key in weights:
-        layer, weight = key.rsplit("/", 1)
-        layers.setdefault(layer, []).append(weight)
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        handle.attrs["layer_names"] = [name.encode() for name in layers]
-        for layer, names in layers.items():
-            group = handle.create_group(layer)
-            group.attrs["weight_names"] = [f"{layer}/{name}".encode() for name in names]
-            for name in names:
-                group.create_dataset(f"{layer}/{name}", data=weights[f"{layer}/{name}"])
-    raw = buffer.getvalue()
-    Path(path).write_bytes(gzip.compress(raw, compresslevel=1) if str(path).endswith(".gz") else raw)
 
 
 class OpenL3AudioNet(nn.Module):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from extract.errors import CheckpointError
 from extract.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD
 from extract.registry import ExtractorSpec, VisualInput, WeightsSource, register_extractor
 
@@ -100,17 +101,17 @@ def read_csail_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a CSAIL ``.pth.tar`` with ``module.`` stripped and old DenseNet names renamed.
 
     Raises:
-        RuntimeError: the file holds something ``weights_only`` loading refuses, or no ``state_dict``.
+        CheckpointError: the file holds something ``weights_only`` loading refuses, or no ``state_dict``.
     """
     try:
         checkpoint: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise RuntimeError(
+        raise CheckpointError(
             f"{path}: refused by torch.load(weights_only=True) (a CSAIL checkpoint holds only tensors, ints, "
             f"floats and strings; this file holds more, so it is not the official one): {err}"
         ) from err
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise RuntimeError(f"{path}: expected a dict with a 'state_dict' (CSAIL Places365 layout)")
+        raise CheckpointError(f"{path}: expected a dict with a 'state_dict' (CSAIL Places365 layout)")
     state = {}
     for key, value in checkpoint["state_dict"].items():
         if key.startswith(DATAPARALLEL_PREFIX):
