@@ -52,9 +52,11 @@ def _frontend(input_repr: str):
     return seq
 
 
-def build_audio_network(input_repr: str) -> tuple[Model, Model]:
+def build_audio_network(input_repr: str, seed: int) -> tuple[Model, Model]:
     """``_construct_<input_repr>_audio_network(include_frontend=True)``: (batch, 1, 48000) -> (batch, f, t, 512);
-    and the model of its front end's output (after dB and the permute): (batch, f, t, 1)."""
+    and the model of its front end's output (after dB and the permute): (batch, f, t, 1). ``seed``: Keras' draw of
+    the he_normal kernels."""
+    tf.keras.utils.set_random_seed(seed)
     x_a = Input(shape=(1, ASR), dtype="float32")
     spectrogram = _frontend(input_repr)(x_a)
     y_a = BatchNormalization(name="batch_normalization_1")(spectrogram)

@@ -21,7 +21,7 @@ keras = pytest.importorskip("openl3_keras", reason="needs tensorflow + tf_keras 
 REPRS = ("linear", "mel128", "mel256")
 # A synthetic chirp's spectrum spans more than 80 dB, so many of its bins lie below float32 FFT roundoff, where
 # torch.stft and tf.signal.stft give different noise (both 1-2 dB off a float64 FFT there); with random weights
-# that reaches the embedding at up to 1.1e-3 (measured; 6 networks). Real recordings stay within 1e-4.
+# that reaches the embedding at up to ~1e-3 (measured over 6 networks and two weight draws). Real recordings stay within 1e-4.
 CHIRP_TOLERANCE = 3e-3
 CONTENT = {"linear": "env", "mel128": "music", "mel256": "music"}  # one content type each: same network
 
@@ -42,7 +42,7 @@ def _label() -> str:
 
 @pytest.mark.parametrize("input_repr", REPRS)
 def test_openl3_network_equals_the_keras_model(input_repr):
-    network, frontend = keras.build_audio_network(input_repr)
+    network, frontend = keras.build_audio_network(input_repr, seed=8)
     keras.randomise(network, seed=8)
     names = [f"openl3_{input_repr}_{CONTENT[input_repr]}_{size}" for size in (512, 6144)]
     windows, inputs = real_audio_windows(get_spec(names[0]))  # (n, 1, 96000): second 0 with 0.5 s each side
@@ -65,7 +65,7 @@ def test_openl3_network_equals_the_keras_model(input_repr):
             # the magnitude). In dB the two differ by up to ~1-2 dB in bins 60-80 dB below the peak: there |X| is
             # under 1e-6 of the peak, below float32 FFT roundoff (~1.5e-7 of the peak in both torch.stft and
             # tf.signal.stft; each is that far from a float64 FFT), so those dB values are noise in both.
-            compare(f"openl3_{input_repr}_*", "front end |X|/max|X| = 10^(dB/10)", _label(), inputs,
+            compare(f"openl3_{input_repr}_*", "front end magnitude / peak = 10^(dB/10)", _label(), inputs,
                     10 ** (our_db / 10), 10 ** (theirs_db / 10))
         compare(name, "embedding, our layers on Keras' front end", _label(), inputs, network_only, theirs)
         tau, chirp = slice(0, len(TAU_STEMS)), slice(len(TAU_STEMS), None)
@@ -81,7 +81,7 @@ def test_openl3_per_second_embedding_equals_openl3_framing():
     from xc_common import shared_file
 
     name = "openl3_mel256_music_512"
-    network, _ = keras.build_audio_network("mel256")
+    network, _ = keras.build_audio_network("mel256", seed=9)
     keras.randomise(network, seed=9)
     ours = load_through_our_loader(name, _official_file(network))
     path = shared_file("tau", "audio", "bus-prague-1102-40498.wav")
