@@ -153,7 +153,7 @@ def test_efficientat_top_classes_on_every_tau_wav(real_weights):
     class of the Vehicle family ranks in the top 10 for most clips. Writes the table the README shows."""
     extractor = create_extractor("efficientat_mn04.audioset")
     label = lambda i: f"{AUDIOSET_NAMES[i]} ({i})" if i in AUDIOSET_NAMES else str(i)  # noqa: E731
-    wavs = sorted(_shared_file("tau", "audio").glob("*.wav"))
+    wavs = sorted(require_shared("tau", "audio").glob("*.wav"))
     assert len(wavs) == 42, f"expected the 42 shared TAU wavs, found {len(wavs)}"
     rows, vehicle_hits, vehicle_clips = [], 0, 0
     for wav in wavs:
