@@ -94,7 +94,10 @@ def _check_batch_invariance(extractor: Extractor) -> None:
     batch = _batch(extractor.spec, 2)
     together = extractor.embed(batch)
     apart = np.concatenate([extractor.embed(batch[i : i + 1]) for i in range(2)])
-    np.testing.assert_allclose(together, apart, rtol=1e-4, atol=1e-5)
+    # float32 kernels sum in a batch-size-dependent order: an element near zero may differ by ~1e-6 of the output's
+    # scale (ResNet50's random-init features reach ~10, and 1.5e-5 was seen), so the absolute part is relative to it
+    scale = max(1.0, float(np.abs(together).max()))
+    np.testing.assert_allclose(together, apart, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _check_deterministic(extractor: Extractor, again: Extractor) -> None:
