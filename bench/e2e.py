@@ -60,13 +60,16 @@ def run(quick: bool = False, device: str = "cpu", work_dir: Path = Path("cache/b
          "media": media.describe(),
          "note": "decode is summed over decode workers and overlaps model time; decode_wait is the models waiting; "
                  "the waiting share is decode_wait / (decode_wait + augment + model + write)"},
+        baseline="none: avscene alone (the released code has no end-to-end pipeline: 1_extract_features.py writes "
+                 "one pickle per model)",
     )]
     rows.append(check_path_row(manifest, device, media, n_videos=1 if quick else 4))
     if resolved != "cuda":
         rows.append(make_row(
             "end to end on a GPU: TAU-like clips, seed visual + audio set, 16 decode workers, bf16 (issue 17)",
             "not run", "-", None, ">= 90 % of the slowest model's own batched rate", None,
-            {"reason": "no GPU machine was available to the session that wrote this row; nothing was measured"}))
+            {"reason": "no GPU machine was available to the session that wrote this row; nothing was measured"},
+            baseline="none: the slowest seed model's own batched rate on the same GPU"))
     return rows
 
 
@@ -86,4 +89,5 @@ def check_path_row(manifest: Path, device: str, media: TauLikeMedia, n_videos: i
         "mobilenet_v2 + efficientat_mn04",
         f"{per_video_s:.2f} s/video", "-", None, "(no target)", None,
         {"videos": len(clips), "seconds_embedded": seconds, "chunk_seconds": 30, "media": media.describe(),
-         "peak_rss_mb": peak_rss_mb(), "note": "the VSC/ASC heads' scoring is not included (no heads for this media)"})
+         "peak_rss_mb": peak_rss_mb(), "note": "the VSC/ASC heads' scoring is not included (no heads for this media)"},
+        baseline="none: the released code has no single-video check")

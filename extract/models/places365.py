@@ -79,9 +79,9 @@ DENSENET161_SPEC = ExtractorSpec(
 DENSENET161_F1F15_SPEC = replace(
     DENSENET161_SPEC,
     name="densenet161.places365_f1f15",
-    version="2",  # 2: 224 px frames (1: CSAIL's 256 -> 224 crop)
+    version="2",  # 2: the whole frame squashed to 224 x 224 (1: shorter side 256 -> 224 crop)
     description=DENSENET161_SPEC.description + "; sum of the embeddings of frames 1 and 15 of each second (30 fps: "
-    "the frames shown at k + 0 s and k + 14/30 s), resized to 224 px (shorter side, centre square), as Wang et al.",
+    "the frames shown at k + 0 s and k + 14/30 s), the whole frame squashed to 224 x 224 (square resize, no crop), as Wang et al.",
     visual=replace(_PLACES_INPUT, resize_shorter_px=224, crop_px=224, frame_offsets_seconds=(0.0, 14 / 30)),
 )
 
