@@ -183,7 +183,7 @@ def wang_published(row: str, audio_augmented: bool | None) -> tuple[float | None
 def fcnn_audio_augmented(store: EmbeddingStore, names: list[str]) -> bool | None:
     """Whether the audio extractors among ``names`` were trained here with offline audio augmentation (their run
     record in the store); None when none of them carries a run record."""
-    records = [store.group_attrs(n).get("training_run") for n in names]
+    records = [store.group_record(n).training_run for n in names]
     records = [r for r in records if r]
     if not records:
         return None

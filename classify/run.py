@@ -64,7 +64,7 @@ def run_config(
     return {
         "code_version": code_version(),
         "store": store.location, "extractors": list(names),
-        "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
+        "fingerprints": {n: store.group_record(n).fingerprint for n in names},
         "views": augmented_views(store, names, train_config.view_kinds) if train_config.augmented_views else [],
         "class_set": store.taxonomy.class_set(classes).name, "head": head_config.to_dict(), "train": train_config.to_dict(),
         "train_split": train_split, "eval_split": eval_split,

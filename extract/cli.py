@@ -172,11 +172,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
           + f" (validation locations: {taxonomy.location_rule})")
     for name in store.extractor_names():
-        attrs = store.group_attrs(name)
+        record = store.group_record(name)
         status = store.status(name)
-        print(f"  {name}: fingerprint {attrs['fingerprint']} weights {attrs['weights']} "
+        print(f"  {name}: fingerprint {record.fingerprint} weights {record.weights_id} "
               f"done {int((status == 1).sum())} failed {int((status == 2).sum())} pending {int((status == 0).sum())} "
-              f"complete {attrs.get('complete')}")
+              f"complete {record.complete}")
         for clip, stage, message in store.errors(name)[: args.max_errors]:
             print(f"    {clip} [{stage}] {message}")
     return 0

@@ -35,6 +35,7 @@ import zarr
 
 from extract import __version__
 from extract.errors import AvsceneError
+from extract.registry import ExtractorSpec
 from extract.taxonomy import Taxonomy, default_taxonomy
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,22 @@ class SplitData:
     valid: dict[str, np.ndarray]  # name -> (n, T) bool
     fingerprints: dict[str, str]
     excluded: tuple[ExcludedClip, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """What the store records about one extractor view's group (its attrs, typed)."""
+
+    spec: ExtractorSpec
+    fingerprint: str
+    weights_id: str  # the weights' id: a file's sha256 prefix, "random-init", "builtin-seeded", ...
+    training_run: dict[str, Any] | None  # run record of weights trained here (None for published or random weights)
+    complete: bool
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the embeddings come from loaded weights (not random or built-in parameters)."""
+        return self.weights_id not in ("random-init", "builtin-seeded")
 
 
 def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
@@ -324,6 +341,15 @@ class EmbeddingStore:
         if not self.has_group(name, view):
             raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
         return dict(self._group(name, view).attrs)
+
+    def group_record(self, name: str, view: str = DEFAULT_VIEW) -> GroupRecord:
+        """The typed record of one extractor view's group: the reads ``classify``, ``vadd`` and ``bench`` use."""
+        attrs = self.group_attrs(name, view)
+        return GroupRecord(
+            spec=ExtractorSpec.from_dict(attrs["spec"]), fingerprint=str(attrs["fingerprint"]),
+            weights_id=str(attrs["weights"]), training_run=attrs.get("training_run") or None,
+            complete=bool(attrs.get("complete")),
+        )
 
     def views(self, name: str) -> list[str]:
         """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""

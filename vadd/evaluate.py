@@ -77,7 +77,7 @@ def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -
     """Split the store's (or the given) extractors into visual and audio ones, from their stored specs."""
     out: dict[str, list[str]] = {"visual": [], "audio": []}
     for name in names or store.extractor_names():
-        out[store.group_attrs(name)["spec"]["modality"]].append(name)
+        out[store.group_record(name).spec.modality].append(name)
     for modality, found in out.items():
         if not found:
             raise ValueError(f"{store.location}: VADD needs at least one {modality} extractor; found none")
