@@ -134,3 +134,20 @@ def test_standardiser_round_trip():
     s = Standardiser({"a": np.arange(3.0)}, {"a": np.ones(3)})
     again = Standardiser.from_arrays(s.to_arrays())
     np.testing.assert_array_equal(again.mean["a"], s.mean["a"])
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_training_shows_epochs_and_loss_on_a_terminal_only(tiny_store, monkeypatch, enabled):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_audio"], "train", 10)
+    train_head(train, HeadConfig(), TrainConfig(epochs=2), progress=enabled)  # not a terminal: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train_head(train, HeadConfig(), TrainConfig(epochs=2), progress=enabled)
+    shown = terminal.getvalue()
+    assert (("train mlp" in shown and "/2 [" in shown and "loss=" in shown) if enabled else shown == "")

@@ -27,6 +27,7 @@ from extract.errors import MediaError
 from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from extract.paths import cache_dir
+from extract.progress import progress_bar
 from extract.store import FRAME_CHOICES
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch
@@ -229,14 +230,12 @@ def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_cs
     """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
     import csv
 
-    from tqdm import tqdm
-
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(out_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
         writer.writeheader()
-        for video, audio in tqdm(inputs, unit="video", desc="check", disable=not progress, dynamic_ncols=True):
+        for video, audio in progress_bar(inputs, desc="check", unit="video", enabled=progress):
             row = {"video": str(video), "audio": str(audio or video)}
             try:
                 d = checker.check(video, audio).to_dict()
