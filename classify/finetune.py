@@ -80,8 +80,9 @@ class FinetuneConfig:
 
 def _head_run_store(head_run: Path) -> str | None:
     """The store a cache-trained head run read (its ``config.json``), when it still exists."""
-    config = Path(head_run) / "config.json"
-    store = json.loads(config.read_text()).get("store") if config.is_file() else None
+    from classify.run import recorded_store
+
+    store = recorded_store(head_run)
     return store if store and store_exists(store) else None
 
 

@@ -35,6 +35,7 @@ import zarr
 
 from extract import __version__
 from extract.errors import AvsceneError
+from extract.paths import cache_dir
 from extract.registry import ExtractorSpec
 from extract.taxonomy import Taxonomy, default_taxonomy
 
@@ -173,7 +174,11 @@ class EmbeddingStore:
     def open(cls, location: str | Path, mode: str = "r") -> "EmbeddingStore":
         loc = str(location)
         if "://" not in loc and not Path(loc).exists():
-            raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first")
+            found = local_stores(cache_dir())
+            raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first, or give one of the "
+                             f"stores under {cache_dir()}: {', '.join(found)}" if found else
+                             f"no store at {loc}; run `make extract` (python -m extract run) first (no store exists "
+                             f"under {cache_dir()})")
         try:
             root = _open_group(loc, mode=mode)
         except Exception as err:  # zarr raises several types for a non-store folder
@@ -696,6 +701,13 @@ def creation_interrupted(location: str) -> bool:
 def store_ready(location: str) -> bool:
     """A store exists at ``location`` and its clip table is complete."""
     return store_exists(location) and bool(_open_group(location, mode="r").attrs.get("ready"))
+
+
+def local_stores(folder: Path, depth: int = 3) -> list[str]:
+    """The stores in ``folder`` and its subfolders down to ``depth`` levels (``*.zarr`` folders with a root)."""
+    found = [p for level in range(1, depth + 1) for p in sorted(Path(folder).glob("/".join(["*"] * level)))
+             if p.suffix == ".zarr" and store_exists(str(p))]
+    return [str(p) for p in found]
 
 
 def store_exists(location: str) -> bool:

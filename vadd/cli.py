@@ -8,6 +8,7 @@ from pathlib import Path
 from classify.cli import PRESET_CHOICES, class_set_name
 from classify.kinds import HEAD_KINDS
 from extract.entry import run_cli
+from extract.paths import DEFAULT_STORE
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
-    ev.add_argument("--store", default="cache/embeddings.zarr")
+    ev.add_argument("--store", default=DEFAULT_STORE)
     ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
                     "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",
