@@ -305,6 +305,11 @@ class EmbeddingStore:
         return self._clips
 
     @property
+    def data_root(self) -> str:
+        """The dataset folder (or manifest's folder) the clip table's paths are relative to."""
+        return str(self.attrs.get("data_root", ""))
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.attrs["classes"])
 

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from classify.cli import PRESET_CHOICES, class_set_name
 from classify.kinds import HEAD_KINDS
 from extract.entry import run_cli
 from extract.paths import DEFAULT_STORE
-
-logger = logging.getLogger(__name__)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -44,13 +41,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, write_timeline_png
+    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, provenance_line, write_timeline_png
 
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
     heads = Path(args.heads) if args.heads else default_heads_dir()
-    logger.info("heads: %s", heads)
     checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    print(provenance_line(checker.provenance))
     if args.batch:
         out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
         rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
