@@ -121,7 +121,7 @@ def time_full_width_epoch(train, train_config, fraction: float) -> dict:
 
     n_clips = max(32, round(len(train) * fraction))
     started = time.perf_counter()
-    trained = train_head(train.subset(np.arange(n_clips)), HeadConfig(kind="ls"), replace(train_config, epochs=1))
+    trained = train_head(train.subset(np.arange(n_clips)), HeadConfig(kind="ls"), replace(train_config, epochs=1), progress=False)
     seconds = time.perf_counter() - started
     return {"clips_timed": n_clips, "seconds_timed": round(seconds, 1), "epoch_seconds": round(seconds * len(train) / n_clips, 1),
             "parameters": int(sum(p.numel() for p in trained.head.parameters())),
@@ -148,7 +148,7 @@ def run(quick: bool = False) -> list[dict]:
     head_config = HeadConfig(kind="ls", projection_dim=PROJECTION_DIM)
     train_config = preset("paper-text", epochs=epochs)
     started = time.perf_counter()
-    trained = train_head(train, head_config, train_config)
+    trained = train_head(train, head_config, train_config, progress=False)
     ours_total_s = time.perf_counter() - started
     ours_epoch_s = ours_total_s / epochs
     probs = trained.predict_proba(test)

@@ -16,6 +16,7 @@ from classify.data import extractor_modalities
 from classify.heads import HeadConfig
 from classify.run import run_config, run_training
 from classify.train import TrainConfig
+from extract.progress import progress_bar
 from extract.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def run_ablation(
     modalities = extractor_modalities(store, names)
     table = []
     class_sets, tau = store.taxonomy.names, store.taxonomy.is_tau
-    for row in ablation_rows(set(modalities.values()), class_sets):
+    for row in progress_bar(ablation_rows(set(modalities.values()), class_sets), desc="ablation", unit="row"):
         row_names = _row_extractors(row, modalities)
         row_train = train_config if row.augmented else replace(train_config, augmented_views=False)
         metrics = _run_or_reuse(store, store_location, out_dir / row.name, row_names, row.classes,
@@ -183,7 +184,7 @@ def wang_published(row: str, audio_augmented: bool | None) -> tuple[float | None
 def fcnn_audio_augmented(store: EmbeddingStore, names: list[str]) -> bool | None:
     """Whether the audio extractors among ``names`` were trained here with offline audio augmentation (their run
     record in the store); None when none of them carries a run record."""
-    records = [store.group_attrs(n).get("training_run") for n in names]
+    records = [store.group_record(n).training_run for n in names]
     records = [r for r in records if r]
     if not records:
         return None
@@ -203,7 +204,7 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
     head_config = HeadConfig(kind="mlp")
     table = []
     classes = store.taxonomy.own_name
-    for row in WANG_ROWS:
+    for row in progress_bar(WANG_ROWS, desc="ablation", unit="row"):
         row_names = _row_extractors(AblationRow(row.inputs, "mlp", classes), modalities)
         if not row_names:
             logger.warning("%s: no %s extractor in %s; row skipped", row.name, row.inputs, store_location)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from classify.kinds import HEAD_KINDS
 from extract.entry import run_cli
+from extract.paths import DEFAULT_STORE
 
 # a literal copy of classify.train.PRESETS' keys: importing it would import torch
 PRESET_CHOICES = ("paper-text", "paper-code", "adam", "adam-mixup")
@@ -79,7 +80,13 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from classify.predict import predict_split
 
-    n, excluded = predict_split(Path(args.model), args.store, args.split or None, Path(args.out))
+    from classify.run import recorded_store
+
+    model = Path(args.model)
+    recorded = None if args.store else recorded_store(model.parent)
+    store = args.store or recorded or DEFAULT_STORE
+    n, excluded = predict_split(model, store, args.split or None, Path(args.out))
+    print(f"store: {store}" + (" (recorded in the run)" if recorded else ""))
     print(f"{n} clips scored, {len(excluded)} excluded" + (f": {', '.join(e['clip'] for e in excluded)}" if excluded else ""))
     print(f"predictions: {args.out}")
     return 0
@@ -110,7 +117,7 @@ def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default="cache/embeddings.zarr")
+    parser.add_argument("--store", default=DEFAULT_STORE)
     parser.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
     parser.add_argument("--preset", default="adam", choices=PRESET_CHOICES,
                         help="training preset: paper-text, paper-code (the released code), adam, adam-mixup")
@@ -169,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.set_defaults(func=_cmd_finetune)
     predict = sub.add_parser("predict", help="DCASE-format clip predictions of a trained head (unlabeled splits too)")
     predict.add_argument("--model", required=True, help="model.pt of a run folder")
-    predict.add_argument("--store", default="cache/embeddings.zarr")
+    predict.add_argument("--store", default="", help=f"default: the store recorded in the run's config.json, else {DEFAULT_STORE}")
     predict.add_argument("--split", default="test", help="store split to score ('' = every clip)")
     predict.add_argument("--out", required=True, help="output CSV (tab-separated)")
     predict.set_defaults(func=_cmd_predict)

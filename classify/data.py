@@ -52,7 +52,7 @@ class ClipSet:
 
 def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[str, str]:
     """``spec.modality`` of each extractor's group in the store."""
-    return {n: str(store.group_attrs(n)["spec"]["modality"]) for n in extractors}
+    return {n: store.group_record(n).spec.modality for n in extractors}
 
 
 def load_clips(

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from extract.progress import progress_bar
 from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class FinetuneConfig:
 
 def _head_run_store(head_run: Path) -> str | None:
     """The store a cache-trained head run read (its ``config.json``), when it still exists."""
-    config = Path(head_run) / "config.json"
-    store = json.loads(config.read_text()).get("store") if config.is_file() else None
+    from classify.run import recorded_store
+
+    store = recorded_store(head_run)
     return store if store and store_exists(store) else None
 
 
@@ -226,6 +228,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
         e = extractors[modality]
         return embed_inputs(e.spec, modules[modality], torch.from_numpy(np.ascontiguousarray(x)).to(device))
 
+    bar = progress_bar(desc="finetune", unit="step", total=cfg.max_steps or None)
     for epoch in range(cfg.epochs):
         order = rng.permutation(len(clips))
         for start in range(0, len(order), cfg.clips_per_chunk):
@@ -265,12 +268,15 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
                 steps, seen = steps + 1, seen + len(rows)
                 history.append({"epoch": epoch + 1, "step": steps, "loss": float(loss.item())})
                 logger.info("step %d (epoch %d): loss %.4f", steps, epoch + 1, history[-1]["loss"])
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]['loss']:.4f}")
                 if steps == cfg.max_steps:
                     break
             if steps == cfg.max_steps:
                 break
         if steps == cfg.max_steps:
             break
+    bar.close()
     changed = {m: any(not torch.equal(before[m][k], v.detach()) for k, v in mod.state_dict().items())
                for m, mod in modules.items()}
     metrics = {"steps": steps, "seconds_seen": seen, "history": history, "extractor_changed": changed,

@@ -40,6 +40,14 @@ def load_views(store: EmbeddingStore, names: list[str], split: str, classes: Cla
 
 
 @lru_cache(maxsize=1)
+def recorded_store(run_dir: Path) -> str | None:
+    """The store a run folder's head was trained on (its ``config.json``); None when the folder records none."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("store") or None
+
+
 def code_version() -> str:
     """sha256 (first 16 hex digits) of the source of the ``classify`` package, which trains and scores every head:
     a run recorded under another code version is never reused."""
@@ -64,7 +72,7 @@ def run_config(
     return {
         "code_version": code_version(),
         "store": store.location, "extractors": list(names),
-        "fingerprints": {n: store.group_attrs(n)["fingerprint"] for n in names},
+        "fingerprints": {n: store.group_record(n).fingerprint for n in names},
         "views": augmented_views(store, names, train_config.view_kinds) if train_config.augmented_views else [],
         "class_set": store.taxonomy.class_set(classes).name, "head": head_config.to_dict(), "train": train_config.to_dict(),
         "train_split": train_split, "eval_split": eval_split,

@@ -17,6 +17,7 @@ import torch
 from classify.data import ClipSet
 from classify.heads import FusionHead, HeadConfig, HeadInput
 from classify.scaler import Standardiser
+from extract.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +223,10 @@ def single_seconds(clips: ClipSet) -> ClipSet:
     )
 
 
-def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig) -> TrainedHead:
+def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig, progress: bool = True) -> TrainedHead:
     """Fit the scaler (train clips only) and the head on the labelled clips of ``train`` (on their seconds one by
-    one when ``config.batch_unit == "seconds"``)."""
+    one when ``config.batch_unit == "seconds"``); ``progress``: a bar of epochs with the last epoch's loss (on a
+    terminal)."""
     labelled = train.subset(np.flatnonzero(train.targets >= 0))
     if len(labelled) == 0:
         raise ValueError("the train split has no labelled clip")
@@ -242,7 +244,9 @@ def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig) -> 
     optimiser = _optimiser(head, config)
     history = []
     head.train()
-    for epoch in range(config.epochs):
+    epochs = progress_bar(range(config.epochs), desc=f"train {head_config.kind}", unit="epoch", enabled=progress,
+                          leave=False)
+    for epoch in epochs:
         lr = config.learning_rate(epoch)
         for group in optimiser.param_groups:
             group["lr"] = lr
@@ -259,5 +263,6 @@ def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig) -> 
             total, steps = total + loss.item(), steps + 1
         history.append({"epoch": epoch + 1, "lr": lr, "train_loss": total / steps})
         logger.debug("epoch %d lr %.2e loss %.4f", epoch + 1, lr, total / steps)
+        epochs.set_postfix(loss=f"{total / steps:.4f}", lr=f"{lr:.1e}")
     head.eval()
     return TrainedHead(head, scaler, extractors, labelled.classes, dict(labelled.fingerprints), head_config, history)

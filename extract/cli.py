@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from extract.entry import run_cli
+from extract.paths import DEFAULT_STORE
 
 logger = logging.getLogger(__name__)
 
@@ -172,11 +173,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
           + f" (validation locations: {taxonomy.location_rule})")
     for name in store.extractor_names():
-        attrs = store.group_attrs(name)
+        record = store.group_record(name)
         status = store.status(name)
-        print(f"  {name}: fingerprint {attrs['fingerprint']} weights {attrs['weights']} "
+        print(f"  {name}: fingerprint {record.fingerprint} weights {record.weights_id} "
               f"done {int((status == 1).sum())} failed {int((status == 2).sum())} pending {int((status == 0).sum())} "
-              f"complete {attrs.get('complete')}")
+              f"complete {record.complete}")
         for clip, stage, message in store.errors(name)[: args.max_errors]:
             print(f"    {clip} [{stage}] {message}")
     return 0
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "0 when the run completed (per-clip failures are recorded, see info), 1 when an extractor "
                          "embedded no clip at all or with --fail-on-error and a failure, 2 when it could not start")
     run.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
-    run.add_argument("--store", default="cache/embeddings.zarr", help="store path or fsspec URL")
+    run.add_argument("--store", default=DEFAULT_STORE, help="store path or fsspec URL")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
     run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
     run.add_argument("--groups", default="", help="grouping file (CSV label,<grouping>...): class groupings that "
@@ -285,12 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     tam.set_defaults(func=_cmd_tau_audio_manifest)
 
     info = sub.add_parser("info", help="summarise a store and its recorded errors")
-    info.add_argument("--store", default="cache/embeddings.zarr")
+    info.add_argument("--store", default=DEFAULT_STORE)
     info.add_argument("--max-errors", type=int, default=20)
     info.set_defaults(func=_cmd_info)
 
     export = sub.add_parser("export", help="write a store to HDF5")
-    export.add_argument("--store", default="cache/embeddings.zarr")
+    export.add_argument("--store", default=DEFAULT_STORE)
     export.add_argument("--h5", required=True)
     export.set_defaults(func=_cmd_export)
     return parser

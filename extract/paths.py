@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STORE = "cache/embeddings.zarr"  # the CLIs' store, relative to the working directory
 
 
 def cache_dir() -> Path:

@@ -24,6 +24,7 @@ from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fing
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
+from extract.progress import progress_bar
 from extract.store import (
     DEFAULT_VIEW,
     DONE,
@@ -353,7 +354,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     logger.info("%s: %d blocks (%d clips) to do in shard %d/%d", cfg.store, len(blocks), total_clips,
                 cfg.shard_index, cfg.shard_count)
 
-    progress = _progress(total_clips, cfg.progress)
+    progress = progress_bar(desc="extract", unit="clip", total=total_clips, enabled=cfg.progress)
     codec_threads = codec_threads_per_worker(cfg.workers)
     logger.info("decoding with %d %s worker(s), %d codec thread(s) each", cfg.workers, cfg.decode_backend, codec_threads)
     with decode_pool(cfg.workers, cfg.decode_backend) as pool:
@@ -468,12 +469,6 @@ def _count(summary: RunSummary, name: str, result: BlockResult, ids: np.ndarray)
     summary.failed[name] += int((result.status == FAILED).sum())
     for i in np.flatnonzero(result.status == FAILED):
         summary.errors.append((name, str(ids[i]), str(result.error_stage[i]), str(result.error_message[i])))
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="clip", disable=not enabled, dynamic_ncols=True, desc="extract")
 
 
 __all__ = ["RunConfig", "RunSummary", "run_extraction", "parse_shard", "shard_from_env", "StoreError"]

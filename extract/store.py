@@ -35,6 +35,8 @@ import zarr
 
 from extract import __version__
 from extract.errors import AvsceneError
+from extract.paths import cache_dir
+from extract.registry import ExtractorSpec
 from extract.taxonomy import Taxonomy, default_taxonomy
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,22 @@ class SplitData:
     excluded: tuple[ExcludedClip, ...] = ()
 
 
+@dataclass(frozen=True)
+class GroupRecord:
+    """What the store records about one extractor view's group (its attrs, typed)."""
+
+    spec: ExtractorSpec
+    fingerprint: str
+    weights_id: str  # the weights' id: a file's sha256 prefix, "random-init", "builtin-seeded", ...
+    training_run: dict[str, Any] | None  # run record of weights trained here (None for published or random weights)
+    complete: bool
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the embeddings come from loaded weights (not random or built-in parameters)."""
+        return self.weights_id not in ("random-init", "builtin-seeded")
+
+
 def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
     return f"extractors/{name}/{view}"
 
@@ -156,7 +174,11 @@ class EmbeddingStore:
     def open(cls, location: str | Path, mode: str = "r") -> "EmbeddingStore":
         loc = str(location)
         if "://" not in loc and not Path(loc).exists():
-            raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first")
+            found = local_stores(cache_dir())
+            raise StoreError(f"no store at {loc}; run `make extract` (python -m extract run) first, or give one of the "
+                             f"stores under {cache_dir()}: {', '.join(found)}" if found else
+                             f"no store at {loc}; run `make extract` (python -m extract run) first (no store exists "
+                             f"under {cache_dir()})")
         try:
             root = _open_group(loc, mode=mode)
         except Exception as err:  # zarr raises several types for a non-store folder
@@ -283,6 +305,11 @@ class EmbeddingStore:
         return self._clips
 
     @property
+    def data_root(self) -> str:
+        """The dataset folder (or manifest's folder) the clip table's paths are relative to."""
+        return str(self.attrs.get("data_root", ""))
+
+    @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.attrs["classes"])
 
@@ -324,6 +351,15 @@ class EmbeddingStore:
         if not self.has_group(name, view):
             raise StoreError(f"{self.location} has no embeddings of {name!r} (view {view!r})")
         return dict(self._group(name, view).attrs)
+
+    def group_record(self, name: str, view: str = DEFAULT_VIEW) -> GroupRecord:
+        """The typed record of one extractor view's group: the reads ``classify``, ``vadd`` and ``bench`` use."""
+        attrs = self.group_attrs(name, view)
+        return GroupRecord(
+            spec=ExtractorSpec.from_dict(attrs["spec"]), fingerprint=str(attrs["fingerprint"]),
+            weights_id=str(attrs["weights"]), training_run=attrs.get("training_run") or None,
+            complete=bool(attrs.get("complete")),
+        )
 
     def views(self, name: str) -> list[str]:
         """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""
@@ -670,6 +706,13 @@ def creation_interrupted(location: str) -> bool:
 def store_ready(location: str) -> bool:
     """A store exists at ``location`` and its clip table is complete."""
     return store_exists(location) and bool(_open_group(location, mode="r").attrs.get("ready"))
+
+
+def local_stores(folder: Path, depth: int = 3) -> list[str]:
+    """The stores in ``folder`` and its subfolders down to ``depth`` levels (``*.zarr`` folders with a root)."""
+    found = [p for level in range(1, depth + 1) for p in sorted(Path(folder).glob("/".join(["*"] * level)))
+             if p.suffix == ".zarr" and store_exists(str(p))]
+    return [str(p) for p in found]
 
 
 def store_exists(location: str) -> bool:

@@ -32,6 +32,7 @@ from extract.decode_plan import audio_source
 from extract.errors import MediaError
 from extract.audio_augment import AudioAugmentConfig, offline_augment, spec_augment, swap_channels
 from extract.manifest import Clip, Manifest
+from extract.progress import progress_bar
 from extract.taxonomy import Taxonomy
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import install_trained
@@ -182,7 +183,8 @@ def fit(module, data: TrainWindows, cfg: ExtractorTrainConfig, device: str) -> d
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     epochs = []
-    for epoch in range(1, cfg.epochs + 1):
+    bar = progress_bar(range(1, cfg.epochs + 1), desc="train extractor", unit="epoch")
+    for epoch in bar:
         started = time.perf_counter()
         module.train()
         order = rng.permutation(train_idx)
@@ -203,6 +205,7 @@ def fit(module, data: TrainWindows, cfg: ExtractorTrainConfig, device: str) -> d
                        "val_accuracy": val_acc, "seconds": time.perf_counter() - started})
         logger.info("epoch %d/%d: loss %.4f, train acc %.3f, val acc %.3f", epoch, cfg.epochs,
                     epochs[-1]["train_loss"], epochs[-1]["train_accuracy"], val_acc)
+        bar.set_postfix(loss=f"{epochs[-1]['train_loss']:.4f}", val_acc=f"{val_acc:.3f}")
     return {"epochs": epochs, "final_val_accuracy": epochs[-1]["val_accuracy"],
             "n_train_windows": int(len(train_idx)), "n_val_windows": int(len(val_idx)),
             "n_val_clips": int(len(val_clips)), "n_augmented_windows": int(augmented[train_idx].sum())}

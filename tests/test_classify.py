@@ -134,3 +134,49 @@ def test_standardiser_round_trip():
     s = Standardiser({"a": np.arange(3.0)}, {"a": np.ones(3)})
     again = Standardiser.from_arrays(s.to_arrays())
     np.testing.assert_array_equal(again.mean["a"], s.mean["a"])
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_training_shows_epochs_and_loss_on_a_terminal_only(tiny_store, monkeypatch, enabled):
+    store = EmbeddingStore.open(tiny_store)
+    train = load_clips(store, ["debug_audio"], "train", 10)
+    train_head(train, HeadConfig(), TrainConfig(epochs=2), progress=enabled)  # not a terminal: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train_head(train, HeadConfig(), TrainConfig(epochs=2), progress=enabled)
+    shown = terminal.getvalue()
+    assert (("train mlp" in shown and "/2 [" in shown and "loss=" in shown) if enabled else shown == "")
+
+
+def test_predict_reads_the_store_recorded_in_the_run(tiny_store, tmp_path, monkeypatch, capsys):
+    from classify.cli import main
+
+    run_training(tiny_store, ["debug_visual", "debug_audio"], "", HeadConfig(kind="ls"), TrainConfig(epochs=1),
+                 tmp_path / "run")
+    monkeypatch.chdir(tmp_path)  # no cache/embeddings.zarr here
+    assert main(["predict", "--model", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "pred.csv")]) == 0
+    assert f"store: {tiny_store} (recorded in the run)" in capsys.readouterr().out
+    n_test = len(load_clips(EmbeddingStore.open(tiny_store), ["debug_visual", "debug_audio"], "test"))
+    assert len((tmp_path / "pred.csv").read_text().splitlines()) == 1 + n_test
+
+
+def test_an_absent_default_store_names_the_stores_that_exist(tiny_store, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from classify.cli import main
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_store, cache / "demo" / "embeddings.zarr")
+    monkeypatch.setattr("extract.store.cache_dir", lambda: cache)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no store at cache/embeddings.zarr") and str(cache / "demo" / "embeddings.zarr") in err
+    shutil.rmtree(cache / "demo")
+    assert main(["train"]) == 2
+    assert f"no store exists under {cache}" in capsys.readouterr().err

@@ -133,3 +133,17 @@ def test_views_lists_original_first(store):
     store.prepare_group("toy.test", spec=spec, fingerprint="f1", weights="random-init", view="aug0")
     assert store.views("toy.test") == ["original", "aug0"]
     assert store.views("absent") == []
+
+
+def test_group_record_is_the_typed_group_attrs(tiny_store):
+    from extract.registry import get_spec
+
+    opened = EmbeddingStore.open(tiny_store)
+    for name in opened.extractor_names():
+        record = opened.group_record(name)
+        attrs = opened.group_attrs(name)
+        assert record.spec == get_spec(name)
+        assert (record.fingerprint, record.weights_id, record.complete) == (attrs["fingerprint"], attrs["weights"], True)
+        assert record.training_run is None and not record.pretrained
+    with pytest.raises(StoreError, match="no embeddings of 'nope'"):
+        opened.group_record("nope")

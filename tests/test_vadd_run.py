@@ -194,8 +194,19 @@ def test_batch_writes_one_csv_row_per_video_and_keeps_going(checker, vadd_store,
 def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
     path = scene_video(tmp_path / "clip.mp4", vadd_store[0])
     assert main(["check", str(path), "--heads", str(run_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == f"json: {tmp_path / 'out' / 'check.json'}"
-    assert json.loads((tmp_path / "out" / "check.json").read_text())["n_seconds"] == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"json: {tmp_path / 'out' / 'check.json'}"
+    assert out[0].startswith(f"heads: {run_dir} (dataset {vadd_store[0]}; test split: VSC acc ")
+    check = json.loads((tmp_path / "out" / "check.json").read_text())
+    assert check["n_seconds"] == 2
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert check["heads"] == {
+        "run": str(run_dir), "store": vadd_store[1], "dataset": str(vadd_store[0]), "class_set": metrics["class_set"],
+        "extractors": {"visual": ["debug_visual"], "audio": ["debug_audio"]},
+        "test_split": {"vsc_clip_accuracy": metrics["classification_clip_accuracy"]["vsc"],
+                       "asc_clip_accuracy": metrics["classification_clip_accuracy"]["asc"],
+                       "vadd_f1_paper_rule": metrics["paper_rule"]["f1"], "vadd_roc_auc": metrics["mismatch_score"]["roc_auc"],
+                       "n_items": metrics["n_items"], "n_manipulated": metrics["n_manipulated"]}}
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 1000
     assert main(["check", str(tmp_path / "missing.mp4"), "--heads", str(run_dir), "--device", "cpu"]) == 2
 

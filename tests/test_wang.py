@@ -368,14 +368,16 @@ def test_wang_paper_column_follows_the_fcnn_training():
 def test_the_fcnn_run_record_tells_whether_audio_was_augmented():
     from classify.ablation import fcnn_audio_augmented
 
-    class Attrs:
-        def __init__(self, groups):
-            self.groups = groups
+    from types import SimpleNamespace
 
-        def group_attrs(self, name):
-            return self.groups[name]
+    class Records:
+        def __init__(self, runs):
+            self.runs = runs
 
-    record = lambda offline: {"training_run": {"config": {"augment": {"offline": offline}}}}  # noqa: E731
-    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record(["pitch", "mix"])}), ["fcnn.tau"]) is True
-    assert fcnn_audio_augmented(Attrs({"fcnn.tau": record([])}), ["fcnn.tau"]) is False
-    assert fcnn_audio_augmented(Attrs({"debug_audio": {}}), ["debug_audio"]) is None
+        def group_record(self, name):
+            return SimpleNamespace(training_run=self.runs[name])
+
+    record = lambda offline: {"config": {"augment": {"offline": offline}}}  # noqa: E731
+    assert fcnn_audio_augmented(Records({"fcnn.tau": record(["pitch", "mix"])}), ["fcnn.tau"]) is True
+    assert fcnn_audio_augmented(Records({"fcnn.tau": record([])}), ["fcnn.tau"]) is False
+    assert fcnn_audio_augmented(Records({"debug_audio": None}), ["debug_audio"]) is None

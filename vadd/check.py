@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,8 @@ from extract.errors import MediaError
 from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from extract.paths import cache_dir
-from extract.store import FRAME_CHOICES
+from extract.progress import progress_bar
+from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch
 
@@ -58,6 +59,7 @@ class CheckResult:
     p_audio: np.ndarray
     threshold: float
     threshold_source: str
+    heads: dict = field(default_factory=dict)  # which heads answered: see :func:`heads_provenance`
 
     @property
     def mismatch(self) -> np.ndarray:
@@ -77,7 +79,41 @@ class CheckResult:
             "threshold": self.threshold, "threshold_source": self.threshold_source,
             "verdict": "manipulated" if overall >= self.threshold else "consistent",
             "paper_rule": {"manipulated": visual != audio, "rule": "voted visual class != voted audio class"},
+            "heads": self.heads,
         }
+
+
+def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
+    """Which heads answer, as their VADD run folder records it: the store and dataset they were trained on, their
+    extractors and their figures on the run's test split (``config.json``, ``heads.json``, ``metrics.json``)."""
+    def recorded(name: str) -> dict:
+        path = run_dir / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
+    accuracy = metrics.get("classification_clip_accuracy", {})
+    return {
+        "run": str(run_dir), "store": store,
+        "dataset": EmbeddingStore.open(store).data_root if store and store_exists(store) else None,
+        "class_set": heads_meta.get("class_set"),
+        "extractors": {m: heads_meta[m]["extractors"] for m in ("visual", "audio")},
+        "test_split": {
+            "vsc_clip_accuracy": accuracy.get("vsc"), "asc_clip_accuracy": accuracy.get("asc"),
+            "vadd_f1_paper_rule": metrics.get("paper_rule", {}).get("f1"),
+            "vadd_roc_auc": metrics.get("mismatch_score", {}).get("roc_auc"),
+            "n_items": metrics.get("n_items"), "n_manipulated": metrics.get("n_manipulated"),
+        } if metrics else None,
+    }
+
+
+def provenance_line(heads: dict) -> str:
+    """One line naming the heads that answered and their test-split figures."""
+    figures = heads.get("test_split") or {}
+    shown = ", ".join(f"{label} {figures[key]:.2f}" for key, label in (
+        ("vsc_clip_accuracy", "VSC acc"), ("asc_clip_accuracy", "ASC acc"), ("vadd_f1_paper_rule", "VADD F1"),
+        ("vadd_roc_auc", "AUC")) if figures.get(key) is not None)
+    return (f"heads: {heads.get('run')} (dataset {heads.get('dataset') or heads.get('store') or 'not recorded'}; "
+            f"test split: {shown or 'no metrics recorded'})")
 
 
 class Checker:
@@ -100,6 +136,7 @@ class Checker:
             modality: [create_extractor(n, device=device) for n in head.extractors] for modality, head in self.heads.items()
         }
         self.frame_choice = self._recorded_frame_choice()
+        self.provenance = heads_provenance(self.heads_dir, meta)
 
     def _recorded_frame_choice(self) -> str:
         """The frame choice of the store the heads were trained on, read from their fingerprints (which include it)."""
@@ -127,7 +164,7 @@ class Checker:
                 raise MediaError(f"{video}: the video has no audio track; pass --audio FILE to check it against one") from None
             raise
         return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
-                           windows["audio"].finish(), self.threshold, self.threshold_source)
+                           windows["audio"].finish(), self.threshold, self.threshold_source, self.provenance)
 
     def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
         """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
@@ -190,7 +227,8 @@ def write_timeline_png(path: Path, result: CheckResult) -> None:
     axes[2].set_ylabel("mismatch", fontsize=9)
     axes[2].legend(loc="lower right", fontsize=7)
     verdict = result.to_dict()["verdict"]
-    fig.suptitle(f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.3f})", fontsize=10)
+    title = f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.3f})"
+    fig.suptitle(title + (f"\n{provenance_line(result.heads)}" if result.heads else ""), fontsize=8 if result.heads else 10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -229,14 +267,12 @@ def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_cs
     """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
     import csv
 
-    from tqdm import tqdm
-
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(out_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
         writer.writeheader()
-        for video, audio in tqdm(inputs, unit="video", desc="check", disable=not progress, dynamic_ncols=True):
+        for video, audio in progress_bar(inputs, desc="check", unit="video", enabled=progress):
             row = {"video": str(video), "audio": str(audio or video)}
             try:
                 d = checker.check(video, audio).to_dict()

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from classify.cli import PRESET_CHOICES, class_set_name
 from classify.kinds import HEAD_KINDS
 from extract.entry import run_cli
-
-logger = logging.getLogger(__name__)
+from extract.paths import DEFAULT_STORE
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -43,13 +41,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, write_timeline_png
+    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, provenance_line, write_timeline_png
 
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
     heads = Path(args.heads) if args.heads else default_heads_dir()
-    logger.info("heads: %s", heads)
     checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    print(provenance_line(checker.provenance))
     if args.batch:
         out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
         rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
@@ -83,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
-    ev.add_argument("--store", default="cache/embeddings.zarr")
+    ev.add_argument("--store", default=DEFAULT_STORE)
     ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
                     "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",

@@ -60,13 +60,12 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
         logger.info("%s", line)
     _, avsc = run_training(store, list(extractors), 10, HeadConfig(kind="ls"), TrainConfig(), out_dir / "runs" / "avsc-10cls")
     vadd = evaluate_vadd(store, VaddConfig(classes="10"), out_dir / "runs" / "vadd-10cls")
-    opened = EmbeddingStore.open(store)
+    records = {n: EmbeddingStore.open(store).group_record(n) for n in extractors}
     report = {
         "data": f"SYNTHETIC TAU-layout dataset at {data} ({clips_per_scene} clips x 10 scenes x {seconds} s)",
         "extractors": list(extractors),
-        "weights": {n: ("pretrained" if opened.group_attrs(n)["weights"] not in ("random-init", "builtin-seeded")
-                        else "random-init") for n in extractors},
-        "weights_id": {n: opened.group_attrs(n)["weights"] for n in extractors},
+        "weights": {n: "pretrained" if r.pretrained else "random-init" for n, r in records.items()},
+        "weights_id": {n: r.weights_id for n, r in records.items()},
         "avsc": {k: avsc[k] for k in ("clip_accuracy", "second_accuracy", "clip_accuracy_mean_proba", "n_clips")},
         "vadd": {**{k: vadd["paper_rule"][k] for k in ("f1", "precision", "recall", "accuracy")},
                  "roc_auc": vadd["mismatch_score"]["roc_auc"], "n_items": vadd["n_items"]},

@@ -21,6 +21,7 @@ from classify.metrics import classification_metrics
 from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
+from extract.progress import progress_bar
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
 from vadd.official import default_lists_dir, official_protocol
@@ -77,7 +78,7 @@ def extractors_by_modality(store: EmbeddingStore, names: tuple[str, ...] = ()) -
     """Split the store's (or the given) extractors into visual and audio ones, from their stored specs."""
     out: dict[str, list[str]] = {"visual": [], "audio": []}
     for name in names or store.extractor_names():
-        out[store.group_attrs(name)["spec"]["modality"]].append(name)
+        out[store.group_record(name).spec.modality].append(name)
     for modality, found in out.items():
         if not found:
             raise ValueError(f"{store.location}: VADD needs at least one {modality} extractor; found none")
@@ -139,8 +140,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     test_pred: dict[str, ModalityPredictions] = {}
     accuracy: dict[str, float | None] = {}
     training_views: dict[str, list[str]] = {}
-    for key, names in (("visual", modalities["visual"]), ("audio", modalities["audio"]),
-                       ("audio_visual", modalities["visual"] + modalities["audio"])):
+    head_bar = progress_bar((("visual", modalities["visual"]), ("audio", modalities["audio"]),
+                             ("audio_visual", modalities["visual"] + modalities["audio"])), desc="VADD heads", unit="head")
+    for key, names in head_bar:
+        head_bar.set_postfix(head=key)
         train = load_clips(store, names, "train", class_set, usable=usable["train"])
         in_val = np.isin(train.ids, list(validation_ids))
         # like the released code's VSC/ASC (2_train_av_classifiers.py, 'data_aug': 1, lines 83-126 and 577-597): the

@@ -13,6 +13,7 @@ import numpy as np
 from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.train import TrainedHead
+from extract.progress import progress_bar
 from vadd.protocol import ProtocolItem
 
 
@@ -52,7 +53,7 @@ def score_items(items: list[ProtocolItem], visual: ModalityPredictions, audio: M
     if missing:
         raise ValueError(f"{len(missing)} protocol clips have no embeddings in the store, e.g. {missing[:5]}")
     v_cls, a_cls, scores, per_second = [], [], [], []
-    for item in items:
+    for item in progress_bar(items, desc="score", unit="item", leave=False):
         mask = visual.mask[item.video_clip] & audio.mask[item.audio_clip]
         pv, pa = visual.probs[item.video_clip][None], audio.probs[item.audio_clip][None]
         v_cls.append(clip_vote(pv, mask[None])[0])
