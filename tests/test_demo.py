@@ -21,3 +21,11 @@ def test_demo_falls_back_loudly_when_a_weights_file_is_missing(tmp_path, monkeyp
     with caplog.at_level(logging.WARNING):
         assert choose_extractors() == DEBUG
     assert "efficientat_mn04.audioset (mn04_as_mAP_432.pt)" in caplog.text and "DEBUG extractors" in caplog.text
+
+
+def test_chance_levels_of_the_demo_report():
+    from vadd.demo import chance_levels
+
+    levels = chance_levels(10, 28, 14)
+    assert levels["avsc_clip_accuracy"] == 0.1 and levels["vadd_roc_auc"] == 0.5
+    assert levels["vadd_f1_flag_everything"] == round(2 * 0.5 / 1.5, 4)  # precision 0.5, recall 1
