@@ -49,3 +49,5 @@ def _isolated_weights(tmp_path, monkeypatch):
     """Tests never read or write the user's weights cache unless they set AVSCENE_WEIGHTS themselves."""
     if "AVSCENE_WEIGHTS" not in os.environ:
         monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path / "weights"))
+    # nor the user's registered VADD heads (`vadd eval` registers its run folder for `vadd check`)
+    monkeypatch.setenv("AVSCENE_HEADS_REGISTRY", str(tmp_path / "vadd-heads.json"))

@@ -239,3 +239,17 @@ def test_head_windows_are_fixed_in_time_whatever_the_chunk_size(chunk_seconds):
     out = windows.finish()
     assert seen == [(0, 10), (10, 10), (20, 5)]
     np.testing.assert_array_equal(out[:, 0], np.arange(25))
+
+
+def test_vadd_eval_registers_its_heads_for_check(run_dir, tmp_path):
+    """`vadd check` finds its default heads through the registry `vadd eval` and the demo write, not a fixed path."""
+    from vadd.check import default_heads_dir, heads_registry, register_heads
+
+    assert not heads_registry().exists()  # the tests' own registry (conftest), never the user's
+    with pytest.raises(FileNotFoundError, match="no VADD heads registered"):
+        default_heads_dir()
+    register_heads(run_dir)
+    assert default_heads_dir() == run_dir.resolve()
+    register_heads(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError, match="holds no heads.json"):
+        default_heads_dir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,15 +38,31 @@ logger = logging.getLogger(__name__)
 MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
 
+def heads_registry() -> Path:
+    """``$AVSCENE_HEADS_REGISTRY`` or ``cache/runs/vadd-heads.json``: the last ``vadd eval`` run folder, whose heads
+    ``vadd check`` uses by default."""
+    return Path(os.environ.get("AVSCENE_HEADS_REGISTRY") or cache_dir() / "runs" / "vadd-heads.json")
+
+
+def register_heads(run_dir: Path) -> None:
+    """Make ``run_dir`` (a finished ``vadd eval`` run) the default heads of ``vadd check``; the CLI's ``vadd eval``
+    and the demo both call this, so ``check`` needs to know neither's layout."""
+    registry = heads_registry()
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text(json.dumps({"heads": str(Path(run_dir).resolve())}, indent=2) + "\n")
+
+
 def default_heads_dir() -> Path:
-    """``cache/runs/vadd-10cls`` (written by ``make vadd-eval``), else the demo's ``cache/demo/runs/vadd-10cls``."""
-    for candidate in (cache_dir() / "runs" / "vadd-10cls", cache_dir() / "demo" / "runs" / "vadd-10cls"):
-        if (candidate / HEADS_FILE).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no VADD heads in {cache_dir() / 'runs' / 'vadd-10cls'} or {cache_dir() / 'demo' / 'runs' / 'vadd-10cls'}: "
-        "run `make vadd-eval` (or `make demo`), or pass --heads RUN"
-    )
+    """The run folder last registered by :func:`register_heads` (``make vadd-eval`` or ``make demo``)."""
+    registry = heads_registry()
+    if not registry.is_file():
+        raise FileNotFoundError(f"no VADD heads registered in {registry}: run `make vadd-eval` (or `make demo`), "
+                                "or pass --heads RUN")
+    run_dir = Path(json.loads(registry.read_text())["heads"])
+    if not (run_dir / HEADS_FILE).is_file():
+        raise FileNotFoundError(f"{registry} names {run_dir}, which holds no {HEADS_FILE} (moved or deleted?): rerun "
+                                "`make vadd-eval` (or `make demo`), or pass --heads RUN")
+    return run_dir
 
 
 @dataclass

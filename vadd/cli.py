@@ -14,6 +14,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from classify.ablation import FIRST_PAPER_VIEW_KINDS
     from classify.heads import HeadConfig
     from classify.train import preset
+    from vadd.check import register_heads
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
     classes = class_set_name(args.store, args.classes)
@@ -27,6 +28,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction, seed=args.seed, strict=args.strict,
     )
     metrics = evaluate_vadd(args.store, config, out)
+    register_heads(out)  # `vadd check`'s default heads from now on
     rule, score = metrics["paper_rule"], metrics["mismatch_score"]
     print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['protocol_items']}, "
           f"{len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
@@ -108,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")
     check.add_argument("--audio", default="", help="check the video against this audio file instead of its soundtrack")
     check.add_argument("--batch", default="", help="a folder of videos, or a CSV with columns video[,audio]")
-    check.add_argument("--heads", default="", help="a `vadd eval` run folder (default cache/runs/vadd-10cls, "
-                       "else cache/demo/runs/vadd-10cls)")
+    check.add_argument("--heads", default="", help="a `vadd eval` run folder (default: the one the last "
+                       "`vadd eval` or `make demo` registered in cache/runs/vadd-heads.json)")
     check.add_argument("--out", default="", help="output folder (default cache/check/<video stem>) or batch CSV "
                        "(default cache/check/batch.csv)")
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")

@@ -18,6 +18,7 @@ from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import EmbeddingStore
 from extract.weights import import_dir, is_present
+from vadd.check import register_heads
 from vadd.evaluate import VaddConfig, evaluate_vadd
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
     runs = {"avsc": out_dir / "runs" / "avsc-10cls", "vadd": out_dir / "runs" / "vadd-10cls"}
     _, avsc = run_training(store, list(extractors), 10, HeadConfig(kind="ls"), TrainConfig(), runs["avsc"])
     vadd = evaluate_vadd(store, VaddConfig(classes="10"), runs["vadd"])
+    register_heads(runs["vadd"])  # `vadd check`'s default heads, as `vadd eval` does
     records = {n: EmbeddingStore.open(store).group_record(n) for n in extractors}
     report = {
         "data": f"SYNTHETIC TAU-layout dataset at {data} ({clips_per_scene} clips x 10 scenes x {seconds} s)",
