@@ -288,7 +288,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
               "classes": list(class_names), "weights": {e.spec.name: e.weights_id for e in extractors.values()}}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    torch.save({"head": head.state_dict(), **{f"{m}_extractor": mod.state_dict() for m, mod in modules.items()},
-                "scaler_mean": {n: torch.as_tensor(np.asarray(mean[n])) for n in names},
-                "scaler_std": {n: torch.as_tensor(np.asarray(std[n])) for n in names}}, out_dir / "model.pt")
+    from classify.persist import save_finetuned
+
+    save_finetuned(out_dir / "model.pt", head, modules, {n: mean[n] for n in names}, {n: std[n] for n in names})
     return metrics

@@ -32,6 +32,15 @@ def save_head(path: Path, trained: TrainedHead) -> None:
     )
 
 
+def save_finetuned(path: Path, head: torch.nn.Module, extractors: dict[str, torch.nn.Module],
+                   mean: dict[str, np.ndarray], std: dict[str, np.ndarray]) -> None:
+    """Write a fine-tuned head with the state of each fine-tuned extractor module (``<modality>_extractor``) and the
+    standardiser's per-extractor ``scaler_mean``/``scaler_std``: tensors only, ``weights_only``-loadable."""
+    torch.save({"head": head.state_dict(), **{f"{m}_extractor": mod.state_dict() for m, mod in extractors.items()},
+                "scaler_mean": {n: torch.as_tensor(np.asarray(v)) for n, v in mean.items()},
+                "scaler_std": {n: torch.as_tensor(np.asarray(v)) for n, v in std.items()}}, path)
+
+
 def load_head(path: Path) -> TrainedHead:
     """Read a head written by :func:`save_head` (``weights_only`` loading: no pickle)."""
     if not Path(path).exists():
