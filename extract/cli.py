@@ -1,4 +1,4 @@
-"""``python -m extract``: run extraction, manage weights, generate demo data, inspect and export stores."""
+"""``python -m extract``: run extraction, manage weights, inspect and export stores."""
 from __future__ import annotations
 
 import argparse
@@ -147,14 +147,6 @@ def _parse_augment(text: str, copies: int, spec_augment: float | None, channel_s
     return replace(cfg, **overrides)
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from extract.synthetic import make_demo_dataset
-
-    root = make_demo_dataset(Path(args.out), clips_per_scene=args.clips_per_scene, seconds=args.seconds, seed=args.seed)
-    print(f"synthetic dataset (not real TAU data): {root}")
-    return 0
-
-
 def _cmd_tau_audio_manifest(args: argparse.Namespace) -> int:
     from extract.tau_audio import write_tau_audio_manifest
 
@@ -272,13 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("dir")
     imp.add_argument("names", nargs="*")
     w.set_defaults(func=_cmd_weights)
-
-    synth = sub.add_parser("synth", help="write a small SYNTHETIC TAU-layout dataset (demo, tests)")
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--clips-per-scene", type=int, default=6)
-    synth.add_argument("--seconds", type=int, default=10)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(func=_cmd_synth)
 
     tam = sub.add_parser("tau-audio-manifest", help="CSV manifest over real TAU wavs listed in MANIFEST.tsv")
     tam.add_argument("--audio", required=True, help="folder with the wavs and MANIFEST.tsv")

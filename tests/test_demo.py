@@ -5,7 +5,7 @@ import logging
 import shutil
 
 from tests.conftest import require_shared
-from vadd.demo import DEBUG, PRETRAINED, choose_extractors
+from demo.run import DEBUG, PRETRAINED, choose_extractors
 
 
 def test_demo_uses_the_real_pair_when_the_shared_weights_are_there(monkeypatch):
@@ -24,7 +24,7 @@ def test_demo_falls_back_loudly_when_a_weights_file_is_missing(tmp_path, monkeyp
 
 
 def test_chance_levels_of_the_demo_report():
-    from vadd.demo import chance_levels
+    from demo.run import chance_levels
 
     levels = chance_levels(10, 28, 14)
     assert levels["avsc_clip_accuracy"] == 0.1 and levels["vadd_roc_auc"] == 0.5

@@ -6,7 +6,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_packages_resolve_inside_repo():
-    for name in ("extract", "classify", "vadd"):
+    for name in ("extract", "classify", "vadd", "demo"):
         module = importlib.import_module(name)
         assert Path(module.__file__).resolve().parent == REPO / name
 
@@ -20,7 +20,7 @@ def test_importing_cli_modules_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, extract.cli, classify.cli, vadd.cli, extract.store; print('torch' in sys.modules)"
+    code = "import sys, extract.cli, classify.cli, vadd.cli, demo.cli, extract.store; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from extract.audio_io import AudioSeconds, audio_info, audio_windows, load_audio, seconds_in
 from extract.errors import MediaError
-from extract.synthetic import (
+from demo.synthetic import (
     DEMO_SCENES,
     GeneratedMedia,
     make_demo_dataset,

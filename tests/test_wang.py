@@ -24,7 +24,7 @@ from extract.manifest import Clip
 from extract.models import fcnn
 from extract.registry import ExtractorSpec, get_spec
 from extract.store import EmbeddingStore
-from extract.synthetic import write_timestamp_video
+from demo.synthetic import write_timestamp_video
 from tests.timestamp_reader import read_timestamp
 
 RATE = 48_000

@@ -1,15 +1,15 @@
-"""Reads back the frame index that :func:`extract.synthetic.timestamp_frame` draws (decoder tests)."""
+"""Reads back the frame index that :func:`demo.synthetic.timestamp_frame` draws (decoder tests)."""
 from __future__ import annotations
 
 import numpy as np
 
-from extract.synthetic import (
+from demo.synthetic import (
     DATA_CELLS, GUARD_CELLS, TIMESTAMP_BACKGROUND, TIMESTAMP_BITS, TIMESTAMP_GRID, timestamp_bits,
 )
 
 
 def read_timestamp(frame_rgb: np.ndarray) -> int:
-    """Decode the index drawn by :func:`extract.synthetic.timestamp_frame` from a (resized, centre-cropped,
+    """Decode the index drawn by :func:`demo.synthetic.timestamp_frame` from a (resized, centre-cropped,
     compressed) frame.
 
     Raises:

@@ -1,4 +1,4 @@
-"""``python -m vadd``: audio-visual discrepancy detection on the embedding cache, and the demo."""
+"""``python -m vadd``: audio-visual discrepancy detection on the embedding cache."""
 from __future__ import annotations
 
 import argparse
@@ -70,14 +70,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from vadd.demo import run_demo
-
-    path = run_demo(device=args.device, clips_per_scene=args.clips_per_scene)
-    print(f"report: {path}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vadd", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -117,10 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
     check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     check.set_defaults(func=_cmd_check)
-    demo = sub.add_parser("demo", help="the whole pipeline on a small synthetic dataset")
-    demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    demo.add_argument("--clips-per-scene", type=int, default=10)
-    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

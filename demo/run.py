@@ -56,7 +56,7 @@ def chance_levels(n_classes: int, n_items: int, n_manipulated: int) -> dict[str,
 
 def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: int = 10, device: str = "auto") -> Path:
     """Generate data, extract, train an audio-visual head, run VADD; returns the report path."""
-    from extract.synthetic import make_demo_dataset
+    from demo.synthetic import make_demo_dataset
 
     started = time.perf_counter()
     out_dir = out_dir or cache_dir() / "demo"

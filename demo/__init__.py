@@ -1,0 +1,1 @@
+"""Orchestration above the stages: the synthetic dataset generator and ``make demo`` (extract -> classify -> vadd)."""
