@@ -64,9 +64,11 @@ def _resize_crop_cv2(rgb: np.ndarray) -> np.ndarray:
 
     shorter, crop = SIZE
     h, w = rgb.shape[:2]
-    scale = shorter / min(h, w)
-    resized = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    top, left = (resized.shape[0] - crop) // 2, (resized.shape[1] - crop) // 2
+    # torchvision's Resize(int) (the longer side truncated) and CenterCrop (start int(round(d / 2))), as the
+    # released code's transforms do; the same window avscene's decoder cuts
+    size = (shorter, int(shorter * w / h)) if h <= w else (int(shorter * h / w), shorter)
+    resized = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    top, left = (int(round((d - crop) / 2.0)) for d in resized.shape[:2])
     return resized[top : top + crop, left : left + crop]
 
 

@@ -44,14 +44,18 @@ def synthetic_table(labels: np.ndarray, splits: np.ndarray, seconds: int):
 
 def write_store(location: str, table, groups: dict[str, tuple[str, np.ndarray]], clips_per_chunk: int) -> None:
     """Create a store and write every block of each ``{name: (modality, (N, T, D) embeddings)}``, as the runner does."""
+    from dataclasses import replace
+
+    from extract.registry import get_spec
     from extract.store import DONE, BlockResult, EmbeddingStore
     from extract.taxonomy import default_taxonomy
 
     store = EmbeddingStore.create(location, table, taxonomy=default_taxonomy(tuple(sorted(set(table.labels)))), data_root="-",
                                   clips_per_chunk=clips_per_chunk)
     for name, (modality, embeddings) in groups.items():
-        spec = {"name": name, "embedding_dim": embeddings.shape[-1], "version": "bench", "modality": modality}
-        store.prepare_group(name, spec=spec, fingerprint=f"bench-{name}", weights="random")
+        spec = replace(get_spec(f"debug_{modality}"), name=name, embedding_dim=embeddings.shape[-1], version="bench",
+                       description="synthetic benchmark embeddings")  # a complete spec: readers get an ExtractorSpec
+        store.prepare_group(name, spec=spec.to_dict(), fingerprint=f"bench-{name}", weights="random")
         for block in range(store.n_blocks):
             sl = store.block_slice(block)
             n = sl.stop - sl.start
