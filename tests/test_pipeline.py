@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from extract.runner import RunConfig, run_extraction
-from extract.store import DONE, FAILED, EmbeddingStore, store_ready
+from extract.store import DONE, EmbeddingStore, store_ready
 DEBUG_EXTRACTORS = ("debug_visual", "debug_audio")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from xc_common import TAU_STEMS, compare, load_through_our_loader, real_audio_windows, version
-from extract.models.openl3 import CONFIGS
 from extract.registry import get_spec
 
 keras = pytest.importorskip("openl3_keras", reason="needs tensorflow + tf_keras + kapre (pip install -e '.[crosscheck]')")

@@ -10,7 +10,6 @@ levels. The tolerance is on the mean absolute difference in 0-255 levels; the ma
 from __future__ import annotations
 
 import av
-import numpy as np
 import pytest
 import torch
 import torchvision
