@@ -14,6 +14,7 @@ from pathlib import Path
 
 from classify.data import extractor_modalities
 from classify.heads import HeadConfig
+from classify.published import PAPER_SOURCE, PAPER_TABLE1, PAPER_TABLE2, TABLE1_NAMES
 from classify.run import run_config, run_training
 from classify.train import TrainConfig
 from extract.progress import progress_bar
@@ -21,24 +22,6 @@ from extract.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
-PAPER_SOURCE = "paper, TAU, real weights"
-# The first paper (Apostolidis et al. 2024, ../shared/papers/apostolidis2024_vadd.txt), clip accuracy (%) on TAU's
-# test split. Table 2, the ablation: (head kind, with data augmentation) -> accuracy. Its text says it reports "the
-# 3-class variant", but its LS + DA row (97.24) is Table 1's 10-class VASC and every approach of the released
-# 2_train_av_classifiers.py (lines 38-193) has 'classes': 10, so these are the 10-class rows.
-PAPER_TABLE2: dict[tuple[str, bool], float] = {
-    ("ls", True): 97.24, ("es", True): 91.73, ("ms", True): 96.98, ("ns", True): 94.16, ("es+ls", True): 93.75,
-    ("ms+ls", True): 97.02, ("es+ms", True): 92.65, ("es+ms+ls", True): 94.05,
-    ("ls", False): 96.98,  # Scenario #2: "Proposed without DA"
-}
-# Table 1: VASC / ASC / VSC (all LS with DA) at 10 and 3 classes (also the release's README).
-# Keyed by (inputs, class set name): TAU's 10 scenes and its grouping 3 (indoor/outdoor/vehicle).
-PAPER_TABLE1: dict[tuple[str, str], float] = {
-    ("audio-visual", "10"): 97.24, ("audio-visual", "3"): 99.95,
-    ("audio", "10"): 78.84, ("audio", "3"): 99.84,
-    ("visual", "10"): 94.32, ("visual", "3"): 99.93,
-}
-TABLE1_NAMES = {"audio-visual": "VASC", "audio": "ASC", "visual": "VSC"}
 TABLE2_KINDS: tuple[str, ...] = ("ns", "ls", "es", "ms", "es+ls", "ms+ls", "es+ms", "es+ms+ls", "mlp")
 
 

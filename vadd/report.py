@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from classify.published import PAPER_SOURCE, PAPER_TABLE1, PAPER_VADD_F1, TABLE1_NAMES
 from extract.taxonomy import IOV_CLASSES, TAU_SCENES
 from vadd.score import ItemScores
 
-PAPER_SOURCE = "paper, TAU, real weights"
-PAPER = {  # clip-level, voting over 10 seconds (VADD paper, TAU Urban Audio-Visual Scenes 2021, fold1_evaluate)
-    TAU_SCENES: {"vadd_f1": 0.7916, "vasc": 0.9724, "asc": 0.7884, "vsc": 0.9432},
-    IOV_CLASSES: {"vadd_f1": 0.9554, "vasc": 0.9995, "asc": 0.9984, "vsc": 0.9993},
+PAPER = {  # the first paper's figures as fractions, by TAU class tuple (classify.published)
+    classes: {"vadd_f1": round(PAPER_VADD_F1[name] / 100, 4),
+              **{TABLE1_NAMES[inputs].lower(): round(PAPER_TABLE1[(inputs, name)] / 100, 4) for inputs in TABLE1_NAMES}}
+    for classes, name in ((TAU_SCENES, "10"), (IOV_CLASSES, "3"))
 }
 NO_PAPER = dict.fromkeys(PAPER[TAU_SCENES])  # other class sets: the paper has no figure
 
