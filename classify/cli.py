@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from classify.kinds import HEAD_KINDS
-from extract.entry import run_cli
+from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
 # a literal copy of classify.train.PRESETS' keys: importing it would import torch
@@ -136,9 +136,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m classify", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m classify", __doc__)
     train = sub.add_parser("train", help="train a head on the train split, score the test split")
     _add_training_options(train)
     train.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes "

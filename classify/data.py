@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.store import DEFAULT_VIEW, EmbeddingStore, UsableClips
+from extract.store import DEFAULT_VIEW, EmbeddingStore, ExcludedClip, UsableClips
 from extract.taxonomy import ClassSet
 
 

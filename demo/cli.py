@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from extract.entry import run_cli
+from extract.entry import command_parser, run_cli
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -24,9 +24,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m demo", __doc__)
     run = sub.add_parser("run", help="generate the dataset, extract, train, run VADD -> cache/demo/report.json")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--clips-per-scene", type=int, default=10)

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from extract.entry import run_cli
+from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
 logger = logging.getLogger(__name__)
@@ -202,9 +202,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m extract", __doc__)
 
     run = sub.add_parser("run", help="extract per-second embeddings into a store (resumable, shardable); exit status "
                          "0 when the run completed (per-clip failures are recorded, see info), 1 when an extractor "

@@ -1,4 +1,4 @@
-"""The one ``main`` of avscene's command lines (``python -m extract|classify|vadd``)."""
+"""The one ``main`` of avscene's command lines (``python -m extract|classify|vadd|demo``) and their parser."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,13 @@ logger = logging.getLogger(__name__)
 # What a user's input or environment can cause: avscene's own errors, and the ValueError/OSError of an invalid
 # argument or a missing file. Anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (AvsceneError, ValueError, OSError)
+
+
+def command_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A command line with ``-v/--verbose`` and required sub-commands (each sets ``func``), as :func:`run_cli` runs it."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser, parser.add_subparsers(dest="command", required=True)
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from classify.cli import PRESET_CHOICES, class_set_name
 from classify.kinds import HEAD_KINDS
-from extract.entry import run_cli
+from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
 
@@ -71,9 +71,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vadd", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = command_parser("python -m vadd", __doc__)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
     ev.add_argument("--store", default=DEFAULT_STORE)
     ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
