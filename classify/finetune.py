@@ -88,14 +88,10 @@ def _head_run_store(head_run: Path) -> str | None:
 
 
 def _decode_chunk(clips, plan, workers: int) -> list:
-    from extract.decode_plan import decode_clip, probe_seconds
-
-    def decode(clip):
-        n_seconds, error = probe_seconds(clip)
-        return decode_clip(clip, n_seconds, plan, error)
+    from extract.decode_plan import decode_whole_clip
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(decode, clips))
+        return list(pool.map(decode_whole_clip, clips, [plan] * len(clips)))
 
 
 def _seconds(decoded, specs, class_index: dict[str, int], labels: dict[str, str], failed: dict[str, str]):

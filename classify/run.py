@@ -26,13 +26,18 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def load_views(store: EmbeddingStore, names: list[str], split: str, classes: ClassSet, with_augmented: bool,
-               kinds: tuple[str, ...] = (), rule_extractors: list[str] | None = None) -> ClipSet:
+               kinds: tuple[str, ...] = (), rule_extractors: list[str] | None = None,
+               original: ClipSet | None = None) -> ClipSet:
     """``split`` from the ``original`` view, plus the augmented visual views (of ``kinds``, default all) when
     ``with_augmented``: the clips usable for ``names`` (or for ``rule_extractors``, a superset, e.g. every extractor of
-    a VADD run) in every one of these views."""
+    a VADD run) in every one of these views. ``original``: the split's original view as the caller already loaded it
+    (same extractors and classes); its rows are reused, not read from the store again."""
     views = augmented_views(store, names, kinds) if with_augmented else []
     usable = store.usable_clips(rule_extractors or names, split, (DEFAULT_VIEW, *views))  # one clip set for every view
-    parts = [load_clips(store, names, split, classes, usable=usable)]
+    if original is None:
+        parts = [load_clips(store, names, split, classes, usable=usable)]
+    else:
+        parts = [original.subset(np.flatnonzero(np.isin(original.ids, store.clips.ids[usable.rows])))]
     parts += [load_clips(store, names, split, classes, v, usable=usable) for v in views]
     if views:
         logger.info("%s: %d clips from original + %d augmented view(s) %s", split, len(parts[0]), len(views), views)

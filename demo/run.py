@@ -72,9 +72,12 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
     _, avsc = run_training(store, list(extractors), 10, HeadConfig(kind="ls"), TrainConfig(), runs["avsc"])
     vadd = evaluate_vadd(store, VaddConfig(classes="10"), runs["vadd"])
     register_heads(runs["vadd"])  # `vadd check`'s default heads, as `vadd eval` does
-    records = {n: EmbeddingStore.open(store).group_record(n) for n in extractors}
+    opened = EmbeddingStore.open(store)
+    records = {n: opened.group_record(n) for n in extractors}
     report = {
-        "data": f"SYNTHETIC TAU-layout dataset at {data} ({clips_per_scene} clips x 10 scenes x {seconds} s)",
+        "data": {"folder": str(data), "synthetic": opened.dataset_card.synthetic,
+                 "description": opened.dataset_card.description,
+                 "clips": f"{clips_per_scene} clips x 10 scenes x {seconds} s"},
         "extractors": list(extractors),
         "weights": {n: "pretrained" if r.pretrained else "random-init" for n, r in records.items()},
         "weights_id": {n: r.weights_id for n, r in records.items()},

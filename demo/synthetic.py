@@ -18,6 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from extract.dataset_card import DatasetCard
+
 logger = logging.getLogger(__name__)
 
 DEMO_SCENES = (
@@ -284,7 +286,7 @@ def _demo_frames(clip: _Clip, seed: int, width: int, height: int, fps: int) -> C
     n_scenes = len(DEMO_SCENES)
     location = _location_rng(seed, clip).normal(size=4)
     rng = np.random.default_rng([seed, clip.segment_id, 1])
-    hue = (clip.scene_index / n_scenes + 0.035 * location[0] + 0.02 * rng.normal()) % 1.0
+    hue = (clip.scene_index / n_scenes + 0.015 * location[0] + 0.01 * rng.normal()) % 1.0  # jitter << 0.1 spacing
     base_rgb = 0.5 + 0.35 * np.cos(2 * np.pi * (hue - np.array([0.0, 1 / 3, 2 / 3])))
     base_rgb *= 0.8 + 0.1 * location[1] + 0.05 * rng.normal()
     angle = np.pi * clip.scene_index / n_scenes + 0.15 * location[2]
@@ -307,26 +309,45 @@ def _demo_frames(clip: _Clip, seed: int, width: int, height: int, fps: int) -> C
 
 
 def _demo_audio(clip: _Clip, seed: int, seconds: int) -> np.ndarray:
-    """Stereo scene sound: two scene-specific noise bands, a hum and a random band, varied per location and clip."""
+    """Stereo scene sound: two scene-specific noise bands, a hum, a random band and a pulsed harmonic tone (scene
+    pitch and pulse rate), varied per location and clip.
+
+    Each cue's location and clip jitter stays well below its spacing across scenes, as the pictures' hue jitter does,
+    so a scene's sound is learnable from one second (efficientat_mn04 + logistic regression, location-disjoint:
+    0.997 second accuracy). With the earlier sounds (0.3/0.15-octave band jitter, no tone) the demo's ASC head reached
+    0.63 clip accuracy and its VADD F1 barely beat flagging everything.
+    """
     n_samples = seconds * DEMO_AUDIO_RATE_HZ
-    location = _location_rng(seed, clip).normal(size=3)
+    location = _location_rng(seed, clip).normal(size=4)
     rng = np.random.default_rng([seed, clip.segment_id, 2])
     freqs_hz = np.fft.rfftfreq(n_samples, 1 / DEMO_AUDIO_RATE_HZ)
     log_f = np.log2(np.maximum(freqs_hz, 1.0))
     shape = np.zeros_like(freqs_hz)
-    for band, spacing in enumerate((0.55, 0.3)):  # centres spread over ~7 and ~4 octaves across the scenes
+    for band, spacing in enumerate((0.55, 0.3)):  # centres spread over ~5 and ~3 octaves across the scenes
         centre_log = np.log2(120.0 * (band + 1)) + spacing * clip.scene_index
-        centre_log += 0.3 * location[band] + 0.15 * rng.normal()
+        centre_log += 0.1 * location[band] + 0.05 * rng.normal()
         shape += (0.5 + rng.random()) * np.exp(-0.5 * ((log_f - centre_log) / 0.35) ** 2)
     distractor_log = rng.uniform(np.log2(100.0), np.log2(12_000.0))  # a clip-specific band unrelated to the scene
-    shape += rng.random() * np.exp(-0.5 * ((log_f - distractor_log) / 0.35) ** 2)
+    shape += 0.5 * rng.random() * np.exp(-0.5 * ((log_f - distractor_log) / 0.35) ** 2)
     shape += 0.05 + 0.05 * rng.random()  # broadband floor
     common, left, right = np.fft.rfft(rng.normal(size=(3, n_samples)), axis=1) * shape
     stereo = np.fft.irfft(np.stack([common + 0.5 * left, common + 0.5 * right]), n=n_samples, axis=1)
     t_s = np.arange(n_samples) / DEMO_AUDIO_RATE_HZ
     hum_hz = 50.0 * (1 + clip.scene_index % 5) * (1 + 0.02 * location[2])
     stereo += 0.3 * np.std(stereo) * np.sin(2 * np.pi * hum_hz * t_s + rng.uniform(0, 2 * np.pi))
+    stereo += np.std(stereo) * _pulsed_tone(clip.scene_index, t_s, 1 + 0.01 * location[3], rng)
     return (stereo * (0.1 + 0.05 * rng.random()) / np.std(stereo)).astype(np.float32)
+
+
+def _pulsed_tone(scene_index: int, t_s: np.ndarray, detune: float, rng: np.random.Generator) -> np.ndarray:
+    """A 4-harmonic tone at the scene's pitch (a fourth apart around the circle, one octave up for scenes 5-9), gated
+    1-6 times a second with the scene's duty cycle (25 % or 75 %), edges smoothed over 10 ms."""
+    f0_hz = 220.0 * 2 ** ((scene_index * 5 % 12) / 12 + scene_index // 5) * detune
+    wave = sum(np.sin(2 * np.pi * h * f0_hz * t_s + rng.uniform(0, 2 * np.pi)) / h for h in range(1, 5))
+    rate_hz = (1.0, 2.0, 3.0, 4.0, 6.0)[scene_index % 5]
+    gate = ((t_s * rate_hz + rng.uniform()) % 1.0) < (0.25 + 0.5 * (scene_index % 2))
+    smooth = round(0.01 * DEMO_AUDIO_RATE_HZ)
+    return wave * np.convolve(gate.astype(float), np.ones(smooth) / smooth, mode="same")
 
 
 def _write_table(path: Path, header: Sequence[str], rows: list[list[str]]) -> None:
@@ -353,6 +374,7 @@ def make_demo_dataset(
 
     ``root/video/<stem>.mp4`` (H.264, keyframe every second unless ``gop`` says otherwise, no audio track),
     ``root/audio/<stem>.wav`` (48 kHz stereo, PCM_16 unless ``wav_subtype`` says otherwise), ``root/meta.csv`` and ``root/evaluation_setup/fold1_{train,test,evaluate}.csv``,
+    and a dataset card marking it synthetic (``root/avscene-dataset.json``, see :mod:`extract.dataset_card`);
     tab-separated with TAU's headers; stems are ``scene-city-location-segment``. Per scene ~70 % of the
     clips go to train and ~30 % to evaluate (test = evaluate without labels), from disjoint locations.
 
@@ -392,5 +414,7 @@ def make_demo_dataset(
     evaluate = [c for c in clips if c.split == "evaluate"]
     _write_table(setup / "fold1_evaluate.csv", labelled, [files[c.stem] + [c.scene] for c in evaluate])
     _write_table(setup / "fold1_test.csv", labelled[:2], [files[c.stem] for c in evaluate])
+    DatasetCard(synthetic=True, description=f"SYNTHETIC TAU-layout dataset from demo.synthetic.make_demo_dataset "
+                f"(seed {seed}): generated pictures and sounds, not recordings").write(root)
     logger.info("wrote a SYNTHETIC TAU-layout dataset: %d clips x %d s in %s", len(clips), seconds, root)
     return root

@@ -161,6 +161,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     clips = store.clips
     print(f"{store.location}: {len(clips)} clips, up to {store.seconds_max} s, splits "
           + ", ".join(f"{s}={int((clips.splits == s).sum())}" for s in sorted(set(clips.splits))))
+    card = store.dataset_card
+    print(f"  dataset {store.data_root} ({card.label()}{': ' + card.description if card.description else ''})")
     taxonomy = store.taxonomy
     print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
           + f" (validation locations: {taxonomy.location_rule})")

@@ -261,6 +261,12 @@ def decode_clip(
     return out
 
 
+def decode_whole_clip(clip: Clip, plan: DecodePlan) -> DecodedClip:
+    """Probe ``clip`` and decode every whole second that all its modalities cover (errors per modality)."""
+    n_seconds, probe_error = probe_seconds(clip)
+    return decode_clip(clip, n_seconds, plan, probe_error)
+
+
 def _describe(err: Exception, path: object) -> str:
     """MediaErrors already name their file; anything else gets the path and the exception type."""
     return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"

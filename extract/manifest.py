@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from extract.dataset_card import DatasetCard
 from extract.errors import ManifestError
 from extract.taxonomy import TAU_SCENES, Taxonomy, read_grouping_file, tau_taxonomy
 
@@ -41,6 +42,7 @@ class Manifest:
     clips: tuple[Clip, ...]
     taxonomy: Taxonomy
     source: Literal["tau", "csv"]
+    card: DatasetCard = DatasetCard()  # the folder's avscene-dataset.json (synthetic or not)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -158,7 +160,7 @@ def read_tau(
 
     kept = [c for c in clips.values() if subset is None or c.clip_id in subset]
     _check_files(kept, require, root)
-    return Manifest(root, tuple(kept), _with_groups(tau_taxonomy(), groups), "tau")
+    return Manifest(root, tuple(kept), _with_groups(tau_taxonomy(), groups), "tau", DatasetCard.read(root))
 
 
 def _with_groups(taxonomy: Taxonomy, groups: Path | None) -> Taxonomy:
@@ -209,7 +211,7 @@ def read_csv_manifest(
     found = tuple(sorted({c.label for c in clips if c.label}))
     names = tuple(classes) if classes is not None else found
     taxonomy = tau_taxonomy() if names == TAU_SCENES else Taxonomy(names)
-    return Manifest(root, tuple(clips), _with_groups(taxonomy, groups), "csv")
+    return Manifest(root, tuple(clips), _with_groups(taxonomy, groups), "csv", DatasetCard.read(root))
 
 
 def read_manifest(

@@ -289,6 +289,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
             store.check_clip_ids([c.clip_id for c in manifest.clips])
             store.check_frame_choice(cfg.frame_choice)
             store.record_taxonomy(manifest.taxonomy)
+            store.record_card(manifest.card)
         else:
             table = build_clip_table(manifest, cfg.workers)
             per_chunk = cfg.clips_per_chunk or default_clips_per_chunk(
@@ -296,7 +297,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
             )
             store = EmbeddingStore.create(
                 cfg.store, table, taxonomy=manifest.taxonomy, data_root=str(manifest.root), clips_per_chunk=per_chunk,
-                frame_choice=cfg.frame_choice,
+                frame_choice=cfg.frame_choice, card=manifest.card,
             )
         _refuse_training_leak(store, extractors)
         for t in targets:

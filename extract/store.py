@@ -3,7 +3,8 @@
 Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
 
     <store>/                          attrs: schema_version, hop_seconds, frame_offset_seconds, classes,
-                                             taxonomy, data_root, clips_per_chunk, seconds_max, ready
+                                             taxonomy, data_root, dataset_card (synthetic?, description),
+                                             clips_per_chunk, seconds_max, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
@@ -34,6 +35,7 @@ import numpy as np
 import zarr
 
 from extract import __version__
+from extract.dataset_card import DatasetCard
 from extract.errors import AvsceneError
 from extract.paths import cache_dir
 from extract.registry import ExtractorSpec
@@ -195,9 +197,10 @@ class EmbeddingStore:
         data_root: str,
         clips_per_chunk: int,
         frame_choice: str = "middle",
+        card: DatasetCard = DatasetCard(),
     ) -> "EmbeddingStore":
         """Create the root and clip table, or reopen an existing store holding the same clips (and frame choice; see
-        :meth:`record_taxonomy`)."""
+        :meth:`record_taxonomy` and :meth:`record_card`)."""
         if frame_choice not in FRAME_CHOICES:
             raise ValueError(f"frame_choice must be one of {tuple(FRAME_CHOICES)}, got {frame_choice!r}")
         loc = str(location)
@@ -210,6 +213,7 @@ class EmbeddingStore:
             store.check_clip_ids(list(clips.ids))
             store.check_frame_choice(frame_choice)
             store.record_taxonomy(taxonomy)
+            store.record_card(card)
             return store
         root = _open_group(loc, mode="w")
         n = len(clips)
@@ -234,6 +238,7 @@ class EmbeddingStore:
                 "classes": list(taxonomy.classes),
                 "taxonomy": taxonomy.to_dict(),
                 "data_root": data_root,
+                "dataset_card": card.to_dict(),
                 "clips_per_chunk": clips_per_chunk,
                 "seconds_max": seconds_max,
                 "created_utc": _utc_now(),
@@ -308,6 +313,19 @@ class EmbeddingStore:
     def data_root(self) -> str:
         """The dataset folder (or manifest's folder) the clip table's paths are relative to."""
         return str(self.attrs.get("data_root", ""))
+
+    @property
+    def dataset_card(self) -> DatasetCard:
+        """What the dataset folder said of itself when extracted (synthetic or not); the default for a store written
+        before cards were recorded."""
+        return DatasetCard.from_dict(self.attrs.get("dataset_card", {}))
+
+    def record_card(self, card: DatasetCard) -> None:
+        """Record the dataset's card (a later run may find a card the first one did not)."""
+        if self.attrs.get("dataset_card") != card.to_dict():
+            logger.info("%s: recording the dataset card %s", self.location, card.to_dict())
+            self.root.attrs["dataset_card"] = card.to_dict()
+            self.attrs = dict(self.root.attrs)
 
     @property
     def classes(self) -> tuple[str, ...]:

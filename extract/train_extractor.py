@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 
 from extract import __version__
-from extract.audio_io import audio_windows, load_audio, seconds_in
-from extract.decode_plan import audio_source
-from extract.errors import MediaError
+from extract.decode_plan import DecodePlan, decode_whole_clip
 from extract.audio_augment import AudioAugmentConfig, offline_augment, spec_augment, swap_channels
 from extract.manifest import Clip, Manifest
 from extract.progress import progress_bar
@@ -123,19 +121,15 @@ def train_clips(manifest: Manifest, label_map: dict[str, str]) -> list[Clip]:
 def decode_train_windows(
     clips: list[Clip], spec: ExtractorSpec, label_map: dict[str, str], classes: tuple[str, ...], workers: int
 ) -> TrainWindows:
-    """Decode every 1-s window of ``clips`` in the spec's audio format (threads); failures are skipped."""
+    """Decode every 1-s window of ``clips`` in the spec's audio format, through the extraction runner's decode path
+    (threads); failures are skipped."""
     assert spec.audio is not None
-    fmt = spec.audio
-
-    def decode(clip: Clip) -> np.ndarray:
-        waveform, rate_hz = load_audio(audio_source(clip))
-        return audio_windows(waveform, rate_hz, seconds_in(waveform.shape[1] / rate_hz), fmt.sample_rate_hz, fmt.channels)
+    plan = DecodePlan.for_specs([spec])
 
     def attempt(clip: Clip) -> np.ndarray | str:
-        try:
-            return decode(clip)
-        except (MediaError, ValueError) as err:
-            return str(err)
+        decoded = decode_whole_clip(clip, plan)  # the extraction runner's windows, context included
+        error = decoded.error_for(spec)
+        return f"[{error[0]}] {error[1]}" if error else decoded.input_for(spec)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         decoded = list(pool.map(attempt, clips))

@@ -260,6 +260,9 @@ def test_augmented_views_are_training_samples_only(store_with_view, tmp_path):
     np.testing.assert_array_equal(view.features["debug_audio"], original.features["debug_audio"][order])
     assert len(load_views(store, names, "train", 10, True)) == 3 * len(original)
     assert len(load_views(store, names, "train", 10, True, ("paper_aug",))) == 2 * len(original)
+    read_twice, reused = (load_views(store, names, "train", 10, True, original=o) for o in (None, original))
+    np.testing.assert_array_equal(reused.ids, read_twice.ids)  # the caller's original rows stand in for a second read
+    np.testing.assert_array_equal(reused.features["debug_visual"], read_twice.features["debug_visual"])
 
     only_paper_aug = TrainConfig(epochs=1, view_kinds=("paper_aug",))
     trained, metrics = run_training(store_with_view, names, 10, HeadConfig(kind="ls", projection_dim=8),

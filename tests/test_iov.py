@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -78,14 +77,14 @@ def test_training_never_reads_test_clips_and_is_deterministic(trained, tiny_data
     for clip in test_clips:  # a test clip read during training would now fail loudly
         clip.audio_path.unlink()
         clip.video_path.unlink()
-    loaded: list[Path] = []
-    real_load = train_extractor.load_audio
-    monkeypatch.setattr(train_extractor, "load_audio", lambda path: loaded.append(Path(path)) or real_load(path))
+    decoded: list[str] = []
+    real_decode = train_extractor.decode_whole_clip
+    monkeypatch.setattr(train_extractor, "decode_whole_clip",
+                        lambda clip, plan: decoded.append(clip.clip_id) or real_decode(clip, plan))
     monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path / "weights"))
     cfg = train_extractor.ExtractorTrainConfig(epochs=1, batch_size=16, seed=3, device="cpu")
     _, record = train_extractor.train_extractor(NAME, manifest, SCENE_TO_IOV, cfg)
-    train_audio = {c.audio_path for c in manifest.by_split("train")}
-    assert loaded and set(loaded) == train_audio
+    assert decoded and set(decoded) == {c.clip_id for c in manifest.by_split("train")}
     assert not set(record["train_clip_ids"]) & {c.clip_id for c in test_clips}
     assert record["sha256"] == trained["record"]["sha256"]  # same seed, same train clips: same weights
 

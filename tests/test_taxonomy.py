@@ -131,6 +131,7 @@ def test_two_label_csv_dataset_extracts_trains_and_runs_vadd(tmp_path, capsys):
                       "--device", "cpu", "--out", str(check_out)]) == 0
     check = json.loads((check_out / "check.json").read_text())
     assert check["classes"] == ["busy", "calm"] and check["n_seconds"] == 2
+    assert check["heads"]["synthetic_dataset"] is True  # the demo generator's card, read from the CSV's folder
     assert check["visual"]["class"] in ("busy", "calm") and check["audio_scene"]["class"] in ("busy", "calm")
 
 

@@ -196,12 +196,14 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
     assert main(["check", str(path), "--heads", str(run_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"json: {tmp_path / 'out' / 'check.json'}"
-    assert out[0].startswith(f"heads: {run_dir} (dataset {vadd_store[0]}; test split: VSC acc ")
+    assert out[0].startswith(f"heads: {run_dir} (SYNTHETIC dataset {vadd_store[0]}; test split: VSC acc ")
+    assert "their verdict on a real video means nothing" in out[1]  # the demo generator's card travelled here
     check = json.loads((tmp_path / "out" / "check.json").read_text())
     assert check["n_seconds"] == 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert check["heads"] == {
-        "run": str(run_dir), "store": vadd_store[1], "dataset": str(vadd_store[0]), "class_set": metrics["class_set"],
+        "run": str(run_dir), "store": vadd_store[1], "dataset": str(vadd_store[0]), "synthetic_dataset": True,
+        "class_set": metrics["class_set"],
         "extractors": {"visual": ["debug_visual"], "audio": ["debug_audio"]},
         "test_split": {"vsc_clip_accuracy": metrics["classification_clip_accuracy"]["vsc"],
                        "asc_clip_accuracy": metrics["classification_clip_accuracy"]["asc"],

@@ -109,9 +109,11 @@ def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
 
     store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
     accuracy = metrics.get("classification_clip_accuracy", {})
+    opened = EmbeddingStore.open(store) if store and store_exists(store) else None
     return {
         "run": str(run_dir), "store": store,
-        "dataset": EmbeddingStore.open(store).data_root if store and store_exists(store) else None,
+        "dataset": opened.data_root if opened else None,
+        "synthetic_dataset": opened.dataset_card.synthetic if opened else None,
         "class_set": heads_meta.get("class_set"),
         "extractors": {m: heads_meta[m]["extractors"] for m in ("visual", "audio")},
         "test_split": {
@@ -129,8 +131,14 @@ def provenance_line(heads: dict) -> str:
     shown = ", ".join(f"{label} {figures[key]:.2f}" for key, label in (
         ("vsc_clip_accuracy", "VSC acc"), ("asc_clip_accuracy", "ASC acc"), ("vadd_f1_paper_rule", "VADD F1"),
         ("vadd_roc_auc", "AUC")) if figures.get(key) is not None)
-    return (f"heads: {heads.get('run')} (dataset {heads.get('dataset') or heads.get('store') or 'not recorded'}; "
+    kind = {True: "SYNTHETIC dataset", False: "dataset", None: "dataset (synthetic or not: unknown)"}[
+        heads.get("synthetic_dataset")]
+    line = (f"heads: {heads.get('run')} ({kind} {heads.get('dataset') or heads.get('store') or 'not recorded'}; "
             f"test split: {shown or 'no metrics recorded'})")
+    if heads.get("synthetic_dataset"):
+        line += "\n!!! these heads learnt SYNTHETIC scenes: their verdict on a real video means nothing; train heads on " \
+                "real data (`make vadd-eval STORE=...`) !!!"
+    return line
 
 
 class Checker:

@@ -149,7 +149,8 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         # like the released code's VSC/ASC (2_train_av_classifiers.py, 'data_aug': 1, lines 83-126 and 577-597): the
         # fitting clips plus their augmented visual views when config.train.augmented_views
         fitting = load_views(store, names, "train", class_set, config.train.augmented_views,
-                             config.train.view_kinds, rule_extractors=modalities["visual"] + modalities["audio"])
+                             config.train.view_kinds, rule_extractors=modalities["visual"] + modalities["audio"],
+                             original=train)
         training_views[key] = augmented_views(store, names, config.train.view_kinds) if config.train.augmented_views else []
         in_val_views = np.isin([i.split("#", 1)[0] for i in fitting.ids], list(validation_ids))
         head = train_head(fitting.subset(np.flatnonzero(~in_val_views)), config.head, config.train)
