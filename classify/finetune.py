@@ -28,12 +28,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from extract.progress import progress_bar
 from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
+
+if TYPE_CHECKING:  # torch is imported lazily, where it runs
+    import torch
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,12 @@ between neighbouring frames, phase advanced by the measured instantaneous freque
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily, where it runs
+    import torch
 
 OfflineKind = Literal["pitch", "speed", "noise", "mix"]
 OFFLINE_KINDS: tuple[OfflineKind, ...] = ("pitch", "speed", "noise", "mix")

@@ -6,13 +6,16 @@ import json
 import logging
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from extract.errors import DeviceError
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
+
+if TYPE_CHECKING:  # torch is imported lazily, where it runs
+    import torch
 
 logger = logging.getLogger(__name__)
 

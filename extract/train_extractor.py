@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from extract.progress import progress_bar
 from extract.taxonomy import Taxonomy
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import install_trained
+
+if TYPE_CHECKING:  # torch is imported lazily, where it runs
+    import torch
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,14 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from extract.decode_plan import DecodedClip
+
+if TYPE_CHECKING:  # torch is imported lazily, where it runs
+    import torch
 
 ViewKind = Literal["paper_aug", "randaug"]
 VIEW_KINDS: tuple[ViewKind, ...] = ("paper_aug", "randaug")

@@ -33,3 +33,36 @@ def test_only_the_store_reads_store_attributes():
     found = [f"{p.relative_to(REPO)}:{i}" for package in ("classify", "vadd", "bench") for p in (REPO / package).rglob("*.py")
              for i, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line)]
     assert found == []
+
+
+def _lines(packages: tuple[str, ...], allowed: set[str]):
+    for package in packages:
+        for path in sorted((REPO / package).rglob("*.py")):
+            name = str(path.relative_to(REPO))
+            if name not in allowed:
+                yield from ((f"{name}:{i}", line) for i, line in enumerate(path.read_text().splitlines(), 1))
+
+
+def test_media_is_decoded_only_by_the_decode_path():
+    """One way from media to model inputs: audio_io/video_io decode, decode_plan plans, embed embeds; every other
+    module (runner, train-extractor, finetune, vadd check, HEAR) goes through them. demo/synthetic.py only writes
+    media; bench/ measures decoders (the released code's cv2 loop among them)."""
+    import re
+
+    decoding = re.compile(r"\bav\.open\(|^\s*import (av|soundfile|cv2)\b|\b(load_audio|read_frames|audio_windows|"
+                          r"probe_video|audio_info)\(")
+    path = {"extract/audio_io.py", "extract/video_io.py", "extract/decode_plan.py", "extract/embed.py"}
+    found = [where for where, line in _lines(("extract", "classify", "vadd", "demo"), path | {"demo/synthetic.py"})
+             if decoding.search(line) and not line.lstrip().startswith(("#", "def "))]
+    assert found == []
+
+
+def test_readme_layout_names_every_module():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Code layout"):readme.index("## Datasets")]
+    named = set(re.findall(r"`([a-z_0-9]+\.py)`", layout))
+    modules = {p.name for package in ("extract", "classify", "vadd", "demo") for p in (REPO / package).glob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")}
+    assert sorted(modules - named) == []
