@@ -77,13 +77,13 @@ def test_openl3_per_second_embedding_equals_openl3_framing():
     """The stored second = mean of openl3's ``get_audio_embedding(center=True, hop_size=0.1)`` frames stamped in
     ``[k, k + 1)``: framing from openl3's ``core.py``, network from Keras."""
     from extract.audio_io import audio_windows, load_audio
-    from xc_common import shared_file
+    from xc_common import require_shared
 
     name = "openl3_mel256_music_512"
     network, _ = keras.build_audio_network("mel256", seed=9)
     keras.randomise(network, seed=9)
     ours = load_through_our_loader(name, _official_file(network))
-    path = shared_file("tau", "audio", "bus-prague-1102-40498.wav")
+    path = require_shared("tau", "audio", "bus-prague-1102-40498.wav")
     waveform, rate_hz = load_audio(path)
     assert rate_hz == 48_000
     mono = waveform.mean(axis=0)[: 3 * rate_hz]  # openl3 downmixes by the mean too

@@ -16,7 +16,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as trn
 
-from xc_common import compare, shared_file, version
+from xc_common import compare, require_shared, version
 from extract.extractor import normalise_images
 from extract.registry import get_spec
 from extract.video_io import read_frames
@@ -29,7 +29,7 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 def _full_frames(times_s) -> list[Image.Image]:
     """The frame shown at each time, full size, RGB (as the seed code's ``cv2.cvtColor(frame, BGR2RGB)``)."""
     shown = {}
-    with av.open(str(shared_file("media", "bento.mp4"))) as container:
+    with av.open(str(require_shared("media", "bento.mp4"))) as container:
         for frame in container.decode(video=0):
             for t in times_s:
                 if frame.time <= t + 1e-6:
@@ -70,7 +70,7 @@ def test_preprocessing_matches_the_seed_pipeline(name):
     transform, label = _seed_pipeline(name)
     theirs = torch.stack([transform(image) for image in _full_frames(FRAME_TIMES_S)])  # normalised (B, 3, S, S)
     size = spec.visual.frame_size
-    frames = read_frames(shared_file("media", "bento.mp4"), list(FRAME_TIMES_S), [size])[size]
+    frames = read_frames(require_shared("media", "bento.mp4"), list(FRAME_TIMES_S), [size])[size]
     ours = normalise_images(torch.from_numpy(frames), spec)
     assert ours.shape == theirs.shape
     std = torch.tensor(spec.visual.std).view(1, 3, 1, 1)

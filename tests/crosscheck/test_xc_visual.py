@@ -18,7 +18,7 @@ import pytest
 import torch
 import torchvision
 
-from xc_common import compare, load_through_our_loader, randomise_norms_, shared_file, version
+from xc_common import compare, load_through_our_loader, randomise_norms_, require_shared, version
 from extract.extractor import normalise_images
 from extract.registry import ExtractorSpec, get_spec
 from extract.video_io import read_frames
@@ -29,7 +29,7 @@ BENTO = "bento.mp4 frames at 0.05 s, 0.55 s (320x568), our decoder"
 
 def _frames(spec: ExtractorSpec) -> np.ndarray:
     size = spec.visual.frame_size
-    return read_frames(shared_file("media", "bento.mp4"), list(FRAME_TIMES_S), [size])[size]
+    return read_frames(require_shared("media", "bento.mp4"), list(FRAME_TIMES_S), [size])[size]
 
 
 def _small(spec: ExtractorSpec, side: int) -> ExtractorSpec:

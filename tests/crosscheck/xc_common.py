@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from extract.extractor import Extractor, create_extractor
-from extract.paths import shared_dir
 from extract.registry import ExtractorSpec, get_spec
 from extract.weights import expected_path, file_digests
+from tests.conftest import require_shared
 
 REPORT_PATH = Path("cache/crosscheck/report.json")
 TAU_STEMS = ("bus-prague-1102-40498.wav", "street_traffic-london-271-8266.wav")
@@ -73,20 +73,13 @@ def version(distribution: str) -> str:
     return f"{distribution} {dist_version(distribution)}"
 
 
-def shared_file(*parts: str) -> Path:
-    path = shared_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real asset {path} not available (set AVSCENE_SHARED to the shared folder)")
-    return path
-
-
 def real_audio_windows(spec: ExtractorSpec, stems: tuple[str, ...] = TAU_STEMS, seconds: int = 1) -> tuple[np.ndarray, str]:
     """The first ``seconds`` model windows of each TAU recording, then of ``chirp_mono.wav``, decoded and cut by
     the project's own audio path for ``spec``: ``((n, C, window), description)``."""
     from extract.audio_io import audio_windows, load_audio
 
     assert spec.audio is not None
-    paths = [shared_file("tau", "audio", s) for s in stems] + [shared_file("media", "chirp_mono.wav")]
+    paths = [require_shared("tau", "audio", s) for s in stems] + [require_shared("media", "chirp_mono.wav")]
     windows = []
     for path in paths:
         waveform, rate_hz = load_audio(path)
