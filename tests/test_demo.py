@@ -1,11 +1,13 @@
-"""The demo's choice of extractors: the real pair only when both weights are there, else the debug pair, loudly."""
+"""The demo: its choice of extractors (the real pair only when both weights are there, else the debug pair, loudly) and its report."""
 from __future__ import annotations
 
 import logging
 import shutil
 
+import pytest
+
 from tests.conftest import require_shared
-from demo.run import DEBUG, PRETRAINED, choose_extractors
+from demo.run import DEBUG, PRETRAINED, chance_levels, choose_extractors
 
 
 def test_demo_uses_the_real_pair_when_the_shared_weights_are_there(monkeypatch):
@@ -24,8 +26,26 @@ def test_demo_falls_back_loudly_when_a_weights_file_is_missing(tmp_path, monkeyp
 
 
 def test_chance_levels_of_the_demo_report():
-    from demo.run import chance_levels
-
     levels = chance_levels(10, 28, 14)
     assert levels["avsc_clip_accuracy"] == 0.1 and levels["vadd_roc_auc"] == 0.5
     assert levels["vadd_f1_flag_everything"] == round(2 * 0.5 / 1.5, 4)  # precision 0.5, recall 1
+
+
+@pytest.mark.slow
+def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeypatch):
+    """`make demo` end to end on a smaller dataset (the debug extractors: no shared weights here)."""
+    import json
+
+    from demo.run import run_demo
+
+    monkeypatch.setenv("AVSCENE_SHARED", str(tmp_path / "no-shared"))
+    report = json.loads(run_demo(tmp_path / "demo", clips_per_scene=5, seconds=2, device="cpu").read_text())
+    assert report["extractors"] == list(DEBUG) and report["n_classes"] == 10
+    assert report["data"]["synthetic"] is True and report["data"]["folder"] == str(tmp_path / "demo" / "data")
+    assert report["avsc"]["n_train_clips"] + report["avsc"]["n_test_clips"] == 50
+    vadd = report["vadd"]
+    assert vadd["n_items"] == 2 * vadd["n_manipulated"] > 0 and 0.0 <= vadd["roc_auc"] <= 1.0
+    assert report["chance"] == chance_levels(10, vadd["n_items"], vadd["n_manipulated"])
+    assert all((tmp_path / "demo" / "runs" / name / "metrics.json").is_file() for name in ("avsc-10cls", "vadd-10cls"))
+    assert report["why_avsc_differs_from_vadd_vasc"].startswith(
+        f"different training clips: avsc's head trains on all {report['avsc']['n_train_clips']} train clips")
