@@ -63,7 +63,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_timeline_png(out / "timeline.png", result)
-    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.4f} (threshold {summary['threshold']:.4f}); "
+    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.6f} (threshold {summary['threshold']:.6f}); "
           f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
     print(f"timeline: {out / 'timeline.png'}")
     print(f"json: {out / 'check.json'}")
