@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -246,14 +247,16 @@ def write_timeline_png(path: Path, result: CheckResult) -> None:
         ax.set_title(f"{name} scene: {result.voted(probs)} (vote)", fontsize=9, loc="left")
     mismatch = result.mismatch
     axes[2].step(np.arange(seconds + 1), np.append(mismatch, mismatch[-1]), where="post", label="mismatch")
-    axes[2].axhline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:.3f}")
+    axes[2].axhline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:.6f}")
     axes[2].set_ylim(0, 1.02)
     axes[2].set_xlabel("time (s)")
     axes[2].set_ylabel("mismatch", fontsize=9)
     axes[2].legend(loc="lower right", fontsize=7)
     verdict = result.to_dict()["verdict"]
-    title = f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.3f})"
-    fig.suptitle(title + (f"\n{provenance_line(result.heads)}" if result.heads else ""), fontsize=8 if result.heads else 10)
+    title = f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.6f}, threshold {result.threshold:.6f})"
+    width_chars = round(fig.get_figwidth() * 15)  # ~15 characters an inch at 8 pt
+    heads = [textwrap.fill(line, width_chars) for line in provenance_line(result.heads).splitlines()] if result.heads else []
+    fig.suptitle("\n".join([title, *heads]), fontsize=8 if heads else 10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
