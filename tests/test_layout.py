@@ -66,3 +66,24 @@ def test_readme_layout_names_every_module():
     modules = {p.name for package in ("extract", "classify", "vadd", "demo") for p in (REPO / package).glob("*.py")
                if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - named) == []
+
+
+def test_readme_names_only_code_that_exists():
+    """Every `extract.x.NAME` (classify, vadd, demo, bench) the README names resolves to a module or attribute."""
+    import re
+
+    unresolved = []
+    for dotted in sorted(set(re.findall(r"`((?:extract|classify|vadd|demo|bench)(?:\.[A-Za-z_]\w*)+)",
+                                        (REPO / "README.md").read_text()))):
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for name in parts[i:]:
+                obj = getattr(obj, name, None)
+            if obj is None:
+                unresolved.append(dotted)
+            break
+    assert unresolved == []
