@@ -13,13 +13,30 @@ the weights cache with its digest checked, as ``python -m extract weights import
 Timestamps: the extractor embeds windows of its own input length (1 s plus its context, e.g. OpenL3's 0.5 s each
 side) *centred* on ``0, hop, 2 hop, ...`` up to the end of the sound, zero beyond the sound's ends; a timestamp is
 its window's centre in milliseconds. The scene embedding is the mean of the timestamp embeddings.
+
+``load_model(FILE)`` alone (hearvalidator's call, which passes no options) takes the extractor whose weights file
+has FILE's name, when exactly one does. Both embedding functions run without autograd (hearvalidator calls them
+outside ``torch.no_grad``; with gradients OpenL3 needs over 20 GiB for two 2-s sounds).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+
+def _hide_triton_after_tensorflow() -> None:
+    """hear-eval-kit and hearvalidator import TensorFlow before this module; the extractors then import torchvision,
+    whose ``torch._dynamo`` imports triton when it is installed, and loading libtriton (3.8) after TensorFlow (2.20)
+    kills the process (SIGSEGV in ``triton/knobs.py``). HEAR inference never compiles, so torch is told there is no
+    triton, only in a process where TensorFlow came first."""
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # ``import triton`` raises ImportError: torch's has_triton_package() -> False
+
+
+_hide_triton_after_tensorflow()
 
 from extract.extractor import create_extractor, embed_inputs
 from extract.registry import ExtractorSpec, get_spec
@@ -70,6 +87,8 @@ def load_model(model_file_path: str = "", *, extractor: str = "", random_init: b
         random_init: Random weights instead of pretrained ones (never taken silently).
         hop_ms: Milliseconds between timestamps.
     """
+    if not extractor and model_file_path:
+        extractor = _extractor_for_file(Path(model_file_path).name)
     if not extractor:
         raise ValueError("name the extractor: load_model(extractor=NAME), or hear-eval-kit's "
                          "--model-options '{\"extractor\": NAME}'")
@@ -78,6 +97,15 @@ def load_model(model_file_path: str = "", *, extractor: str = "", random_init: b
         _import_weights(Path(model_file_path), spec)
     built = create_extractor(extractor, random_init=random_init, device="cpu")
     return HearModel(built.spec, built.module, hop_ms)
+
+
+def _extractor_for_file(filename: str) -> str:
+    """The one registered audio extractor whose weights file is named ``filename``, else ''."""
+    from extract.registry import list_extractors
+
+    names = [n for n in list_extractors()
+             if (s := get_spec(n)).audio is not None and s.weights is not None and s.weights.filename == filename]
+    return names[0] if len(names) == 1 else ""
 
 
 def _import_weights(path: Path, spec: ExtractorSpec) -> None:
@@ -91,6 +119,7 @@ def _import_weights(path: Path, spec: ExtractorSpec) -> None:
     import_dir(path.parent, [spec])
 
 
+@torch.no_grad()
 def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[torch.Tensor, torch.Tensor]:
     """``(n_sounds, n_samples)`` mono audio at ``model.sample_rate`` -> embeddings ``(n_sounds, n_timestamps,
     timestamp_embedding_size)`` float32 and timestamps ``(n_sounds, n_timestamps)`` in milliseconds."""
@@ -104,6 +133,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     return embeddings, model.timestamps_ms(n_sounds, n_timestamps, audio.device)
 
 
+@torch.no_grad()
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     """``(n_sounds, n_samples)`` -> ``(n_sounds, scene_embedding_size)``: the mean of the timestamp embeddings."""
     embeddings, _ = get_timestamp_embeddings(audio, model)

@@ -117,3 +117,37 @@ def test_real_efficientat_weights_through_model_file_path(models):
     assert real.shape == (2, 384) and torch.isfinite(real).all()
     assert not torch.allclose(real, random)  # the file was loaded, not the random parameters
     assert math.isclose(float(get_timestamp_embeddings(audio, model)[1][0, 1]), HOP_MS)
+
+
+def test_embeddings_need_no_autograd(models):
+    """hearvalidator calls the embedding functions outside ``torch.no_grad``: they must not build a graph."""
+    model = models["efficientat_mn04.audioset"]
+    audio = _sounds(model.sample_rate)
+    embeddings, timestamps = get_timestamp_embeddings(audio, model)
+    assert not embeddings.requires_grad and not timestamps.requires_grad
+    assert not get_scene_embeddings(audio, model).requires_grad
+
+
+def test_the_weights_file_name_alone_picks_its_extractor():
+    """hearvalidator calls ``load_model(FILE)`` with no options."""
+    weights = require_shared("weights", "mn04_as_mAP_432.pt")
+    model = load_model(str(weights), hop_ms=HOP_MS)
+    assert model.spec.name == "efficientat_mn04.audioset"
+
+
+def test_triton_is_hidden_only_where_tensorflow_was_imported_first():
+    """hear-eval-kit imports TensorFlow before ``extract.hear``; triton loaded after it segfaults (TF 2.20, triton
+    3.8), so the module hides triton from torch in that case only. Run in fresh interpreters, with a stand-in
+    TensorFlow: the check is on ``sys.modules``, not on TensorFlow itself."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, types; {tf}import extract.hear, torch.utils._triton as t; "
+             "print(sys.modules.get('triton', 'absent') is None, t.has_triton_package() if {tf_first} else '')")
+    after_tf = subprocess.run([sys.executable, "-c", probe.format(tf="sys.modules['tensorflow'] = types.ModuleType("
+                                                                       "'tensorflow'); ", tf_first=True)],
+                              capture_output=True, text=True, check=True)
+    assert after_tf.stdout.split() == ["True", "False"]
+    alone = subprocess.run([sys.executable, "-c", probe.format(tf="", tf_first=False)],
+                           capture_output=True, text=True, check=True)
+    assert alone.stdout.split() == ["False"]
