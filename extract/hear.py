@@ -20,6 +20,7 @@ outside ``torch.no_grad``; with gradients OpenL3 needs over 20 GiB for two 2-s s
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def _hide_triton_after_tensorflow() -> None:
     triton, only in a process where TensorFlow came first."""
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         sys.modules["triton"] = None  # ``import triton`` raises ImportError: torch's has_triton_package() -> False
+        logging.getLogger(__name__).info("TensorFlow was imported first: triton is hidden from torch in this process")
 
 
 _hide_triton_after_tensorflow()
@@ -100,12 +102,19 @@ def load_model(model_file_path: str = "", *, extractor: str = "", random_init: b
 
 
 def _extractor_for_file(filename: str) -> str:
-    """The one registered audio extractor whose weights file is named ``filename``, else ''."""
+    """The one registered audio extractor whose weights file is named ``filename``; '' when none is.
+
+    Raises:
+        ValueError: several extractors read that file (e.g. an OpenL3 file serves its 512- and 6144-d variants).
+    """
     from extract.registry import list_extractors
 
     names = [n for n in list_extractors()
              if (s := get_spec(n)).audio is not None and s.weights is not None and s.weights.filename == filename]
-    return names[0] if len(names) == 1 else ""
+    if len(names) > 1:
+        raise ValueError(f"{filename} is the weights file of {', '.join(names)}; name one: load_model(FILE, "
+                         "extractor=NAME), or hear-eval-kit's --model-options '{\"extractor\": NAME}'")
+    return names[0] if names else ""
 
 
 def _import_weights(path: Path, spec: ExtractorSpec) -> None:

@@ -133,6 +133,9 @@ def test_the_weights_file_name_alone_picks_its_extractor():
     weights = require_shared("weights", "mn04_as_mAP_432.pt")
     model = load_model(str(weights), hop_ms=HOP_MS)
     assert model.spec.name == "efficientat_mn04.audioset"
+    with pytest.raises(ValueError, match=r"openl3_audio_mel128_env-v0_4_0.h5.gz is the weights file of "
+                                         r"openl3_mel128_env_512, openl3_mel128_env_6144; name one"):
+        load_model("/elsewhere/openl3_audio_mel128_env-v0_4_0.h5.gz")
 
 
 def test_triton_is_hidden_only_where_tensorflow_was_imported_first():
