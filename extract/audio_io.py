@@ -1,4 +1,4 @@
-"""Audio probing, loading and 1-s windowing.
+"""Audio probing, loading, 1-s windowing, and writing float WAVs.
 
 soundfile reads what libsndfile knows (wav/flac/ogg, 8/16/24/32-bit int and float); PyAV reads the rest
 (the audio track of an mp4/mkv, mp3, ...). Every failure is a :class:`~extract.errors.MediaError` whose
@@ -292,3 +292,12 @@ def audio_windows(
     window = target_rate_hz + 2 * context_samples
     starts = np.arange(n_seconds) * target_rate_hz
     return np.ascontiguousarray(padded[:, starts[:, None] + np.arange(window)].transpose(1, 0, 2))
+
+
+def write_float_wav(path: Path, waveform: np.ndarray, sample_rate_hz: int) -> None:
+    """Write float ``(channels, samples)`` as a 32-bit float WAV (folders created)."""
+    if waveform.ndim != 2 or waveform.shape[0] < 1:
+        raise ValueError(f"waveform must be (channels, samples), got shape {waveform.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.ascontiguousarray(waveform.T, dtype=np.float32), sample_rate_hz, subtype="FLOAT")

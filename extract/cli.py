@@ -154,6 +154,17 @@ def _cmd_tau_audio_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hear_task(args: argparse.Namespace) -> int:
+    from extract.hear_task import write_hear_scene_task
+    from extract.manifest import read_manifest
+
+    manifest = read_manifest(Path(args.data), require=("audio",), classes=_parse_classes(args.classes))
+    rates = tuple(int(r) for r in args.sample_rates.split(","))
+    task = write_hear_scene_task(manifest, Path(args.out), args.name, rates, args.seconds, args.folds)
+    print(f"HEAR task: {task}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from extract.store import EmbeddingStore
 
@@ -269,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     tam.add_argument("--audio", required=True, help="folder with the wavs and MANIFEST.tsv")
     tam.add_argument("--out", required=True, help="data root to write manifest.csv into")
     tam.set_defaults(func=_cmd_tau_audio_manifest)
+
+    hear = sub.add_parser("hear-task", help="write a HEAR 2021 scene task (hear-eval-kit's layout) from a dataset's "
+                          "labelled clips, folds keeping recording locations apart")
+    hear.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
+    hear.add_argument("--classes", default="", help="CSV manifests: as for run ('tau': TAU's locations from the stems)")
+    hear.add_argument("--out", required=True, help="folder of HEAR tasks (hear-eval-kit's --tasks-dir)")
+    hear.add_argument("--name", default="avscene-scenes", help="task name (its folder)")
+    hear.add_argument("--sample-rates", default="32000", help="comma list in Hz: the rates of the models to score")
+    hear.add_argument("--seconds", type=int, default=10, help="clip duration in the task (cut or zero-padded)")
+    hear.add_argument("--folds", type=int, default=3)
+    hear.set_defaults(func=_cmd_hear_task)
 
     info = sub.add_parser("info", help="summarise a store and its recorded errors")
     info.add_argument("--store", default=DEFAULT_STORE)
