@@ -27,8 +27,10 @@ def test_demo_falls_back_loudly_when_a_weights_file_is_missing(tmp_path, monkeyp
 
 def test_chance_levels_of_the_demo_report():
     levels = chance_levels(10, 28, 14)
-    assert levels["avsc_clip_accuracy"] == 0.1 and levels["vadd_roc_auc"] == 0.5
+    assert levels["clip_accuracy"] == 0.1 and levels["vadd_roc_auc"] == 0.5
     assert levels["vadd_f1_flag_everything"] == round(2 * 0.5 / 1.5, 4)  # precision 0.5, recall 1
+    assert (levels["vadd_precision_flag_everything"], levels["vadd_recall_flag_everything"]) == (0.5, 1.0)
+    assert chance_levels(3, 10, 7)["vadd_accuracy_majority"] == 0.7 and chance_levels(3, 10, 7)["clip_accuracy"] == 0.3333
 
 
 @pytest.mark.slow
@@ -42,7 +44,7 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     report = json.loads(run_demo(tmp_path / "demo", clips_per_scene=5, seconds=2, device="cpu").read_text())
     assert report["extractors"] == list(DEBUG) and report["n_classes"] == 10
     assert report["data"]["synthetic"] is True and report["data"]["folder"] == str(tmp_path / "demo" / "data")
-    assert report["avsc"]["n_train_clips"] + report["avsc"]["n_test_clips"] == 50
+    assert report["avsc"]["n_train_clips"] + report["avsc"]["n_test_clips"] == report["data"]["n_clips"] == 50
     vadd = report["vadd"]
     assert vadd["n_items"] == 2 * vadd["n_manipulated"] > 0 and 0.0 <= vadd["roc_auc"] <= 1.0
     assert report["chance"] == chance_levels(10, vadd["n_items"], vadd["n_manipulated"])

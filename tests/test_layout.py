@@ -45,8 +45,8 @@ def _lines(packages: tuple[str, ...], allowed: set[str]):
 
 def test_media_is_decoded_only_by_the_decode_path():
     """One way from media to model inputs: audio_io/video_io decode, decode_plan plans, embed embeds; every other
-    module (runner, train-extractor, finetune, vadd check, HEAR) goes through them. demo/synthetic.py only writes
-    media; bench/ measures decoders (the released code's cv2 loop among them)."""
+    module (runner, train-extractor, finetune, vadd check, hear-task) goes through them; extract/hear.py receives
+    decoded tensors. demo/synthetic.py only writes media; bench/ measures decoders (the released code's cv2 loop)."""
     import re
 
     decoding = re.compile(r"\bav\.open\(|^\s*import (av|soundfile|cv2)\b|\b(load_audio|read_frames|audio_windows|"

@@ -288,7 +288,9 @@ REGRESSION_CASES = [  # marl/openl3 tests/test_regression.py: test_audio_regress
 def test_frame_embeddings_match_openl3_regression_fixtures(name, hop_seconds, center, fixture):
     fixtures = Path(os.environ.get("AVSCENE_OPENL3_FIXTURES", "openl3/tests/data"))
     if not (fixtures / "regression" / fixture).exists():
-        pytest.skip(f"{fixtures}/regression/{fixture} missing: set AVSCENE_OPENL3_FIXTURES to marl/openl3's tests/data")
+        where = ("AVSCENE_OPENL3_FIXTURES points there" if "AVSCENE_OPENL3_FIXTURES" in os.environ
+                 else "the default; set AVSCENE_OPENL3_FIXTURES to marl/openl3's tests/data")
+        pytest.skip(f"{fixtures}/regression/{fixture} missing ({where})")
     resampy = pytest.importorskip("resampy", reason="openl3 resamples with resampy 'kaiser_best'")
     import soundfile as sf
 

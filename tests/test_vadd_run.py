@@ -213,6 +213,25 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
     assert main(["check", str(tmp_path / "missing.mp4"), "--heads", str(run_dir), "--device", "cpu"]) == 2
 
 
+def test_heads_keep_their_dataset_card_without_the_store(run_dir, vadd_store, tmp_path):
+    """`vadd eval` writes the dataset (folder, synthetic) into heads.json: a moved store does not lose it; a run
+    folder written before that reads it from the store."""
+    import shutil
+
+    from vadd.check import heads_provenance
+
+    heads = json.loads((run_dir / "heads.json").read_text())
+    assert heads["dataset"]["folder"] == str(vadd_store[0]) and heads["dataset"]["synthetic"] is True
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps({**config, "store": str(tmp_path / "gone.zarr")}))
+    assert heads_provenance(moved, heads)["synthetic_dataset"] is True
+    older = {k: v for k, v in heads.items() if k != "dataset"}
+    assert heads_provenance(run_dir, older)["synthetic_dataset"] is True  # from the store's card
+    assert heads_provenance(moved, older)["synthetic_dataset"] is None  # neither: unknown, said as such
+
+
 def test_timeline_png_for_a_long_result(checker, tmp_path):
     from vadd.check import CheckResult
 

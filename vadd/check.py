@@ -25,7 +25,7 @@ from classify.persist import load_head
 from classify.train import TrainedHead
 from extract.decode_plan import frame_fingerprint
 from extract.embed import iter_embeddings
-from extract.errors import MediaError
+from extract.errors import AvsceneError, MediaError
 from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from extract.paths import cache_dir
@@ -102,19 +102,23 @@ class CheckResult:
 
 
 def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
-    """Which heads answer, as their VADD run folder records it: the store and dataset they were trained on, their
-    extractors and their figures on the run's test split (``config.json``, ``heads.json``, ``metrics.json``)."""
+    """Which heads answer, as their VADD run folder records it: the store and dataset they were trained on (synthetic
+    or not, from its card), their extractors and their figures on the run's test split (``config.json``,
+    ``heads.json``, ``metrics.json``)."""
     def recorded(name: str) -> dict:
         path = run_dir / name
         return json.loads(path.read_text()) if path.is_file() else {}
 
     store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
     accuracy = metrics.get("classification_clip_accuracy", {})
-    opened = EmbeddingStore.open(store) if store and store_exists(store) else None
+    dataset = heads_meta.get("dataset")  # recorded by `vadd eval`; runs written before it: read from the store
+    if dataset is None and store and store_exists(store):
+        opened = EmbeddingStore.open(store)
+        dataset = {"folder": opened.data_root, "synthetic": opened.dataset_card.synthetic}
     return {
         "run": str(run_dir), "store": store,
-        "dataset": opened.data_root if opened else None,
-        "synthetic_dataset": opened.dataset_card.synthetic if opened else None,
+        "dataset": dataset["folder"] if dataset else None,
+        "synthetic_dataset": dataset["synthetic"] if dataset else None,
         "class_set": heads_meta.get("class_set"),
         "extractors": {m: heads_meta[m]["extractors"] for m in ("visual", "audio")},
         "test_split": {
@@ -307,7 +311,7 @@ def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_cs
                 row.update(n_seconds=d["n_seconds"], visual_class=d["visual"]["class"], audio_class=d["audio_scene"]["class"],
                            mismatch=f"{d['mismatch']['overall']:.5f}", threshold=f"{d['threshold']:.5f}",
                            verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="")
-            except (MediaError, ValueError) as err:
+            except (AvsceneError, ValueError, OSError) as err:  # this file's problem; the batch goes on
                 row["error"] = str(err)
                 logger.warning("%s", err)
             writer.writerow(row)

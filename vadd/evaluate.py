@@ -187,6 +187,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "dropped_items": [d.to_dict() for d in dropped],
         "excluded_clips": excluded,
         "training_views": training_views,
+        "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
     })
     write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
     return metrics
@@ -231,7 +232,7 @@ def write_run_folder(
     for key, name in (("visual", "vsc.pt"), ("audio", "asc.pt")):
         save_head(out_dir / name, heads[key])
     write_json(out_dir / HEADS_FILE, {
-        "classes": list(classes), "class_set": metrics["class_set"], "threshold": threshold,
+        "classes": list(classes), "class_set": metrics["class_set"], "threshold": threshold, "dataset": metrics["dataset"],
         "window_seconds": metrics["clip_seconds"],  # `vadd check` applies the heads to windows of the training clips' length
         "threshold_source": f"F1-optimal on a generated protocol over {metrics['validation']['n_clips']} held-out train clips",
         "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints},
