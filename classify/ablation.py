@@ -14,6 +14,7 @@ from pathlib import Path
 
 from classify.data import extractor_modalities
 from classify.heads import HeadConfig
+from classify.kinds import FIRST_PAPER_VIEW_KINDS, WANG_VIEW_KINDS
 from classify.published import PAPER_SOURCE, PAPER_TABLE1, PAPER_TABLE2, TABLE1_NAMES
 from classify.run import run_config, run_training
 from classify.train import TrainConfig
@@ -147,8 +148,6 @@ WANG_PAPER_ROWS: dict[str, tuple[str | None, str | None]] = {
     "wang-av-mlp-randaug": ("Table 3: video", "Table 3: audio + video"),
     "wang-av-mlp-randaug-mixup": (None, "Table 3: audio + video + mixup 20 %"),
 }
-WANG_VIEW_KINDS = ("randaug",)  # its RandAugment subset; never the first paper's views
-FIRST_PAPER_VIEW_KINDS = ("paper_aug",)  # the first paper's flip/brightness/contrast/rotation pass
 WANG_FINAL_SYSTEM_ACCURACY = 94.2  # abstract and Table 3: FCNN + DenseNet161, joint MLP, augmentations, fine-tuning
 
 

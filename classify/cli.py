@@ -4,14 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from classify.kinds import HEAD_KINDS
+from classify.kinds import HEAD_KINDS, PRESET_CHOICES
 from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
 # a literal copy of classify.train.PRESETS' keys: importing it would import torch
-PRESET_CHOICES = ("paper-text", "paper-code", "adam", "adam-mixup")
-
-
 def _configs(args: argparse.Namespace, kind: str):
     from classify.heads import HeadConfig
     from classify.train import preset

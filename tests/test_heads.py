@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from classify.cli import PRESET_CHOICES
+from classify.kinds import PRESET_CHOICES
 from classify.data import ClipSet, augmented_views, load_clips
 from classify.heads import ATTENTION_KINDS, HEAD_KINDS, FusionHead, HeadConfig, HeadInput
 from classify.metrics import classification_metrics

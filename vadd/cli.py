@@ -4,20 +4,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from classify.cli import PRESET_CHOICES, class_set_name
-from classify.kinds import HEAD_KINDS
+from classify.kinds import FIRST_PAPER_VIEW_KINDS, HEAD_KINDS, PRESET_CHOICES
 from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from classify.ablation import FIRST_PAPER_VIEW_KINDS
     from classify.heads import HeadConfig
     from classify.train import preset
+    from extract.store import EmbeddingStore
     from vadd.check import register_heads
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
-    classes = class_set_name(args.store, args.classes)
+    classes = EmbeddingStore.open(args.store).taxonomy.class_set(args.classes).name  # checked against the store
     out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{classes}cls"
     config = VaddConfig(
         classes=classes, protocol=args.protocol, lists_dir=args.lists,

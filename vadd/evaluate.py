@@ -17,6 +17,7 @@ import numpy as np
 
 from classify.data import augmented_views, load_clips
 from classify.heads import HeadConfig
+from classify.kinds import FIRST_PAPER_VIEW_KINDS
 from classify.metrics import classification_metrics
 from classify.persist import save_head
 from classify.run import load_views, write_json
@@ -48,7 +49,7 @@ class VaddConfig:
     lists_dir: str = ""  # "" = $AVSCENE_SHARED/vadd
     extractors: tuple[str, ...] = ()  # () = every extractor in the store
     head: HeadConfig = field(default_factory=lambda: DEFAULT_HEAD)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(view_kinds=FIRST_PAPER_VIEW_KINDS))  # as `vadd eval`
     validation_fraction: float = 0.2
     seed: int = 0
     strict: bool = False  # a fixed protocol's items naming unusable clips stop the run instead of being dropped
