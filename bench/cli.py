@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROW_KEYS, machine_description
+from extract.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def _kept_results(path: Path, topics: set[str]) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer clips, images and repeats")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="torch device of the model rows")
     parser.add_argument("--models", default="resnet50.places365,mobilenet_v2.imagenet",
@@ -120,17 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "a partial run replaces those topics' rows in an existing results.json and keeps the others")
     parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
     parser.add_argument("--work-dir", default="cache/bench", help="generated media kept between runs")
+    parser.set_defaults(func=run_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli(build_parser(), argv)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen topics and write results.json and results.md; 1 when a topic failed."""
     topics = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = sorted(set(topics) - set(TOPICS))
     if unknown:
-        logger.error("--only: unknown topics %s; choose among %s", unknown, ", ".join(TOPICS))
-        return 2
+        raise ValueError(f"--only: unknown topics {unknown}; choose among {', '.join(TOPICS)}")
     options = {"quick": args.quick, "device": args.device, "work_dir": Path(args.work_dir),
                "models": tuple(m.strip() for m in args.models.split(",") if m.strip())}
     started = time.perf_counter()

@@ -6,8 +6,6 @@ augmented view of the visual embeddings for the training clips.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from dataclasses import replace
@@ -190,17 +188,3 @@ def run(quick: bool = False) -> list[dict]:
                  None if quick else full_speedup >= TARGET_SPEEDUP, details, BASELINE),
     ]
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.heads", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="5 %% of the clips, 2 epochs (smoke run)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for row in run(quick=args.quick):
-        print(json.dumps(row))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

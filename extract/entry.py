@@ -1,4 +1,4 @@
-"""The one ``main`` of avscene's command lines (``python -m extract|classify|vadd|demo``) and their parser."""
+"""The one ``main`` of avscene's command lines (``python -m extract|classify|vadd|demo|bench``) and their parser."""
 from __future__ import annotations
 
 import argparse
