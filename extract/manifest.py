@@ -178,19 +178,21 @@ def read_csv_manifest(
     path: Path, classes: Sequence[str] | None = None, require: Collection[MediaKind] = ("video", "audio"),
     groups: Path | None = None,
 ) -> Manifest:
-    """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``): paths absolute or relative to
-    its folder, symlinks followed; media may live on another disk.
+    """Read a generic CSV manifest (columns ``video``, ``audio``, ``label``, ``split``, optional ``location``): paths
+    absolute or relative to its folder, symlinks followed; media may live on another disk.
 
     ``video`` or ``audio`` may be empty but not both; an empty ``audio`` means the video's own track.
     ``label`` may be empty (unlabeled). ``classes`` None: the sorted labels found; the TAU scenes (``--classes
     tau``): TAU's taxonomy (grouping ``3``, locations from TAU stems). Otherwise each clip is its own location and
-    the groupings are those of the file ``groups``.
+    the groupings are those of the file ``groups``. A ``location`` column (the recording location; empty = the clip's
+    own) replaces either location rule: validation hold-outs and HEAR folds then keep its values apart.
     """
     path = Path(path)
     root = path.parent
     table = _read_table(path, ",", ("video", "split"))
     clips = []
     line_of: dict[str, int] = {}
+    locations: dict[str, str] = {}
     for line, row in table.rows:
         where = f"{path}:{line}"
         video = _user_path(root, row["video"]) if row.get("video") else None
@@ -207,10 +209,14 @@ def read_csv_manifest(
             raise ManifestError(f"{where}: duplicate clip id {clip_id} (file stem), first on line {line_of[clip_id]}")
         line_of[clip_id] = line
         clips.append(Clip(clip_id, label, row["split"], video, audio))
+        if row.get("location"):
+            locations[clip_id] = row["location"]
     _check_files(clips, require, path)
     found = tuple(sorted({c.label for c in clips if c.label}))
     names = tuple(classes) if classes is not None else found
     taxonomy = tau_taxonomy() if names == TAU_SCENES else Taxonomy(names)
+    if "location" in table.header:
+        taxonomy = Taxonomy(taxonomy.classes, taxonomy.groupings, "manifest", locations)
     return Manifest(root, tuple(clips), _with_groups(taxonomy, groups), "csv", DatasetCard.read(root))
 
 

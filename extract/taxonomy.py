@@ -32,8 +32,8 @@ SCENE_TO_IOV: dict[str, str] = {
     "bus": "vehicle", "metro": "vehicle", "tram": "vehicle",
 }
 TAU_IOV_NAME = "3"  # the name `--classes` knows TAU's indoor/outdoor/vehicle grouping by (the paper's 3 classes)
-LocationRule = Literal["tau_stem", "clip"]
-LOCATION_RULES: tuple[str, ...] = ("tau_stem", "clip")
+LocationRule = Literal["tau_stem", "clip", "manifest"]
+LOCATION_RULES: tuple[str, ...] = ("tau_stem", "clip", "manifest")
 
 
 def tau_recording_location(clip_id: str) -> str:
@@ -74,11 +74,14 @@ class Grouping:
 
 @dataclass(frozen=True)
 class Taxonomy:
-    """Class names, named groupings of them, and the rule giving a clip's recording location."""
+    """Class names, named groupings of them, and the rule giving a clip's recording location: ``tau_stem`` (the
+    location in a TAU file name), ``clip`` (each clip its own) or ``manifest`` (``locations``: a CSV manifest's
+    ``location`` column; a clip it does not name is its own location)."""
 
     classes: tuple[str, ...]
     groupings: tuple[Grouping, ...] = ()
     location_rule: LocationRule = "clip"
+    locations: dict[str, str] = field(default_factory=dict)  # clip id -> location, for the ``manifest`` rule
     _by_name: dict[str, ClassSet] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,19 +125,22 @@ class Taxonomy:
 
     def location(self, clip_id: str) -> str:
         """The key that keeps validation clips apart from training clips (TAU: the recording location)."""
-        return tau_recording_location(clip_id) if self.location_rule == "tau_stem" else clip_id
+        if self.location_rule == "tau_stem":
+            return tau_recording_location(clip_id)
+        return self.locations.get(clip_id, clip_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "classes": list(self.classes),
             "groupings": [{"name": g.name, "groups": list(g.groups), "group_of": dict(g.group_of)} for g in self.groupings],
             "location_rule": self.location_rule,
+            **({"locations": dict(self.locations)} if self.location_rule == "manifest" else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Taxonomy":
         groupings = tuple(Grouping(g["name"], tuple(g["groups"]), dict(g["group_of"])) for g in data.get("groupings", ()))
-        return cls(tuple(data["classes"]), groupings, data.get("location_rule", "clip"))
+        return cls(tuple(data["classes"]), groupings, data.get("location_rule", "clip"), dict(data.get("locations", {})))
 
 
 def tau_taxonomy(classes: tuple[str, ...] = TAU_SCENES) -> Taxonomy:

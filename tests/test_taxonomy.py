@@ -150,3 +150,24 @@ def test_store_without_a_recorded_taxonomy_reads_the_tau_default(tiny_store, tmp
     store = EmbeddingStore.open(str(copy))
     assert "taxonomy" not in store.attrs and store.taxonomy == tau_taxonomy()
     assert load_clips(store, ["debug_audio"], "train", 3).classes == IOV_CLASSES
+
+
+def test_a_csv_location_column_keeps_validation_locations_apart(tmp_path):
+    from vadd.protocol import validation_rows
+
+    rows = [(f"c{i}.wav", "calm" if i < 8 else "busy", f"site{i // 2}" if i != 15 else "") for i in range(16)]
+    for name, _, _ in rows:
+        (tmp_path / name).touch()
+    (tmp_path / "m.csv").write_text("video,audio,label,split,location\n"
+                                    + "".join(f",{n},{label},train,{loc}\n" for n, label, loc in rows))
+    taxonomy = read_manifest(tmp_path / "m.csv", require=()).taxonomy
+    assert taxonomy.location_rule == "manifest" and taxonomy.location("c3") == "site1"
+    assert taxonomy.location("c15") == "c15"  # an empty cell: the clip is its own location
+    assert Taxonomy.from_dict(taxonomy.to_dict()) == taxonomy
+    ids, labels = [n[:-4] for n, _, _ in rows], [label for _, label, _ in rows]
+    held = validation_rows(ids, labels, 0.25, seed=1, location_of=taxonomy.location)
+    held_sites = {taxonomy.location(ids[i]) for i in np.flatnonzero(held)}
+    kept_sites = {taxonomy.location(ids[i]) for i in np.flatnonzero(~held)}
+    assert held_sites and not held_sites & kept_sites  # whole sites on one side
+    tau = read_csv_manifest(tmp_path / "m.csv", classes=("calm", "busy"), require=()).taxonomy
+    assert tau.location_rule == "manifest"  # the column wins over any rule
