@@ -16,8 +16,7 @@ from extract.manifest import Clip, read_manifest
 from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import EmbeddingStore, StoreError
-from demo.synthetic import write_timestamp_video
-from tests.timestamp_reader import read_timestamp
+from tests.timestamp_media import read_timestamp, write_timestamp_video
 
 DEBUG_EXTRACTORS = ("debug_visual", "debug_audio")
 

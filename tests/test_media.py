@@ -11,17 +11,10 @@ import soundfile as sf
 
 from extract.audio_io import AudioSeconds, audio_info, audio_windows, load_audio, seconds_in
 from extract.errors import MediaError
-from demo.synthetic import (
-    DEMO_SCENES,
-    GeneratedMedia,
-    make_demo_dataset,
-    timestamp_frame,
-    write_timestamp_video,
-    write_wav,
-)
+from demo.synthetic import DEMO_SCENES, make_demo_dataset, write_wav
 from extract.video_io import VideoInfo, choose_strategy, probe_video, read_frames, video_seconds
 from tests.conftest import require_shared
-from tests.timestamp_reader import read_timestamp
+from tests.timestamp_media import GeneratedMedia, read_timestamp, timestamp_frame, write_timestamp_video
 
 SIZES = [(256, 224), (240, 200)]
 VIDEO_CASES = [(10, 5), (30, 5), (10, 250), (30, 250)]  # (fps, gop)

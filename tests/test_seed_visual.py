@@ -67,7 +67,7 @@ def test_vit_refuses_images_of_another_size():
 
 def test_decoder_honours_the_spec_interpolation(tmp_path):
     """Bicubic and area resizes of the same frame differ, and each is what swscale gives for that filter."""
-    from demo.synthetic import write_timestamp_video
+    from tests.timestamp_media import write_timestamp_video
 
     path = write_timestamp_video(tmp_path / "v.mp4", n_frames=10, fps=10, width=320, height=240, gop=10).path
     sizes = [(120, 112), (120, 112, "area"), (120, 112, "bicubic")]
@@ -204,7 +204,7 @@ def test_places365_squashes_the_frame_and_specs_round_trip(tmp_path):
     """``resize="square"``: the whole frame squashed to 256x256 (the seed's ``Resize((256, 256))``), then the crop."""
     import av
 
-    from demo.synthetic import write_timestamp_video
+    from tests.timestamp_media import write_timestamp_video
 
     spec = get_spec("resnet50.places365")
     assert spec.visual.frame_size == (256, 224, "bilinear", "square")

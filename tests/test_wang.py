@@ -24,8 +24,7 @@ from extract.manifest import Clip
 from extract.models import fcnn
 from extract.registry import ExtractorSpec, get_spec
 from extract.store import EmbeddingStore
-from demo.synthetic import write_timestamp_video
-from tests.timestamp_reader import read_timestamp
+from tests.timestamp_media import read_timestamp, write_timestamp_video
 
 RATE = 48_000
 TINY_FILTERS = (2, 2, 2)
