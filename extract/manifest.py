@@ -11,7 +11,7 @@ import csv
 import io
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -168,8 +168,7 @@ def _with_groups(taxonomy: Taxonomy, groups: Path | None) -> Taxonomy:
     if groups is None:
         return taxonomy
     try:
-        return Taxonomy(taxonomy.classes, taxonomy.groupings + read_grouping_file(groups, taxonomy.classes),
-                        taxonomy.location_rule)
+        return replace(taxonomy, groupings=taxonomy.groupings + read_grouping_file(groups, taxonomy.classes))
     except ValueError as err:
         raise ManifestError(f"{groups}: {err}") from None
 
@@ -216,7 +215,7 @@ def read_csv_manifest(
     names = tuple(classes) if classes is not None else found
     taxonomy = tau_taxonomy() if names == TAU_SCENES else Taxonomy(names)
     if "location" in table.header:
-        taxonomy = Taxonomy(taxonomy.classes, taxonomy.groupings, "manifest", locations)
+        taxonomy = replace(taxonomy, location_rule="manifest", locations=locations)
     return Manifest(root, tuple(clips), _with_groups(taxonomy, groups), "csv", DatasetCard.read(root))
 
 

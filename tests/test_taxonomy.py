@@ -171,3 +171,6 @@ def test_a_csv_location_column_keeps_validation_locations_apart(tmp_path):
     assert held_sites and not held_sites & kept_sites  # whole sites on one side
     tau = read_csv_manifest(tmp_path / "m.csv", classes=("calm", "busy"), require=()).taxonomy
     assert tau.location_rule == "manifest"  # the column wins over any rule
+    (tmp_path / "g.csv").write_text("label,all\ncalm,x\nbusy,x\n")
+    grouped = read_manifest(tmp_path / "m.csv", require=(), groups=tmp_path / "g.csv").taxonomy
+    assert grouped.names == ("2", "all") and grouped.location("c3") == "site1"  # a grouping file keeps the locations
