@@ -235,9 +235,11 @@ def iter_decoded(
 
 
 def decode_clip(
-    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0
+    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0,
+    info: VideoInfo | None = None,
 ) -> DecodedClip:
-    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality)."""
+    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality;
+    ``info``: the video's probe, when the caller has it)."""
     started = time.perf_counter()
     out = DecodedClip(clip.clip_id)
     if n_seconds <= 0:
@@ -249,7 +251,7 @@ def decode_clip(
         try:
             if clip.video_path is None:
                 raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
-            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, codec_threads=codec_threads))
+            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, info, codec_threads))
         except Exception as err:  # any failure is this clip's, never the run's
             out.errors["visual"] = ("decode", _describe(err, clip.video_path))
     if plan.audio_formats:
@@ -261,10 +263,14 @@ def decode_clip(
     return out
 
 
-def decode_whole_clip(clip: Clip, plan: DecodePlan) -> DecodedClip:
-    """Probe ``clip`` and decode every whole second that all its modalities cover (errors per modality)."""
-    n_seconds, probe_error = probe_seconds(clip)
-    return decode_clip(clip, n_seconds, plan, probe_error)
+def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = None) -> DecodedClip:
+    """Probe the modalities ``plan`` needs and decode every whole second they all cover (at most ``max_seconds``);
+    a failed probe is the error of every modality."""
+    try:
+        n_seconds, info = common_seconds(clip, plan)
+    except MediaError as err:
+        return decode_clip(clip, 0, plan, str(err))
+    return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, info=info)
 
 
 def _describe(err: Exception, path: object) -> str:

@@ -63,14 +63,14 @@ def write_hear_scene_task(
     labels_of: dict[str, dict[str, list[str]]] = {s: {} for s in splits}
     excluded: dict[str, str] = {}
     for clip in progress_bar(clips, desc="HEAR task", unit="clip"):
-        decoded = decode_whole_clip(clip, plan)
+        decoded = decode_whole_clip(clip, plan, max_seconds=seconds)
         if decoded.errors:
             excluded[clip.clip_id] = "; ".join(message for _, message in decoded.errors.values())
             logger.warning("%s: left out of the HEAR task: %s", clip.clip_id, excluded[clip.clip_id])
             continue
         split = splits[fold_of[clip.clip_id]]
         for rate in sample_rates_hz:
-            windows = decoded.audio[(rate, "mono", 0)][:seconds, 0]  # (n_seconds, rate) -> the first seconds
+            windows = decoded.audio[(rate, "mono", 0)][:, 0]  # (n_seconds <= seconds, rate)
             waveform = np.zeros(seconds * rate, np.float32)
             waveform[: windows.size] = windows.reshape(-1)
             write_float_wav(task / str(rate) / split / f"{clip.clip_id}.wav", waveform[None], rate)

@@ -286,10 +286,7 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
     if leader:
         if store_ready(cfg.store):
             store = EmbeddingStore.open(cfg.store, mode="r+")
-            store.check_clip_ids([c.clip_id for c in manifest.clips])
-            store.check_frame_choice(cfg.frame_choice)
-            store.record_taxonomy(manifest.taxonomy)
-            store.record_card(manifest.card)
+            store.check_run(manifest.ids(), cfg.frame_choice, manifest.taxonomy, manifest.card)
         else:
             table = build_clip_table(manifest, cfg.workers)
             per_chunk = cfg.clips_per_chunk or default_clips_per_chunk(

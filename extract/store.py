@@ -40,6 +40,7 @@ from extract.errors import AvsceneError
 from extract.paths import cache_dir
 from extract.registry import ExtractorSpec
 from extract.taxonomy import Taxonomy, default_taxonomy
+from extract.weights import BUILTIN, RANDOM_INIT
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class GroupRecord:
     @property
     def pretrained(self) -> bool:
         """Whether the embeddings come from loaded weights (not random or built-in parameters)."""
-        return self.weights_id not in ("random-init", "builtin-seeded")
+        return self.weights_id not in (RANDOM_INIT, BUILTIN)
 
 
 def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
@@ -210,10 +211,7 @@ class EmbeddingStore:
             store = cls.open(loc, mode="r+")
             if not store.attrs.get("ready"):
                 raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
-            store.check_clip_ids(list(clips.ids))
-            store.check_frame_choice(frame_choice)
-            store.record_taxonomy(taxonomy)
-            store.record_card(card)
+            store.check_run(list(clips.ids), frame_choice, taxonomy, card)
             return store
         root = _open_group(loc, mode="w")
         n = len(clips)
@@ -269,6 +267,13 @@ class EmbeddingStore:
             raise StoreError(f"{self.location}: written with --frame-choice {self.frame_choice}, this run asks for "
                              f"{frame_choice}; use another store")
 
+    def check_run(self, ids: list[str], frame_choice: str, taxonomy: Taxonomy, card: DatasetCard) -> None:
+        """Refuse a run over other clips or another frame choice; record the run's taxonomy and dataset card."""
+        self.check_clip_ids(ids)
+        self.check_frame_choice(frame_choice)
+        self.record_taxonomy(taxonomy)
+        self.record_card(card)
+
     def check_clip_ids(self, ids: list[str]) -> None:
         """Refuse a manifest whose clips differ from the store's clip table."""
         if list(self.clips.ids) != list(ids):
@@ -322,9 +327,13 @@ class EmbeddingStore:
 
     def record_card(self, card: DatasetCard) -> None:
         """Record the dataset's card (a later run may find a card the first one did not)."""
-        if self.attrs.get("dataset_card") != card.to_dict():
-            logger.info("%s: recording the dataset card %s", self.location, card.to_dict())
-            self.root.attrs["dataset_card"] = card.to_dict()
+        self._record_attr("dataset_card", card.to_dict())
+
+    def _record_attr(self, key: str, value: dict[str, Any]) -> None:
+        """Write root attribute ``key`` when it differs from ``value`` (logged), and refresh the cached attrs."""
+        if self.attrs.get(key) != value:
+            logger.info("%s: recording the %s %s", self.location, key.replace("_", " "), value)
+            self.root.attrs[key] = value
             self.attrs = dict(self.root.attrs)
 
     @property
@@ -344,10 +353,7 @@ class EmbeddingStore:
         if taxonomy.classes != self.classes:
             raise StoreError(f"{self.location} was extracted with classes {list(self.classes)}, this run has "
                              f"{list(taxonomy.classes)}; choose another STORE or the same --classes")
-        if self.attrs.get("taxonomy") != taxonomy.to_dict():
-            logger.info("%s: recording the taxonomy %s", self.location, taxonomy.to_dict())
-            self.root.attrs["taxonomy"] = taxonomy.to_dict()
-            self.attrs = dict(self.root.attrs)
+        self._record_attr("taxonomy", taxonomy.to_dict())
 
     @property
     def n_blocks(self) -> int:
