@@ -8,7 +8,7 @@ from classify.kinds import HEAD_KINDS, PRESET_CHOICES
 from extract.entry import command_parser, run_cli
 from extract.paths import DEFAULT_STORE
 
-# a literal copy of classify.train.PRESETS' keys: importing it would import torch
+
 def _configs(args: argparse.Namespace, kind: str):
     from classify.heads import HeadConfig
     from classify.train import preset

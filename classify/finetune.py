@@ -22,7 +22,6 @@ debug extractors.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +120,6 @@ class BatchAugmentation:
     def __init__(self, cfg: FinetuneConfig, audio_module, seed: int) -> None:
         import torch
 
-        from classify.train import TrainConfig
         from extract.views import View
 
         if "audio" in cfg.train_modalities and cfg.spec_augment_fraction > 0 and not hasattr(audio_module, "classify_features"):
@@ -130,7 +128,6 @@ class BatchAugmentation:
         self.cfg, self.audio_module = cfg, audio_module
         self.generator = torch.Generator().manual_seed(seed)
         self.randaug = View("randaug", 1, seed)  # Sharpness / Contrast / Identity, N 2, M 14
-        self.mixup_config = TrainConfig(mixup_fraction=cfg.mixup_fraction, mixup_ratio=cfg.mixup_ratio)
 
     def frames(self, frames: np.ndarray, step: int) -> np.ndarray:
         """RandAugment on every frame of the batch (rows ``(B, H, W, 3)`` or ``(B, offsets, H, W, 3)``), parameters
@@ -154,7 +151,7 @@ class BatchAugmentation:
         """Joint audio-video mixup of ``mixup_fraction`` of the batch (both embeddings and the labels)."""
         from classify.train import mixup
 
-        return mixup(feats, mask, targets, self.mixup_config, self.generator)
+        return mixup(feats, mask, targets, self.cfg.mixup_fraction, self.cfg.mixup_ratio, self.generator)
 
 
 def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path | None = None,
@@ -170,7 +167,8 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     import torch
 
     from classify.heads import FusionHead, HeadConfig, HeadInput
-    from classify.persist import load_head
+    from classify.persist import load_head, save_finetuned
+    from classify.run import write_json
     from classify.train import second_loss
     from extract.decode_plan import DecodePlan
     from extract.extractor import create_extractor, embed_inputs
@@ -220,6 +218,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     class_index = {c: i for i, c in enumerate(class_names)}
     rng = np.random.default_rng(cfg.seed)
     history, steps, seen, started = [], 0, 0, time.perf_counter()
+    stats = None  # {name: (mean, std)} tensors on the device
 
     augment = BatchAugmentation(cfg, modules["audio"], seed=cfg.seed) if cfg.augment else None
 
@@ -241,8 +240,9 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
                     first = {specs["visual"].name: embed("visual", visual), specs["audio"].name: embed("audio", audio)}
                 mean = {n: v.mean(0).cpu().numpy() for n, v in first.items()}
                 std = {n: np.maximum(v.std(0).cpu().numpy(), 1e-6) for n, v in first.items()}
-            stats = {n: (torch.as_tensor(np.asarray(mean[n]), dtype=torch.float32, device=device),
-                         torch.as_tensor(np.asarray(std[n]), dtype=torch.float32, device=device)) for n in names}
+            if stats is None:  # on the device once; the statistics never change
+                stats = {n: (torch.as_tensor(np.asarray(mean[n]), dtype=torch.float32, device=device),
+                             torch.as_tensor(np.asarray(std[n]), dtype=torch.float32, device=device)) for n in names}
             head.train()
             perm = rng.permutation(len(targets))
             for b in range(0, len(perm), cfg.batch_size):
@@ -285,9 +285,8 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"data": str(data), "finetune": cfg.to_dict(), "head_run": str(head_run) if head_run else None,
               "classes": list(class_names), "weights": {e.spec.name: e.weights_id for e in extractors.values()}}
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    from classify.persist import save_finetuned
+    write_json(out_dir / "config.json", config)
+    write_json(out_dir / "metrics.json", metrics)
 
     save_finetuned(out_dir / "model.pt", head, modules, {n: mean[n] for n in names}, {n: std[n] for n in names})
     return metrics

@@ -34,12 +34,11 @@ def predict_split(model_path: Path, store_location: str, split: str | None, out_
     """
     trained = load_head(model_path)
     store = EmbeddingStore.open(store_location)
-    taxonomy = store.taxonomy
-    sets = [taxonomy.class_set(n) for n in taxonomy.names if taxonomy.class_set(n).classes == trained.classes]
-    if store.classes and not sets:
-        raise ValueError(f"{store_location}: no class set of the store ({', '.join(taxonomy.names)}) has the head's "
-                         f"classes {trained.classes}")
-    clips = load_clips(store, trained.extractors, split, sets[0] if sets else ClassSet("", trained.classes, {}))
+    class_set = store.taxonomy.class_set_with(trained.classes)
+    if store.classes and class_set is None:
+        raise ValueError(f"{store_location}: no class set of the store ({', '.join(store.taxonomy.names)}) has the "
+                         f"head's classes {trained.classes}")
+    clips = load_clips(store, trained.extractors, split, class_set or ClassSet("", trained.classes, {}))
     excluded = report_excluded(clips.excluded, store_location, f"the predictions of split {split}")
     probs = trained.predict_proba(clips)
     table = store.clips

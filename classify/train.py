@@ -185,18 +185,20 @@ def _optimiser(head: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def mixup(
-    x: dict[str, torch.Tensor], mask: torch.Tensor, targets: torch.Tensor, config: TrainConfig, generator: torch.Generator
+    x: dict[str, torch.Tensor], mask: torch.Tensor, targets: torch.Tensor, fraction: float, ratio: float,
+    generator: torch.Generator,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Joint audio-video mixup of ``mixup_fraction`` of the batch's clips with random partners from the batch.
+    """Joint audio-video mixup of ``fraction`` of the batch's clips with random partners from the batch:
+    ``ratio * clip + (1 - ratio) * partner``.
 
     ``targets`` (B, K) soft labels; a mixed clip keeps the seconds valid in both of its sources.
     """
-    n_mixed = round(config.mixup_fraction * len(mask))
+    n_mixed = round(fraction * len(mask))
     if n_mixed == 0 or len(mask) < 2:
         return x, mask, targets
     chosen = torch.randperm(len(mask), generator=generator)[:n_mixed]
     partner = (chosen + torch.randint(1, len(mask), (n_mixed,), generator=generator)) % len(mask)  # never itself
-    lam = config.mixup_ratio
+    lam = ratio
     x = {n: v.clone() for n, v in x.items()}
     for v in x.values():
         v[chosen] = lam * v[chosen] + (1.0 - lam) * v[partner]
@@ -255,7 +257,7 @@ def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig, pro
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
             x, mask = batches(rows)
-            x, mask, targets = mixup(x, mask, one_hot[rows], config, generator)
+            x, mask, targets = mixup(x, mask, one_hot[rows], config.mixup_fraction, config.mixup_ratio, generator)
             loss = second_loss(head(x, mask), mask, targets)
             optimiser.zero_grad()
             loss.backward()

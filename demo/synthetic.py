@@ -18,21 +18,11 @@ import av
 import numpy as np
 
 from extract.dataset_card import DatasetCard
+from extract.taxonomy import TAU_SCENES
 
 logger = logging.getLogger(__name__)
 
-DEMO_SCENES = (
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-)
+DEMO_SCENES = TAU_SCENES  # the demo mimics TAU's 10 scenes (its folder layout and file names too)
 DEMO_CITIES = (
     "amsterdam", "barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna"
 )
@@ -41,6 +31,7 @@ CLIPS_PER_LOCATION = 3
 EVALUATE_FRACTION = 0.3
 
 AAC_FRAME_SAMPLES = 1024
+
 
 def write_video(
     path: Path,

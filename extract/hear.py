@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+logger = logging.getLogger(__name__)
+
 
 def _hide_triton_after_tensorflow() -> None:
     """hear-eval-kit and hearvalidator import TensorFlow before this module; the extractors then import torchvision,
@@ -35,7 +37,7 @@ def _hide_triton_after_tensorflow() -> None:
     triton, only in a process where TensorFlow came first."""
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         sys.modules["triton"] = None  # ``import triton`` raises ImportError: torch's has_triton_package() -> False
-        logging.getLogger(__name__).info("TensorFlow was imported first: triton is hidden from torch in this process")
+        logger.info("TensorFlow was imported first: triton is hidden from torch in this process")
 
 
 _hide_triton_after_tensorflow()

@@ -123,6 +123,10 @@ class Taxonomy:
                              f"{', '.join(repr(n) for n in self.names)} (classes: {', '.join(self.classes) or 'none'})")
         return self._by_name[key]
 
+    def class_set_with(self, classes: tuple[str, ...]) -> ClassSet | None:
+        """The class set whose classes are exactly ``classes`` (in that order), None when there is none."""
+        return next((s for s in self._by_name.values() if s.classes == tuple(classes)), None)
+
     def location(self, clip_id: str) -> str:
         """The key that keeps validation clips apart from training clips (TAU: the recording location)."""
         if self.location_rule == "tau_stem":

@@ -97,9 +97,9 @@ class TrainWindows:
 def default_label_map(classes: tuple[str, ...], taxonomy: Taxonomy) -> dict[str, str]:
     """Label -> target class of a module's ``classes``: the dataset's class set with exactly those classes (TAU:
     its scenes for ``fcnn.tau``, its grouping ``3``, indoor/outdoor/vehicle, for ``iov_cnn420``)."""
-    for name in taxonomy.names:
-        if taxonomy.class_set(name).classes == tuple(classes):
-            return dict(taxonomy.class_set(name).label_to_class)
+    class_set = taxonomy.class_set_with(classes)
+    if class_set is not None:
+        return dict(class_set.label_to_class)
     raise ValueError(f"the dataset's taxonomy has no class set {list(classes)}; it has "
                      + "; ".join(f"{n}: {list(taxonomy.class_set(n).classes)}" for n in taxonomy.names))
 

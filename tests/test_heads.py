@@ -204,9 +204,9 @@ def test_joint_mixup_mixes_both_modalities_and_labels_with_ratio_0_4():
     targets = torch.eye(4)
     config = TrainConfig(mixup_fraction=0.5, mixup_ratio=0.4)
     for seed in range(20):  # exactly the fraction is mixed: a clip is never its own partner
-        _, _, soft = mixup(x, mask, targets, config, torch.Generator().manual_seed(seed))
+        _, _, soft = mixup(x, mask, targets, config.mixup_fraction, config.mixup_ratio, torch.Generator().manual_seed(seed))
         assert sum(not torch.equal(soft[i], targets[i]) for i in range(4)) == 2
-    mixed, new_mask, soft = mixup(x, mask, targets, config, torch.Generator().manual_seed(0))
+    mixed, new_mask, soft = mixup(x, mask, targets, config.mixup_fraction, config.mixup_ratio, torch.Generator().manual_seed(0))
     changed = [i for i in range(4) if not torch.equal(soft[i], targets[i])]
     assert len(changed) == 2 and new_mask.all()
     for i in changed:
