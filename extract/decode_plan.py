@@ -168,10 +168,11 @@ def iter_audio_chunks(
                for fmt in sorted(plan.audio_formats)}
 
 
-def probe_seconds(clip: Clip) -> tuple[int, str]:
-    """Whole seconds covered by every modality that probes fine, and the probe errors ('' if none)."""
+def probe_seconds(clip: Clip, plan: DecodePlan | None = None) -> tuple[int, str]:
+    """Whole seconds covered by every modality that probes fine, and the probe errors ('' if none); with ``plan``,
+    only the modalities it decodes are probed."""
     seconds, errors = [], []
-    if clip.video_path is not None:
+    if clip.video_path is not None and (plan is None or plan.image_keys):
         try:
             info = probe_video(clip.video_path)
             seconds.append(video_seconds(info))
@@ -179,13 +180,14 @@ def probe_seconds(clip: Clip) -> tuple[int, str]:
                 errors.append(f"{clip.video_path}: video of {info.duration_s:.3f} s is shorter than one second")
         except MediaError as err:
             errors.append(str(err))
-    try:
-        rate_hz, n_frames, _ = audio_info(audio_source(clip))
-        seconds.append(seconds_in(n_frames / rate_hz))
-        if seconds[-1] == 0:
-            errors.append(f"{audio_source(clip)}: audio of {n_frames} samples at {rate_hz} Hz is shorter than one second")
-    except MediaError as err:
-        errors.append(str(err))
+    if plan is None or plan.audio_formats:
+        try:
+            rate_hz, n_frames, _ = audio_info(audio_source(clip))
+            seconds.append(seconds_in(n_frames / rate_hz))
+            if seconds[-1] == 0:
+                errors.append(f"{audio_source(clip)}: audio of {n_frames} samples at {rate_hz} Hz is shorter than one second")
+        except MediaError as err:
+            errors.append(str(err))
     return (min(seconds) if seconds else 0), "; ".join(dict.fromkeys(errors))  # a video's own track fails once
 
 
@@ -235,11 +237,9 @@ def iter_decoded(
 
 
 def decode_clip(
-    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0,
-    info: VideoInfo | None = None,
+    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0
 ) -> DecodedClip:
-    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality;
-    ``info``: the video's probe, when the caller has it)."""
+    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality)."""
     started = time.perf_counter()
     out = DecodedClip(clip.clip_id)
     if n_seconds <= 0:
@@ -251,7 +251,7 @@ def decode_clip(
         try:
             if clip.video_path is None:
                 raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
-            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, info, codec_threads))
+            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, codec_threads=codec_threads))
         except Exception as err:  # any failure is this clip's, never the run's
             out.errors["visual"] = ("decode", _describe(err, clip.video_path))
     if plan.audio_formats:
@@ -264,13 +264,10 @@ def decode_clip(
 
 
 def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = None) -> DecodedClip:
-    """Probe the modalities ``plan`` needs and decode every whole second they all cover (at most ``max_seconds``);
-    a failed probe is the error of every modality."""
-    try:
-        n_seconds, info = common_seconds(clip, plan)
-    except MediaError as err:
-        return decode_clip(clip, 0, plan, str(err))
-    return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, info=info)
+    """Probe the modalities ``plan`` needs and decode every whole second that those probing fine cover (at most
+    ``max_seconds``); a modality that cannot be read fails at its decode, as in extraction."""
+    n_seconds, probe_error = probe_seconds(clip, plan)
+    return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, probe_error)
 
 
 def _describe(err: Exception, path: object) -> str:
