@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv (first use) and reinstall only when pyproject.toml changes
 
 demo: $(STAMP) ## whole pipeline on a small synthetic TAU-layout dataset -> cache/demo/report.json
-	$(PY) -m demo run --device $(DEVICE)
+	$(PY) -m avscene demo run --device $(DEVICE)
 
 test: $(STAMP) ## offline CPU test suite (the command CI runs)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROW_KEYS, machine_description
-from extract.entry import run_cli
+from avscene.entry import run_cli
 
 logger = logging.getLogger(__name__)
 

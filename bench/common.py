@@ -89,7 +89,7 @@ def machine_description(device: str) -> dict[str, Any]:
 
 def import_shared_weights(names: tuple[str, ...]) -> None:
     """Copy the real weights of ``names`` from the shared folder into the weights cache when it has them."""
-    from extract.paths import shared_dir
+    from avscene.paths import shared_dir
     from extract.registry import get_spec
     from extract.weights import import_dir
 

@@ -38,7 +38,7 @@ LONG_GOP = 250
 
 def write_tau_like_video(path: Path, media: TauLikeMedia, seed: int) -> Path:
     """A TAU-like mp4 (video only, like TAU's): written once, reused afterwards."""
-    from demo.synthetic import write_video
+    from avscene.demo.synthetic import write_video
 
     if path.exists():
         return path
@@ -60,7 +60,7 @@ def write_tau_like_video(path: Path, media: TauLikeMedia, seed: int) -> Path:
 
 def write_tau_like_wav(path: Path, media: TauLikeMedia, seed: int) -> Path:
     """A TAU-like wav: stereo noise plus two tones, 24-bit; written once, reused afterwards."""
-    from demo.synthetic import write_wav
+    from avscene.demo.synthetic import write_wav
 
     if path.exists():
         return path

@@ -18,7 +18,7 @@ from classify.kinds import FIRST_PAPER_VIEW_KINDS, WANG_VIEW_KINDS
 from classify.published import PAPER_SOURCE, PAPER_TABLE1, PAPER_TABLE2, TABLE1_NAMES
 from classify.run import run_config, run_training
 from classify.train import TrainConfig
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from extract.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)

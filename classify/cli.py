@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from classify.kinds import HEAD_KINDS, PRESET_CHOICES
-from extract.entry import command_parser, run_cli
-from extract.paths import DEFAULT_STORE
+from avscene.entry import command_parser, run_cli
+from avscene.paths import DEFAULT_STORE
 
 
 def _configs(args: argparse.Namespace, kind: str):

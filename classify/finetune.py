@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
 
 if TYPE_CHECKING:  # torch is imported lazily, where it runs

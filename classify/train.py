@@ -17,7 +17,7 @@ import torch
 from classify.data import ClipSet
 from classify.heads import FusionHead, HeadConfig, HeadInput
 from classify.scaler import Standardiser
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

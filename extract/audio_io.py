@@ -1,7 +1,7 @@
 """Audio probing, loading, 1-s windowing, and writing float WAVs.
 
 soundfile reads what libsndfile knows (wav/flac/ogg, 8/16/24/32-bit int and float); PyAV reads the rest
-(the audio track of an mp4/mkv, mp3, ...). Every failure is a :class:`~extract.errors.MediaError` whose
+(the audio track of an mp4/mkv, mp3, ...). Every failure is a :class:`~avscene.errors.MediaError` whose
 message starts with the file path.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from extract.errors import MediaError, require_file
+from avscene.errors import MediaError, require_file
 
 PARTIAL_SECOND_TOLERANCE_S = 0.01
 """A last partial second at least ``1 - PARTIAL_SECOND_TOLERANCE_S`` long counts (zero-padded)."""

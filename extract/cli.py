@@ -5,8 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from extract.entry import command_parser, run_cli
-from extract.paths import DEFAULT_STORE
+from avscene.entry import command_parser, run_cli
+from avscene.paths import DEFAULT_STORE
 
 logger = logging.getLogger(__name__)
 

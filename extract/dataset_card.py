@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 
 CARD_FILE = "avscene-dataset.json"
 

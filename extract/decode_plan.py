@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.audio_io import AudioSeconds, audio_info, audio_windows, seconds_in
-from extract.errors import MediaError
+from avscene.errors import MediaError
 from extract.manifest import Clip
 from extract.registry import ExtractorSpec
 from extract.store import FRAME_CHOICES, FRAME_OFFSET_SECONDS

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from extract.errors import DeviceError
+from avscene.errors import DeviceError
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
 

@@ -19,7 +19,7 @@ import numpy as np
 from extract.audio_io import write_float_wav
 from extract.decode_plan import DecodePlan, decode_whole_clip
 from extract.manifest import Clip, Manifest
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from extract.dataset_card import DatasetCard
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 from extract.taxonomy import TAU_SCENES, Taxonomy, read_grouping_file, tau_taxonomy
 
 UNASSIGNED = "unassigned"

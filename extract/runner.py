@@ -24,7 +24,7 @@ from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fing
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from extract.store import (
     DEFAULT_VIEW,
     DONE,

@@ -36,8 +36,8 @@ import zarr
 
 from extract import __version__
 from extract.dataset_card import DatasetCard
-from extract.errors import AvsceneError
-from extract.paths import cache_dir
+from avscene.errors import AvsceneError
+from avscene.paths import cache_dir
 from extract.registry import ExtractorSpec
 from extract.taxonomy import Taxonomy, default_taxonomy
 from extract.weights import BUILTIN, RANDOM_INIT

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 
 FOLD_TO_SPLIT = {"fold1_train": "train", "fold1_evaluate": "test", "fold1_test": "test"}
 

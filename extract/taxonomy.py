@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 
 TAU_SCENES: tuple[str, ...] = (
     "airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",

@@ -30,7 +30,7 @@ from extract import __version__
 from extract.decode_plan import DecodePlan, decode_whole_clip
 from extract.audio_augment import AudioAugmentConfig, offline_augment, spec_augment, swap_channels
 from extract.manifest import Clip, Manifest
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from extract.taxonomy import Taxonomy
 from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
 from extract.weights import install_trained

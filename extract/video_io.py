@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from extract.audio_io import seconds_in
-from extract.errors import MediaError, require_file
+from avscene.errors import MediaError, require_file
 from extract.registry import RESIZE_MODES
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from typing import Any
 
-from extract.errors import AvsceneError
-from extract.paths import weights_dir
+from avscene.errors import AvsceneError
+from avscene.paths import weights_dir
 from extract.registry import ExtractorSpec, TrainedWeights, WeightsSource
 
 logger = logging.getLogger(__name__)

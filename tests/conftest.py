@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extract.paths import shared_dir
+from avscene.paths import shared_dir
 
 DEBUG_EXTRACTORS = ("debug_visual", "debug_audio")
 
@@ -27,7 +27,7 @@ def require_shared(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """10 scenes x 3 clips x 3 s, synthetic (generated once per test session)."""
-    from demo.synthetic import make_demo_dataset
+    from avscene.demo.synthetic import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("tiny") / "data", clips_per_scene=3, seconds=3, seed=1,
                              width=64, height=48)

@@ -36,7 +36,7 @@ def _row_of(data: Path, split_file: str, index: int) -> str:
 @pytest.fixture(scope="module")
 def bad_data(tmp_path_factory) -> dict:
     """The dataset, with ``bad_wav`` (test), ``truncated`` (train) and ``long`` (7 s, train) clip ids."""
-    from demo.synthetic import make_demo_dataset, write_video, write_wav
+    from avscene.demo.synthetic import make_demo_dataset, write_video, write_wav
     from tests.timestamp_media import timestamp_frame
 
     data = make_demo_dataset(tmp_path_factory.mktemp("bad") / "data", clips_per_scene=7, seconds=2, seed=3,

@@ -8,7 +8,7 @@ import zarr
 
 from extract.cli import main as extract_main
 from extract.dataset_card import CARD_FILE, DatasetCard
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 from extract.manifest import read_manifest
 from extract.store import EmbeddingStore
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tests.conftest import require_shared
-from demo.run import DEBUG, PRETRAINED, chance_levels, choose_extractors
+from avscene.demo.run import DEBUG, PRETRAINED, chance_levels, choose_extractors
 
 
 def test_demo_uses_the_real_pair_when_the_shared_weights_are_there(monkeypatch):
@@ -38,7 +38,7 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     """`make demo` end to end on a smaller dataset (the debug extractors: no shared weights here)."""
     import json
 
-    from demo.run import run_demo
+    from avscene.demo.run import run_demo
 
     monkeypatch.setenv("AVSCENE_SHARED", str(tmp_path / "no-shared"))
     report = json.loads(run_demo(tmp_path / "demo", clips_per_scene=5, seconds=2, device="cpu").read_text())

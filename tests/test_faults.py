@@ -161,7 +161,7 @@ def test_store_whose_creation_was_killed_is_created_again(tiny_dataset, tiny_sto
 def _bad_media_corpus(root: Path) -> tuple[Path, dict[str, tuple[str, str, int | None]]]:
     """Write the corpus and its CSV manifest; returns the manifest and, per clip id, the expected
     (visual outcome, audio outcome, n_seconds): outcome "done", "failed" or "any"."""
-    from demo.synthetic import write_video, write_wav
+    from avscene.demo.synthetic import write_video, write_wav
     from tests.timestamp_media import timestamp_frame
 
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_packages_resolve_inside_repo():
-    for name in ("extract", "classify", "vadd", "demo"):
+    for name in ("avscene", "avscene.demo", "extract", "classify", "vadd"):
         module = importlib.import_module(name)
-        assert Path(module.__file__).resolve().parent == REPO / name
+        assert Path(module.__file__).resolve().parent == REPO / name.replace(".", "/")
 
 
 def test_cache_is_data_not_a_package():
@@ -20,7 +20,7 @@ def test_importing_cli_modules_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, extract.cli, classify.cli, vadd.cli, demo.cli, extract.store; print('torch' in sys.modules)"
+    code = "import sys, extract.cli, classify.cli, vadd.cli, avscene.demo.cli, extract.store; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 
@@ -46,13 +46,13 @@ def _lines(packages: tuple[str, ...], allowed: set[str]):
 def test_media_is_decoded_only_by_the_decode_path():
     """One way from media to model inputs: audio_io/video_io decode, decode_plan plans, embed embeds; every other
     module (runner, train-extractor, finetune, vadd check, hear-task) goes through them; extract/hear.py receives
-    decoded tensors. demo/synthetic.py only writes media; bench/ measures decoders (the released code's cv2 loop)."""
+    decoded tensors. avscene/demo/synthetic.py only writes media; bench/ measures decoders (the released code's cv2 loop)."""
     import re
 
     decoding = re.compile(r"\bav\.open\(|^\s*import (av|soundfile|cv2)\b|\b(load_audio|read_frames|audio_windows|"
                           r"probe_video|audio_info)\(")
     path = {"extract/audio_io.py", "extract/video_io.py", "extract/decode_plan.py", "extract/embed.py"}
-    found = [where for where, line in _lines(("extract", "classify", "vadd", "demo"), path | {"demo/synthetic.py"})
+    found = [where for where, line in _lines(("extract", "classify", "vadd", "avscene"), path | {"avscene/demo/synthetic.py"})
              if decoding.search(line) and not line.lstrip().startswith(("#", "def "))]
     assert found == []
 
@@ -63,7 +63,7 @@ def test_readme_layout_names_every_module():
     readme = (REPO / "README.md").read_text()
     layout = readme[readme.index("## Code layout"):readme.index("## Datasets")]
     named = set(re.findall(r"`([a-z_0-9]+\.py)`", layout))
-    modules = {p.name for package in ("extract", "classify", "vadd", "demo") for p in (REPO / package).glob("*.py")
+    modules = {p.name for package in ("extract", "classify", "vadd", "avscene", "avscene/demo") for p in (REPO / package).glob("*.py")
                if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - named) == []
 
@@ -73,7 +73,7 @@ def test_readme_names_only_code_that_exists():
     import re
 
     unresolved = []
-    for dotted in sorted(set(re.findall(r"`((?:extract|classify|vadd|demo|bench)(?:\.[A-Za-z_]\w*)+)",
+    for dotted in sorted(set(re.findall(r"`((?:avscene|extract|classify|vadd|bench)(?:\.[A-Za-z_]\w*)+)",
                                         (REPO / "README.md").read_text()))):
         parts = dotted.split(".")
         for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes

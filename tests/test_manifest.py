@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 from extract.manifest import read_csv_manifest, read_manifest, read_tau
 from extract.taxonomy import TAU_SCENES
 from tests.conftest import require_shared

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from extract.audio_io import AudioSeconds, audio_info, audio_windows, load_audio, seconds_in
-from extract.errors import MediaError
-from demo.synthetic import DEMO_SCENES, make_demo_dataset, write_wav
+from avscene.errors import MediaError
+from avscene.demo.synthetic import DEMO_SCENES, make_demo_dataset, write_wav
 from extract.video_io import VideoInfo, choose_strategy, probe_video, read_frames, video_seconds
 from tests.conftest import require_shared
 from tests.timestamp_media import GeneratedMedia, read_timestamp, timestamp_frame, write_timestamp_video

@@ -24,7 +24,7 @@ from extract.models.panns_frontend import (
     slaney_mel_filterbank,
     slaney_mel_to_hz,
 )
-from extract.paths import shared_dir
+from avscene.paths import shared_dir
 from extract.registry import get_spec
 from extract.weights import MissingWeightsError, WeightsChecksumError, expected_path
 

@@ -12,7 +12,7 @@ import pytest
 from classify.cli import main as classify_main
 from classify.data import load_clips
 from extract.cli import main as extract_main
-from extract.errors import ManifestError
+from avscene.errors import ManifestError
 from extract.manifest import read_csv_manifest, read_manifest
 from extract.store import EmbeddingStore
 from extract.taxonomy import (
@@ -90,7 +90,7 @@ def test_csv_manifest_takes_its_groupings_from_a_file(tmp_path):
 
 @pytest.mark.slow
 def test_two_label_csv_dataset_extracts_trains_and_runs_vadd(tmp_path, capsys):
-    from demo.synthetic import make_demo_dataset
+    from avscene.demo.synthetic import make_demo_dataset
 
     data = make_demo_dataset(tmp_path / "data", clips_per_scene=3, seconds=2, seed=4, width=64, height=48)
     manifest = _two_label_csv(data)

@@ -10,9 +10,9 @@ import pytest
 
 from classify.train import TrainConfig
 from extract.audio_io import iter_audio_blocks, load_audio
-from extract.errors import MediaError
+from avscene.errors import MediaError
 from extract.taxonomy import SCENE_TO_IOV
-from demo.synthetic import write_video, write_wav
+from avscene.demo.synthetic import write_video, write_wav
 from tests.conftest import DEBUG_EXTRACTORS
 from vadd.check import Checker, batch_inputs, check_batch, write_timeline_png
 from vadd.cli import main
@@ -26,7 +26,7 @@ FAST = TrainConfig(epochs=5)
 def vadd_store(tmp_path_factory) -> tuple[Path, str]:
     """10 scenes x 7 clips x 2 s (5 train in two locations, 2 test), extracted with the debug pair."""
     from extract.runner import RunConfig, run_extraction
-    from demo.synthetic import make_demo_dataset
+    from avscene.demo.synthetic import make_demo_dataset
 
     data = make_demo_dataset(tmp_path_factory.mktemp("vadd") / "data", clips_per_scene=7, seconds=2, seed=2,
                              width=64, height=48)

@@ -1,6 +1,6 @@
 """Frames that carry their own index, and the reader that gets it back: decoder tests check exactly which frame
 was picked. :func:`timestamp_frame` draws the code, :func:`write_timestamp_video` encodes such frames as an mp4
-(through :func:`demo.synthetic.write_video`), :func:`read_timestamp` decodes the code from a resized, cropped,
+(through :func:`avscene.demo.synthetic.write_video`), :func:`read_timestamp` decodes the code from a resized, cropped,
 compressed frame."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demo.synthetic import DEMO_AUDIO_RATE_HZ, write_video
+from avscene.demo.synthetic import DEMO_AUDIO_RATE_HZ, write_video
 
 # Timestamp code: a GRID x GRID square of black/white cells centred on a mid-grey frame. The four corner
 # cells are a fixed guard pattern; the other 12 carry 10 index bits (LSB first) and 2 check bits.

@@ -25,11 +25,11 @@ from classify.persist import load_head
 from classify.train import TrainedHead
 from extract.decode_plan import frame_fingerprint
 from extract.embed import iter_embeddings
-from extract.errors import AvsceneError, MediaError
+from avscene.errors import AvsceneError, MediaError
 from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
-from extract.paths import cache_dir
-from extract.progress import progress_bar
+from avscene.paths import cache_dir
+from avscene.progress import progress_bar
 from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch

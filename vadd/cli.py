@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from classify.kinds import FIRST_PAPER_VIEW_KINDS, HEAD_KINDS, PRESET_CHOICES
-from extract.entry import command_parser, run_cli
-from extract.paths import DEFAULT_STORE
+from avscene.entry import command_parser, run_cli
+from avscene.paths import DEFAULT_STORE
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from classify.metrics import classification_metrics
 from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
 from vadd.official import default_lists_dir, official_protocol

@@ -14,7 +14,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from extract.paths import shared_dir
+from avscene.paths import shared_dir
 from extract.taxonomy import ClassSet
 from vadd.protocol import ProtocolItem
 

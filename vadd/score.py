@@ -13,7 +13,7 @@ import numpy as np
 from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.train import TrainedHead
-from extract.progress import progress_bar
+from avscene.progress import progress_bar
 from vadd.protocol import ProtocolItem
 
 

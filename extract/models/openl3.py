@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extract.errors import CheckpointError
+from avscene.errors import CheckpointError
 from extract.models.openl3_frontend import INPUT_REPRS, SAMPLE_RATE_HZ, InputRepr, KapreSpectrogram
 from extract.registry import NO_DIGEST_PUBLISHED, AudioInput, ExtractorSpec, WeightsSource, register_extractor
 

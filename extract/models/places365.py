@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from extract.errors import CheckpointError
+from avscene.errors import CheckpointError
 from extract.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD
 from extract.registry import ExtractorSpec, VisualInput, WeightsSource, register_extractor
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from classify.heads import HeadConfig
 from classify.run import run_training, write_json
 from classify.train import TrainConfig
-from extract.paths import cache_dir, shared_dir
+from avscene.paths import cache_dir, shared_dir
 from extract.registry import get_spec
 from extract.runner import RunConfig, run_extraction
 from extract.store import EmbeddingStore
@@ -57,7 +57,7 @@ def chance_levels(n_classes: int, n_items: int, n_manipulated: int) -> dict[str,
 
 def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: int = 10, device: str = "auto") -> Path:
     """Generate data, extract, train an audio-visual head, run VADD; returns the report path."""
-    from demo.synthetic import make_demo_dataset
+    from avscene.demo.synthetic import make_demo_dataset
 
     started = time.perf_counter()
     out_dir = out_dir or cache_dir() / "demo"

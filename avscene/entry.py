@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from extract.errors import AvsceneError
+from avscene.errors import AvsceneError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every error avscene raises for bad input or state derives from :class:`AvsceneError`; each CLI prints such an
 error (and the ``ValueError``/``OSError`` of an invalid argument or file) in one line and exits with status 2
-(:func:`extract.entry.run_cli`).
+(:func:`avscene.entry.run_cli`).
 """
 from __future__ import annotations
 

@@ -325,7 +325,7 @@ def make_demo_dataset(
     evaluate = [c for c in clips if c.split == "evaluate"]
     _write_table(setup / "fold1_evaluate.csv", labelled, [files[c.stem] + [c.scene] for c in evaluate])
     _write_table(setup / "fold1_test.csv", labelled[:2], [files[c.stem] for c in evaluate])
-    DatasetCard(synthetic=True, description=f"SYNTHETIC TAU-layout dataset from demo.synthetic.make_demo_dataset "
+    DatasetCard(synthetic=True, description=f"SYNTHETIC TAU-layout dataset from avscene.demo.synthetic.make_demo_dataset "
                 f"(seed {seed}): generated pictures and sounds, not recordings").write(root)
     logger.info("wrote a SYNTHETIC TAU-layout dataset: %d clips x %d s in %s", len(clips), seconds, root)
     return root

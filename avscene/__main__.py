@@ -1,5 +1,5 @@
 import sys
 
-from demo.cli import main
+from avscene.cli import main
 
 sys.exit(main())

@@ -1,14 +1,14 @@
-"""``python -m demo``: the whole pipeline on a small SYNTHETIC dataset (``run``), or only write that dataset (``synth``)."""
+"""``python -m avscene.demo``: the whole pipeline on a small SYNTHETIC dataset (``run``), or only write that dataset (``synth``)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from extract.entry import command_parser, run_cli
+from avscene.entry import command_parser, run_cli
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from demo.run import run_demo
+    from avscene.demo.run import run_demo
 
     path = run_demo(device=args.device, clips_per_scene=args.clips_per_scene)
     print(f"report: {path}")
@@ -16,7 +16,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from demo.synthetic import make_demo_dataset
+    from avscene.demo.synthetic import make_demo_dataset
 
     root = make_demo_dataset(Path(args.out), clips_per_scene=args.clips_per_scene, seconds=args.seconds, seed=args.seed)
     print(f"synthetic dataset (not real TAU data): {root}")
@@ -24,7 +24,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser, sub = command_parser("python -m demo", __doc__)
+    parser, sub = command_parser("python -m avscene.demo", __doc__)
     run = sub.add_parser("run", help="generate the dataset, extract, train, run VADD -> cache/demo/report.json")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--clips-per-scene", type=int, default=10)

@@ -1,0 +1,5 @@
+import sys
+
+from avscene.demo.cli import main
+
+sys.exit(main())
