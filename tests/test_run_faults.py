@@ -136,6 +136,47 @@ def test_a_signal_during_training_or_saving_stops_in_one_line_and_keeps_the_prev
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # run_cli put the handler back
 
 
+def test_ctrl_c_during_extraction_exits_130_in_one_line_and_loses_no_finished_block(tiny_dataset, tiny_store, tmp_path,
+                                                                                   capsys, monkeypatch):
+    """Ctrl-C while the second block is embedded: exit 130, one line; the first block stays done, and a rerun embeds
+    only the rest, equal to an uninterrupted extraction."""
+    import numpy as np
+
+    import extract.runner
+    from extract.cli import main
+    from extract.store import DONE, PENDING, EmbeddingStore
+
+    videos = sorted((tiny_dataset / "video").glob("*.mp4"))[:4]
+    manifest = tmp_path / "four.csv"
+    manifest.write_text("video,audio,label,split\n" + "".join(
+        f"{v},{tiny_dataset / 'audio' / (v.stem + '.wav')},{v.stem.split('-')[0]},train\n" for v in videos))
+    store = str(tmp_path / "four.zarr")
+    run = ["run", "--data", str(manifest), "--store", store, "--extractors", "debug_visual,debug_audio", "--device",
+           "cpu", "--clips-per-chunk", "2", "--decode-workers", "1", "--no-progress"]
+    real, calls = extract.runner.embed_block, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the second block's first extractor
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract.runner, "embed_block", interrupted)
+    assert main(run) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("interrupted (SIGINT)") and "Traceback" not in err
+    status = {n: EmbeddingStore.open(store).status(n).tolist() for n in ("debug_visual", "debug_audio")}
+    assert status == {n: [DONE, DONE, PENDING, PENDING] for n in status}
+    monkeypatch.setattr(extract.runner, "embed_block", real)
+    assert main(run) == 0
+    assert "done now 2, failed now 0, done earlier 2" in capsys.readouterr().out
+    for name in ("debug_visual", "debug_audio"):
+        got, reference = (EmbeddingStore.open(s).load_split([name], None) for s in (store, tiny_store))
+        rows = [list(reference.ids).index(c) for c in got.ids]
+        assert len(rows) == 4
+        np.testing.assert_array_equal(got.embeddings[name], reference.embeddings[name][rows])
+
+
 def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
@@ -299,3 +340,28 @@ def test_a_manifest_of_100k_missing_files_answers_with_the_first_20_and_a_count(
     assert lines[0] == f"{manifest}: 100000 media file(s) missing:"
     assert [line.strip() for line in lines[1:21]] == [str(tmp_path / f"v{i:06d}.mp4") for i in range(20)]
     assert lines[21:] == ["  ... and 99980 more"]
+
+
+# ----------------------------------------------------------------------------- weights list
+def test_weights_list_checks_digests_and_shows_a_tampered_file_as_damaged(tmp_path, capsys):
+    from conftest import require_shared
+
+    from extract import weights
+    from extract.cli import main
+    from extract.registry import get_spec
+
+    spec, unverifiable = get_spec("efficientat_mn04.audioset"), get_spec("openl3_linear_env_512")
+    installed = weights.expected_path(spec)
+    installed.parent.mkdir(parents=True)
+    shutil.copy(require_shared("weights", "mn04_as_mAP_432.pt"), installed)
+    weights.expected_path(unverifiable).write_bytes(b"any bytes: no digest is published for OpenL3")
+    assert weights.cache_state(spec) == ("present", "")
+    assert weights.cache_state(unverifiable)[0] == "present, not verified"
+    data = bytearray(installed.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped, same size (the mtime changes, so the cached digest is redone)
+    installed.write_bytes(bytes(data))
+    assert main(["weights", "list"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("efficientat_mn04.audioset"))
+    assert " DAMAGED " in line and " present" not in line
+    state, why = weights.cache_state(spec)
+    assert state == "DAMAGED" and "does not match" in why
