@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", help="list, fetch or import pretrained weights")
     wsub = w.add_subparsers(dest="action", required=True)
-    wsub.add_parser("list", help="every spec, its URL, sha256, license and whether the file is present")
+    wsub.add_parser("list", help="every spec, its URL, sha256, license and whether the file is present with its digest verified")
     fetch = wsub.add_parser("fetch", help="download official weights (the only networked command)")
     fetch.add_argument("names", nargs="*", help="extractor names or aliases (default: all)")
     imp = wsub.add_parser("import", help="copy weights files from a folder after checking sha256")
