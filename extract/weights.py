@@ -141,7 +141,7 @@ def cache_state(spec: ExtractorSpec) -> tuple[str, str]:
     if not is_present(spec):
         return "MISSING", ""
     if isinstance(spec.weights, WeightsSource) and not spec.weights.verifiable:
-        return "present, not verified", f"no published digest ({spec.weights.sha256_origin})"
+        return "present, not verified", spec.weights.sha256_origin
     try:
         problem = mismatch(cached_digests(expected_path(spec)), spec)
     except WeightsChecksumError as err:  # an unreadable training-run record
