@@ -177,6 +177,22 @@ def test_ctrl_c_during_extraction_exits_130_in_one_line_and_loses_no_finished_bl
         np.testing.assert_array_equal(got.embeddings[name], reference.embeddings[name][rows])
 
 
+def test_decode_processes_leave_ctrl_c_to_the_run():
+    """Ctrl-C on a terminal reaches the whole process group: decode processes (started as ``decode_pool`` starts
+    them) ignore it, so no worker prints a traceback; the run answers it in one line and shuts the pool down. The
+    run's own handler is back afterwards. (A plain spawn pool here: the runner's initializer would import torch.)"""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from extract.runner import _spawn_ignoring_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        _spawn_ignoring_ctrl_c(pool, 1)
+        assert signal.getsignal(signal.SIGINT) is before
+        assert pool.submit(signal.getsignal, signal.SIGINT).result(timeout=120) == signal.SIG_IGN
+
+
 def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
