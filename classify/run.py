@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from avscene.run_folder import check_replaceable, run_folder
-from avscene.textfiles import read_json
 from classify.data import ClipSet, augmented_views, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, save_confusion_png, write_predictions_csv
 from classify.persist import save_head
 from classify.train import TrainConfig, TrainedHead, train_head
+from avscene.run_folder import check_replaceable, run_folder
+from avscene.textfiles import read_json
 from extract.store import DEFAULT_VIEW, EmbeddingStore, report_excluded
 from extract.taxonomy import ClassSet
 
@@ -111,11 +111,11 @@ def run_training(
     ``classes`` names a class set of the store's taxonomy ('' = the store's own classes). A head trained on the
     store's own classes is also scored on each grouping (``metrics["grouped"][name]``), its probabilities summed
     per group."""
-    check_replaceable(out_dir)
     store = EmbeddingStore.open(store_location)
     names = extractors or store.extractor_names()
     if not names:
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
+    check_replaceable(out_dir)
     class_set = store.taxonomy.class_set(classes)
     config = run_config(store, names, class_set.name, head_config, train_config, train_split, eval_split)
     started = time.perf_counter()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from avscene.run_folder import check_replaceable, run_folder
 from classify.data import augmented_views, load_clips
 from classify.heads import HeadConfig
 from classify.kinds import FIRST_PAPER_VIEW_KINDS
@@ -24,6 +23,7 @@ from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from avscene.progress import progress_bar
+from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
 from vadd.official import default_lists_dir, official_protocol
