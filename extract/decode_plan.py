@@ -180,6 +180,11 @@ def iter_audio_chunks(
                for fmt in sorted(plan.audio_formats)}
 
 
+START_TOLERANCE_S = 0.001
+"""Streams whose starts differ by at most this start together: the rounding of millisecond clocks (Matroska, WebM) and
+of MP4 edit lists (a remux with an offset), not a delay anyone hears."""
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Where a clip's streams lie on its presentation timeline, seconds from the earliest start of the streams used
@@ -263,6 +268,12 @@ class Timeline:
 def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline, str]:
     """The streams ``plan`` needs (every stream without a plan) placed on one timeline, and the probe errors ('' if
     none): a stream that fails to probe is left out (its modality fails at its decode)."""
+    timeline, errors = _probe(clip, plan)
+    return timeline, "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+
+
+def _probe(clip: Clip, plan: DecodePlan | None) -> tuple[Timeline, list[str]]:
+    """:func:`probe_timeline` with the errors in probing order (video first)."""
     video, audio, errors = None, None, []
     if clip.video_path is not None and (plan is None or plan.image_keys):
         try:
@@ -275,9 +286,9 @@ def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline
         except MediaError as err:
             errors.append(str(err))
     shared_clock = video is not None and audio is not None and audio_source(clip) == clip.video_path
-    starts = [video.start_s] if video is not None else []
-    starts += [audio.start_s] if audio is not None else []
-    origin = min(starts) if shared_clock else None
+    origin = min(video.start_s, audio.start_s) if shared_clock else None
+    if shared_clock and abs(video.start_s - audio.start_s) <= START_TOLERANCE_S:
+        origin = None  # timestamp rounding, not a delay: both start at 0
     timeline = Timeline(
         video, audio,
         video_offset_s=video.start_s - origin if video is not None and origin is not None else 0.0,
@@ -289,7 +300,16 @@ def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline
             kind = "video" if stream is video else "audio"
             errors.append(f"{stream.path if stream is video else audio_source(clip)}: too short: {kind} of "
                           f"{length:.3f} s is shorter than one second")
-    return timeline, "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+    return timeline, errors
+
+
+def video_probe_error(path: Path) -> str:
+    """'' when the decode path can open a video in ``path`` (decided by probing it, whatever its extension), else why not."""
+    try:
+        probe_video(path)
+    except MediaError as err:
+        return str(err)
+    return ""
 
 
 def probe_seconds(clip: Clip, plan: DecodePlan | None = None) -> tuple[int, str]:
@@ -306,9 +326,9 @@ def common_timeline(clip: Clip, plan: DecodePlan) -> Timeline:
     """
     if plan.image_keys and clip.video_path is None:
         raise MediaError(f"{clip.clip_id}: no video file")
-    timeline, errors = probe_timeline(clip, plan)
+    timeline, errors = _probe(clip, plan)
     if errors:
-        raise MediaError(errors)
+        raise MediaError(errors[0])
     if timeline.n_seconds < 1 or not timeline.covered.any():
         raise MediaError(f"{clip.video_path or audio_source(clip)}: no whole second that every stream covers "
                          f"({'; '.join(timeline.missing_reasons()) or 'nothing to decode'})")

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fingerprint, probe_seconds
+from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fingerprint, probe_timeline
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
@@ -257,16 +257,21 @@ def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, i
 def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
     """Probe every clip's length (in parallel) and lay out the clip table."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        probes = list(pool.map(probe_seconds, manifest.clips))
+        probes = list(pool.map(probe_timeline, manifest.clips))
     rel = lambda p: "" if p is None else _relative_or_absolute(Path(p), manifest.root)  # noqa: E731
+    coverage = [timeline.coverage() for timeline, _ in probes]
     return ClipTable(
         ids=np.array([c.clip_id for c in manifest.clips], dtype=str),
         labels=np.array([c.label for c in manifest.clips], dtype=str),
         splits=np.array([c.split for c in manifest.clips], dtype=str),
-        n_seconds=np.array([n for n, _ in probes], dtype=np.int32),
+        n_seconds=np.array([timeline.n_seconds for timeline, _ in probes], dtype=np.int32),
         video_paths=np.array([rel(c.video_path) for c in manifest.clips], dtype=str),
         audio_paths=np.array([rel(c.audio_path) for c in manifest.clips], dtype=str),
         probe_errors=np.array([e for _, e in probes], dtype=str),
+        duration_s=np.array([c["duration_s"] for c in coverage], dtype=np.float32),
+        seconds_covered=np.array([c["seconds_covered"] for c in coverage], dtype=np.int32),
+        coverage_missing=np.array([c["missing"] for c in coverage], dtype=str),
+        orientation=np.array([timeline.orientation for timeline, _ in probes], dtype=str),
     )
 
 

@@ -181,11 +181,13 @@ def test_batch_writes_one_csv_row_per_video_and_keeps_going(checker, vadd_store,
     scene_video(folder / "b.mkv", vadd_store[0], fps=25)
     (folder / "broken.avi").write_text("nope")
     write_wav(folder / "ignored.wav", np.zeros((1, 100), np.float32), 1000)
+    (folder / "c.mts").write_bytes((folder / "a.mp4").read_bytes())  # what the decoder opens counts, not the extension
     rows = check_batch(checker, batch_inputs(folder), tmp_path / "out.csv", progress=False)
-    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi"]
-    assert [bool(r["error"]) for r in rows] == [False, False, True]
+    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi", "c.mts", "ignored.wav"]
+    assert [r["error"][:8] for r in rows] == ["", "", "skipped:", "", "skipped:"]
+    assert "ignored.wav: no video stream" in rows[-1]["error"]
     with open(tmp_path / "out.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 5
     listing = tmp_path / "list.csv"
     listing.write_text("video,audio\nvideos/a.mp4,\n")
     assert batch_inputs(listing) == [(tmp_path / "videos" / "a.mp4", None)]
