@@ -387,12 +387,12 @@ def decode_clip(
             out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, timeline.video,
                                                 codec_threads, timeline.video_offset_s))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["visual"] = ("decode", _describe(err, clip.video_path))
+            out.errors["visual"] = ("decode", describe_error(err, clip.video_path))
     if plan.audio_formats:
         try:
             out.audio = next(iter_audio_chunks(audio_source(clip), plan, n_seconds, n_seconds, timeline.audio_offset_s))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["audio"] = ("decode", _describe(err, audio_source(clip)))
+            out.errors["audio"] = ("decode", describe_error(err, audio_source(clip)))
     out.decode_seconds = time.perf_counter() - started
     return out
 
@@ -404,6 +404,6 @@ def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = No
     return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, probe_error)
 
 
-def _describe(err: Exception, path: object) -> str:
+def describe_error(err: Exception, path: object) -> str:
     """MediaErrors already name their file; anything else gets the path and the exception type."""
     return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"

@@ -241,3 +241,23 @@ def test_a_sideways_phone_video_gives_its_upright_twins_embeddings(tmp_path):
 
 def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes]
+
+
+def test_a_long_clip_is_extracted_in_chunks_with_the_same_numbers(tiny_dataset, tiny_store, tmp_path, monkeypatch):
+    """Clips longer than STREAM_CLIP_SECONDS are decoded and embedded chunk by chunk: the store gets the same numbers."""
+    from extract import runner
+    from extract.store import EmbeddingStore
+
+    monkeypatch.setattr(runner, "STREAM_CLIP_SECONDS", 1)
+    monkeypatch.setattr(runner, "STREAM_CHUNK_SECONDS", 2)  # 3-s clips: chunks of 2 s and 1 s
+    streamed = str(tmp_path / "streamed.zarr")
+    summary = runner.run_extraction(runner.RunConfig(data=tiny_dataset, store=streamed, device="cpu", clips_per_chunk=8,
+                                                     extractors=("debug_visual", "debug_audio"), progress=False))
+    assert summary.seconds["streamed"] > 0 and sum(summary.done.values()) == 2 * 30
+    whole, chunked = EmbeddingStore.open(tiny_store), EmbeddingStore.open(streamed)
+    for name in ("debug_visual", "debug_audio"):
+        group = f"extractors/{name}/original"
+        for array in ("status", "valid"):
+            np.testing.assert_array_equal(chunked.root[f"{group}/{array}"][:], whole.root[f"{group}/{array}"][:])
+        np.testing.assert_allclose(chunked.root[f"{group}/embeddings"][:].astype(np.float32),
+                                   whole.root[f"{group}/embeddings"][:].astype(np.float32), atol=2e-3, rtol=2e-3)
