@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import pickle
 import shutil
 import signal
@@ -317,7 +318,7 @@ def test_a_hostile_or_broken_head_file_is_one_line_naming_it(kind, trained_run, 
     content = {
         "pickle": lambda: pickle.dumps(_Payload()),
         "truncated": lambda: good[: len(good) // 2],
-        "random": lambda: os.urandom(4096),
+        "random": lambda: random.Random(0).randbytes(4096),
         "empty": lambda: b"",
     }
     if kind in content:
@@ -381,3 +382,16 @@ def test_weights_list_checks_digests_and_shows_a_tampered_file_as_damaged(tmp_pa
     assert " DAMAGED " in line and " present" not in line
     state, why = weights.cache_state(spec)
     assert state == "DAMAGED" and "does not match" in why
+
+
+def test_random_bytes_as_a_head_file_are_refused_whatever_they_hold(tmp_path):
+    """torch's weights-only reader fails on random bytes with many exception types (KeyError, IndexError, ...):
+    every one becomes the one-line InputFileError."""
+    from avscene.errors import InputFileError
+    from classify.persist import load_tensors
+
+    path = tmp_path / "model.pt"
+    for seed in range(30):
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(InputFileError, match=str(path)):
+            load_tensors(path)
