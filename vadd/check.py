@@ -296,18 +296,19 @@ BATCH_COLUMNS = ("video", "audio", "n_seconds", "visual_class", "audio_class", "
 
 
 def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_csv: Path, progress: bool = True) -> list[dict]:
-    """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
+    """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on); the rows
+    returned also hold each video's check (``check``: :meth:`CheckResult.to_dict`, None when it failed)."""
     import csv
 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(out_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for video, audio in progress_bar(inputs, desc="check", unit="video", enabled=progress):
-            row = {"video": str(video), "audio": str(audio or video)}
+            row = {"video": str(video), "audio": str(audio or video), "check": None}
             try:
-                d = checker.check(video, audio).to_dict()
+                d = row["check"] = checker.check(video, audio).to_dict()
                 row.update(n_seconds=d["n_seconds"], visual_class=d["visual"]["class"], audio_class=d["audio_scene"]["class"],
                            mismatch=f"{d['mismatch']['overall']:.5f}", threshold=f"{d['threshold']:.5f}",
                            verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="")

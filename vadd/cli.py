@@ -53,8 +53,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
         rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
         failed = sum(1 for r in rows if r["error"])
-        print(f"{len(rows)} videos, {failed} failed, {sum(r['verdict'] == 'manipulated' for r in rows)} flagged manipulated")
+        print(f"{len(rows)} videos, {failed} failed, {sum(r.get('verdict') == 'manipulated' for r in rows)} flagged manipulated")
         print(f"csv: {out}")
+        if args.report:
+            _write_report(out.parent / "report.html", rows, checker.provenance)
         return 0
     result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
     out = Path(args.out) if args.out else Path("cache/check") / Path(args.video).stem
@@ -66,7 +68,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
           f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
     print(f"timeline: {out / 'timeline.png'}")
     print(f"json: {out / 'check.json'}")
+    if args.report:
+        _write_report(out / "report.html", [{"video": str(args.video), "audio": summary["audio"], "check": summary,
+                                             "error": ""}], checker.provenance)
     return 0
+
+
+def _write_report(path: Path, rows: list[dict], heads: dict) -> None:
+    from vadd.page import page_entry, write_report
+
+    write_report(path, [page_entry(r["video"], r["audio"], r["check"], r["error"]) for r in rows], heads)
+    print(f"report: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", default="", help="output folder (default cache/check/<video stem>) or batch CSV "
                        "(default cache/check/batch.csv)")
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
+    check.add_argument("--report", action="store_true", help="also write report.html (in the output folder, or beside "
+                       "the batch CSV): one self-contained page to sort, filter and inspect the videos")
     check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     check.set_defaults(func=_cmd_check)
     return parser

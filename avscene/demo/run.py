@@ -55,6 +55,20 @@ def chance_levels(n_classes: int, n_items: int, n_manipulated: int) -> dict[str,
             "vadd_accuracy_majority": round(max(share, 1.0 - share), 4), "vadd_roc_auc": 0.5}
 
 
+def debug_heads_run(folder: Path, clips_per_scene: int = 7, seconds: int = 2, epochs: int = 5) -> Path:
+    """A small ``vadd eval`` run (``folder/run``) on a SYNTHETIC dataset extracted with the debug extractors, for
+    tests and benchmarks of what uses heads (``vadd check``, its report page, ``avscene serve``); returns the run."""
+    from avscene.demo.synthetic import make_demo_dataset
+
+    data = make_demo_dataset(Path(folder) / "data", clips_per_scene=clips_per_scene, seconds=seconds, seed=2,
+                             width=64, height=48)
+    store = str(Path(folder) / "emb.zarr")
+    run_extraction(RunConfig(data=data, store=store, extractors=DEBUG, device="cpu", progress=False))
+    out = Path(folder) / "run"
+    evaluate_vadd(store, VaddConfig(validation_fraction=0.4, train=TrainConfig(epochs=epochs)), out)
+    return out
+
+
 def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: int = 10, device: str = "auto") -> Path:
     """Generate data, extract, train an audio-visual head, run VADD; returns the report path."""
     from avscene.demo.synthetic import make_demo_dataset
