@@ -66,9 +66,11 @@ def _rounded(value):
     return value
 
 
-def page_entry(video: str, audio: str, check: dict | None, error: str = "", with_thumbnails: bool = True) -> dict:
+def page_entry(video: str, audio: str, check: dict | None, error: str = "", with_thumbnails: bool = True,
+               media: Path | None = None) -> dict:
     """One video's record on the page: its check (per-second values rounded, the heads left to the banner) or its
-    error, and thumbnails of its flagged seconds (a video that cannot be decoded again gets ``thumbnail_error``)."""
+    error, and thumbnails of its flagged seconds decoded from ``media`` (default: the check's video); a video that
+    cannot be decoded again gets ``thumbnail_error``."""
     entry: dict = {"name": Path(video).name, "video": str(video), "audio": str(audio), "error": error, "check": None,
                    "thumbnails": []}
     if check is None:
@@ -77,7 +79,7 @@ def page_entry(video: str, audio: str, check: dict | None, error: str = "", with
                       for k, v in check.items() if k != "heads"}
     if with_thumbnails:
         try:
-            entry["thumbnails"] = thumbnails(Path(check.get("video", video)), flagged_seconds(check))
+            entry["thumbnails"] = thumbnails(Path(media or check.get("video", video)), flagged_seconds(check))
         except (AvsceneError, OSError) as err:
             entry["thumbnail_error"] = str(err)
             logger.warning("thumbnails of %s: %s", video, err)
