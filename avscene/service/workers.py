@@ -139,8 +139,8 @@ class WorkerPool:
     def _step(self) -> None:
         for worker in list(self.workers):
             if worker.job_id is not None and time.monotonic() - worker.started_s > self.job_timeout_s:
+                self._replace(worker)  # first, so that whoever sees the job failed sees the replacement too
                 self._finish(worker, FAILED, f"timed out after {self.job_timeout_s:g} s (the per-job limit)")
-                self._replace(worker)
         for worker in list(self.workers):
             if worker.ready and worker.job_id is None and not self.fatal:
                 try:
