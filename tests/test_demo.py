@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -49,5 +50,7 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     assert vadd["n_items"] == 2 * vadd["n_manipulated"] > 0 and 0.0 <= vadd["roc_auc"] <= 1.0
     assert report["chance"] == chance_levels(10, vadd["n_items"], vadd["n_manipulated"])
     assert all((tmp_path / "demo" / "runs" / name / "metrics.json").is_file() for name in ("avsc-10cls", "vadd-10cls"))
+    page = Path(report["check_report"]).read_text()  # the test clips checked (no shared bento.mp4 here)
+    assert page.count('"name":') == report["avsc"]["n_test_clips"] and "SYNTHETIC" in page
     assert report["why_avsc_differs_from_vadd_vasc"].startswith(
         f"different training clips: avsc's head trains on all {report['avsc']['n_train_clips']} train clips")

@@ -75,10 +75,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _write_report(path: Path, rows: list[dict], heads: dict) -> None:
-    from vadd.page import page_entry, write_report
+    from vadd.page import write_batch_report
 
-    write_report(path, [page_entry(r["video"], r["audio"], r["check"], r["error"]) for r in rows], heads)
-    print(f"report: {path}")
+    print(f"report: {write_batch_report(path, rows, heads)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

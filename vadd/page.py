@@ -100,6 +100,11 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def write_batch_report(path: Path, rows: list[dict], heads: dict, title: str = "vadd check report") -> Path:
+    """The page of :func:`vadd.check.check_batch`'s rows (each with ``video``, ``audio``, ``check``, ``error``)."""
+    return write_report(path, [page_entry(r["video"], r["audio"], r["check"], r["error"]) for r in rows], heads, title)
+
+
 def write_report(path: Path, entries: list[dict], heads: dict, title: str = "vadd check report") -> Path:
     """Write :func:`render_report` to ``path`` (folders created); returns ``path``."""
     path = Path(path)
