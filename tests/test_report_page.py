@@ -13,7 +13,7 @@ import pytest
 from tests.browser import chromium_context, why_no_browser
 from tests.checked_media import demo_pairs, muxed_clip
 from vadd.cli import main
-from vadd.page import flagged_seconds, page_entry, write_report
+from vadd.page import first_second, flagged_seconds, page_entry, write_report
 
 N_BIG = 500
 
@@ -37,19 +37,21 @@ def batch_report(debug_heads, tmp_path_factory) -> Path:
 
 
 def synthetic_check(rng: np.random.Generator, classes: list[str], i: int) -> dict:
-    """A check dict as `vadd check` writes it, with the fields newer checks add (probability, segments, coverage)."""
+    """A check dict as `vadd check` writes it (probability, segments, deciding rule, coverage)."""
     seconds = int(rng.integers(3, 40))
     p_visual, p_audio = rng.dirichlet(np.ones(len(classes)) * 0.3, size=(2, seconds))
-    mismatch = 1 - (p_visual * p_audio).sum(1)
-    flagged = bool(mismatch.mean() >= 0.8)
+    mismatch = -np.log((p_visual * p_audio).sum(1))
+    flagged = bool(mismatch.mean() >= 3.0)
     return {"video": f"/videos/v{i:03d}.mp4", "audio": f"/videos/v{i:03d}.mp4", "n_seconds": seconds, "classes": classes,
             "visual": {"class": classes[int(p_visual.mean(0).argmax())], "per_second": p_visual.round(5).tolist()},
             "audio_scene": {"class": classes[int(p_audio.mean(0).argmax())], "per_second": p_audio.round(5).tolist()},
-            "mismatch": {"overall": float(mismatch.mean()), "per_second": mismatch.round(5).tolist()},
-            "threshold": 0.8, "verdict": "manipulated" if flagged else "consistent",
-            "probability": float(rng.uniform(0.5, 1) if flagged else rng.uniform(0, 0.5)),
-            "segments": [{"start_s": 1.0, "end_s": 3.0, "score": 0.9}] if flagged else [],
-            "coverage": {"duration_s": seconds + 0.4, "seconds_covered": seconds}}
+            "mismatch": {"unit": "nats", "detection_score": float(mismatch.mean()), "per_second": mismatch.round(5).tolist()},
+            "threshold": 3.0, "verdict": "manipulated" if flagged else "consistent",
+            "probability_manipulated": float(rng.uniform(0.5, 1) if flagged else rng.uniform(0, 0.5)),
+            "segments": [{"start_s": 1.0, "end_s": 3.0, "score": 3.5}] if flagged else [],
+            "decided_by": {"rule": "segments", "segments": {"threshold": 3.0, "min_seconds": 2}},
+            "coverage": {"duration_s": seconds + 0.4, "seconds_covered": seconds, "first_second": 0, "partial": False,
+                         "missing": ""}}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,8 @@ def test_the_batch_page_is_self_contained_with_one_row_per_video(batch_report, d
     assert broken["check"] is None and "broken.mp4: not a readable media file" in broken["error"]
     assert data["heads"]["run"] == str(debug_heads) and data["heads"]["synthetic_dataset"] is True
     for video in checked:
-        assert [t["second"] for t in video["thumbnails"]] == flagged_seconds(video["check"])
+        assert [t["second"] for t in video["thumbnails"]] == [first_second(video["check"]) + k
+                                                             for k in flagged_seconds(video["check"])]
         assert all(t["src"].startswith("data:image/jpeg;base64,") for t in video["thumbnails"])
     assert sum(len(v["thumbnails"]) for v in checked) > 0  # the debug heads flag some seconds
 
@@ -148,7 +151,7 @@ def test_filters_change_the_visible_rows(browser, big_report):
     assert visible_rows(page) == sum(c is not None and c["verdict"] == "manipulated" for c in checks)
     page.select_option("#f-verdict", "")
     page.fill("#f-min", "0.9")
-    assert visible_rows(page) == sum(c is not None and round(c["probability"], 3) >= 0.9 for c in checks)
+    assert visible_rows(page) == sum(c is not None and round(c["probability_manipulated"], 3) >= 0.9 for c in checks)
     page.fill("#f-min", "")
     page.select_option("#f-class", "scene_3")
     assert visible_rows(page) == sum(c is not None and "scene_3" in (c["visual"]["class"], c["audio_scene"]["class"])
@@ -161,7 +164,7 @@ def test_filters_change_the_visible_rows(browser, big_report):
     scores = [float(x) for x in shown if x]
     assert scores == sorted(scores, reverse=True) and len(scores) == N_BIG - N_BIG // 25
     assert shown[len(scores):] == [""] * (N_BIG // 25)
-    assert scores[0] == max(round(c["mismatch"]["overall"], 3) for c in checks if c)
+    assert scores[0] == max(round(c["mismatch"]["detection_score"], 3) for c in checks if c)
     assert problems == []
 
 

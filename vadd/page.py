@@ -28,9 +28,15 @@ THUMBNAIL_PX = 96
 PAGE_DECIMALS = 3  # per-second values on the page: enough for a plot, a third of the bytes of check.json's
 
 
+def first_second(check: dict) -> int:
+    """The file's second that the check's first per-second value stands for (its coverage may start later than 0)."""
+    return int((check.get("coverage") or {}).get("first_second") or 0)
+
+
 def flagged_seconds(check: dict, limit: int = THUMBNAILS_PER_VIDEO) -> list[int]:
-    """The seconds worth a thumbnail, ascending: those inside the check's segments when it has any, else those whose
-    mismatch reaches the threshold; at most ``limit``, the highest mismatch first."""
+    """The judged seconds worth a thumbnail (indices into the per-second values), ascending: those inside the
+    check's segments when it has any, else those whose mismatch reaches the threshold; at most ``limit``, the
+    highest mismatch first."""
     mismatch = (check.get("mismatch") or {}).get("per_second") or []
     segments = check.get("segments") or []
     if segments:
@@ -49,7 +55,7 @@ def _jpeg_data_uri(frame) -> str:
 
 
 def thumbnails(video: Path, seconds: list[int]) -> list[dict]:
-    """``[{second, src}]``: JPEG data URIs of the frames at ``seconds`` (decoded through the decode path)."""
+    """``[{second, src}]``: JPEG data URIs of the frames of the file's ``seconds`` (decoded through the decode path)."""
     from extract.decode_plan import thumbnail_frames
 
     if not seconds:
@@ -79,7 +85,8 @@ def page_entry(video: str, audio: str, check: dict | None, error: str = "", with
                       for k, v in check.items() if k != "heads"}
     if with_thumbnails:
         try:
-            entry["thumbnails"] = thumbnails(Path(media or check.get("video", video)), flagged_seconds(check))
+            entry["thumbnails"] = thumbnails(Path(media or check.get("video", video)),
+                                             [first_second(check) + k for k in flagged_seconds(check)])
         except (AvsceneError, OSError) as err:
             entry["thumbnail_error"] = str(err)
             logger.warning("thumbnails of %s: %s", video, err)
