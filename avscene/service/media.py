@@ -48,13 +48,13 @@ def resolve_media_path(raw: str, roots: list[Path]) -> Path:
 def probe_media(path: Path, extractors: list[str], shown_as: str) -> int:
     """Whole seconds that ``path`` holds of both modalities the heads' extractors read, probed through the decode
     path (the content, never the file name); :class:`RequestRefused` (422) naming ``shown_as`` otherwise."""
-    from extract.decode_plan import DecodePlan, common_seconds
+    from extract.decode_plan import DecodePlan, common_timeline
     from extract.manifest import Clip
     from extract.registry import get_spec
 
     plan = DecodePlan.for_specs([get_spec(name) for name in extractors])
     try:
-        n_seconds, _ = common_seconds(Clip(shown_as, "", "", path, None), plan)
+        timeline = common_timeline(Clip(shown_as, "", "", path, None), plan)
     except MediaError as err:
         raise RequestRefused(422, str(err).replace(str(path), shown_as)) from None
-    return n_seconds
+    return timeline.n_seconds

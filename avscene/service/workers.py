@@ -37,8 +37,8 @@ def worker_main(heads_dir: str, device: str, conn: Connection) -> None:
 
     try:
         checker = Checker(Path(heads_dir), device=device)
-    except USER_ERRORS as err:
-        conn.send(("fatal", None, f"cannot load the heads of {heads_dir}: {err}"))
+    except Exception as err:  # any failure here would recur in every replacement: the pool stops asking
+        conn.send(("fatal", None, f"cannot load the heads of {heads_dir}: {type(err).__name__}: {err}"))
         return
     conn.send(("ready", None, ""))
     while True:
