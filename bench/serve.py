@@ -67,6 +67,7 @@ def run(quick: bool = False, work_dir: Path = Path("cache/bench")) -> list[dict]
     from avscene.paths import REPO_ROOT
     from avscene.service.launch import start_server
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     folder = Path(work_dir) / "serve"
     heads = _heads(folder / "heads")
     clip = _clip(folder / "clip.mp4")

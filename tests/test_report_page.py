@@ -3,7 +3,6 @@ Chromium driven by playwright): no console error, filters, sorting, a row's time
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 
@@ -13,13 +12,9 @@ import pytest
 from tests.browser import chromium_context, why_no_browser
 from tests.checked_media import demo_pairs, muxed_clip
 from vadd.cli import main
-from vadd.page import first_second, flagged_seconds, page_entry, write_report
+from vadd.page import first_second, flagged_seconds, page_entry, report_data, write_report
 
 N_BIG = 500
-
-
-def page_data(html: str) -> dict:
-    return json.loads(re.search(r'<script id="report-data" type="application/json">(.*?)</script>', html, re.S)[1])
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +67,7 @@ def test_the_batch_page_is_self_contained_with_one_row_per_video(batch_report, d
     html = batch_report.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html) and "<link" not in html
     assert "<script src" not in html
-    data = page_data(html)
+    data = report_data(html)
     assert [v["name"] for v in data["videos"]] == ["broken.mp4", "other.mkv", "same.mp4", "swapped.mp4"]
     broken, *checked = data["videos"]
     assert broken["check"] is None and "broken.mp4: not a readable media file" in broken["error"]
@@ -97,7 +92,7 @@ def test_a_single_check_writes_its_report(debug_heads, tmp_path, capsys):
     assert main(["check", str(clip), "--heads", str(debug_heads), "--out", str(tmp_path / "out"), "--report",
                  "--device", "cpu"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {tmp_path / 'out' / 'report.html'}"
-    data = page_data((tmp_path / "out" / "report.html").read_text())
+    data = report_data((tmp_path / "out" / "report.html").read_text())
     assert [v["name"] for v in data["videos"]] == ["one.mp4"] and data["videos"][0]["check"]["n_seconds"] == 2
 
 
@@ -176,7 +171,7 @@ def _drawn_pixels(page) -> int:
 
 def test_a_row_opens_its_timeline_and_thumbnails(browser, batch_report, big_report):
     page, problems, _ = open_page(browser, batch_report)
-    data = page_data(batch_report.read_text())
+    data = report_data(batch_report.read_text())
     index = next(i for i, v in enumerate(data["videos"]) if v["thumbnails"])
     assert page.is_hidden("#detail")
     page.click(f"#videos tbody tr:nth-child({index + 1})")

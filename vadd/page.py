@@ -103,6 +103,16 @@ def render_report(entries: list[dict], heads: dict, title: str = "vadd check rep
     return template.replace("<title></title>", f"<title>{_escape(title)}</title>").replace(DATA_MARK, payload)
 
 
+def report_data(html: str) -> dict:
+    """The data a page written by :func:`render_report` embeds (title, heads, classes, videos)."""
+    import re
+
+    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', html, re.S)
+    if found is None:
+        raise ValueError("not a report page written by vadd check --report (no report-data script)")
+    return json.loads(found[1])
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
