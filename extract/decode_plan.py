@@ -180,6 +180,9 @@ def iter_audio_chunks(
                for fmt in sorted(plan.audio_formats)}
 
 
+TRUNCATED_MARGIN_S = 0.5
+"""A header duration longer than the streams' data by more than this says the file was cut (headers of MPEG-TS and
+Matroska files round or pad by some tens of milliseconds)."""
 START_TOLERANCE_S = 0.001
 """Streams whose starts differ by at most this start together: the rounding of millisecond clocks (Matroska, WebM) and
 of MP4 edit lists (a remux with an offset), not a delay anyone hears."""
@@ -214,8 +217,11 @@ class Timeline:
 
     @property
     def duration_s(self) -> float:
-        """The file's length as a player shows it: to the latest end of its streams (or what its header states)."""
-        return max([end for _, end in self._spans().values()] + [self.header_duration_s or 0.0])
+        """The file's length as a player shows it: to the latest end of its streams, or what the header states when
+        that is longer by more than ``TRUNCATED_MARGIN_S`` (a truncated file)."""
+        data_end = max((end for _, end in self._spans().values()), default=0.0)
+        header = self.header_duration_s or 0.0
+        return header if header > data_end + TRUNCATED_MARGIN_S else data_end
 
     @property
     def n_seconds(self) -> int:
@@ -239,30 +245,28 @@ class Timeline:
         return self.video.orientation.describe() if self.video is not None else ""
 
     def missing_reasons(self) -> list[str]:
-        """Why seconds of ``duration_s`` are not covered: streams starting late or ending early, a header promising
-        more than the data holds, a last partial second ([] when the whole file is covered)."""
-        duration, reasons = self.duration_s, []
-        names = {"visual": "video", "audio": "audio"}
+        """Why whole seconds of the file are not covered: streams starting late or ending early, a header promising
+        more than the data holds ([] when every whole second is covered)."""
+        duration = self.duration_s
+        whole = seconds_in(duration)
+        if int(self.covered.sum()) >= whole:
+            return []
+        reasons, names = [], {"visual": "video", "audio": "audio"}
         for modality, (begin, end) in self._spans().items():
             if begin > PARTIAL_SECOND_TOLERANCE_S:
                 reasons.append(f"the {names[modality]} starts at {begin:.2f} s")
-            if end < duration - PARTIAL_SECOND_TOLERANCE_S:
+            if seconds_in(end) < whole:
                 reasons.append(f"the {names[modality]} ends at {end:.2f} s of {duration:.2f} s")
-        if self.video is not None and self.header_duration_s and \
-                self.video_offset_s + self.video.duration_s < self.header_duration_s - 0.5:
-            reasons.append(f"the header states {self.header_duration_s:.2f} s but the video data ends at "
-                           f"{self.video_offset_s + self.video.duration_s:.2f} s (a truncated file?)")
-        if not reasons and self.n_seconds < duration - PARTIAL_SECOND_TOLERANCE_S:
-            reasons.append(f"the last {duration - self.n_seconds:.2f} s are less than a whole second")
-        return reasons
+        if self.header_duration_s and duration == self.header_duration_s:
+            reasons.append(f"the header states {duration:.2f} s but the data ends earlier (a truncated file?)")
+        return reasons or [f"{whole - int(self.covered.sum())} whole second(s) not covered by every stream"]
 
     def coverage(self) -> dict:
         """What was judged of the file: its duration, the seconds covered (first and count) and why others are not."""
-        covered = self.covered
+        covered, reasons = self.covered, self.missing_reasons()
         first = int(np.argmax(covered)) if covered.any() else 0
-        return {"duration_s": round(self.duration_s, 3), "seconds_covered": int(covered.sum()),
-                "first_second": first, "partial": bool(self.missing_reasons()),
-                "missing": "; ".join(self.missing_reasons())}
+        return {"duration_s": round(self.duration_s, 3), "seconds_covered": int(covered.sum()), "first_second": first,
+                "partial": bool(reasons), "missing": "; ".join(reasons)}
 
 
 def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline, str]:

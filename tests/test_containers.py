@@ -261,3 +261,27 @@ def test_a_long_clip_is_extracted_in_chunks_with_the_same_numbers(tiny_dataset, 
             np.testing.assert_array_equal(chunked.root[f"{group}/{array}"][:], whole.root[f"{group}/{array}"][:])
         np.testing.assert_allclose(chunked.root[f"{group}/embeddings"][:].astype(np.float32),
                                    whole.root[f"{group}/embeddings"][:].astype(np.float32), atol=2e-3, rtol=2e-3)
+
+
+def test_the_store_records_coverage_and_rotation_and_info_lists_partial_clips(media, late_audio, tmp_path, capsys):
+    from extract.cli import main as extract_main
+    from extract.runner import RunConfig, run_extraction
+    from extract.store import EmbeddingStore
+
+    turned = remux(media["mp4"], tmp_path / "turned.mp4", rotation_deg=90)
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text("video,audio,label,split\n" + "".join(
+        f"{p},,{label},train\n" for p, label in ((media["ts"], "a"), (late_audio[1], "b"), (turned, "a"))))
+    store = str(tmp_path / "s.zarr")
+    run_extraction(RunConfig(data=manifest, store=store, extractors=("debug_visual", "debug_audio"), device="cpu",
+                             progress=False))
+    clips = EmbeddingStore.open(store).clips
+    assert clips.n_seconds.tolist() == [3, 3, 3] and clips.seconds_covered.tolist() == [3, 2, 3]
+    assert np.allclose(clips.duration_s, 3.0, atol=0.05)
+    assert [bool(m) for m in clips.coverage_missing] == [False, True, False]
+    assert clips.orientation.tolist() == ["", "", "rotated 90"]
+    valid = EmbeddingStore.open(store).root["extractors/debug_audio/original/valid"][:]
+    assert valid[:, :3].tolist() == [[True] * 3, [False, True, True], [True] * 3]
+    assert extract_main(["info", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "1 clip(s) with partial coverage" in out and "2 of 3.00 s: the audio starts at 1.00 s" in out
