@@ -411,3 +411,17 @@ def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = No
 def describe_error(err: Exception, path: object) -> str:
     """MediaErrors already name their file; anything else gets the path and the exception type."""
     return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"
+
+
+def thumbnail_frames(path: Path, seconds: list[int], size_px: int) -> np.ndarray:
+    """The frame of each second (the one shown at ``k + FRAME_OFFSET_SECONDS``, as extraction's ``middle``), its
+    shorter side resized to ``size_px`` and centre-cropped square: uint8 ``(len(seconds), size_px, size_px, 3)``.
+
+    Raises:
+        MediaError: the file cannot be probed or decoded.
+    """
+    size = (size_px, size_px, "area")
+    frames = np.zeros((len(seconds), size_px, size_px, 3), np.uint8)
+    for i, chosen in iter_frames(Path(path), [k + FRAME_OFFSET_SECONDS for k in seconds], [size]):
+        frames[i] = chosen[size]
+    return frames

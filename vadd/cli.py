@@ -32,8 +32,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['protocol_items']}, "
           f"{len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
           f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
-    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
-          f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
+    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}; verdict rule (segments): "
+          f"F1 {score['f1']:.4f} precision {score['precision']:.4f} recall {score['recall']:.4f} at validation "
+          f"threshold {score['threshold']:.4g} nats")
     print(f"table: {out / 'metrics.md'}")
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -42,8 +43,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from vadd.check import (Checker, batch_inputs, check_batch, coverage_warning, default_heads_dir, output_key,
-                            provenance_line, write_timeline_png)
+    from vadd.check import (
+        Checker, batch_inputs, check_batch, coverage_warning, default_heads_dir, output_key, provenance_line, verdict_line,
+        write_timeline_png,
+    )
 
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
@@ -62,6 +65,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
               f"{failed} failed, {partial} judged in part, "
               f"{sum(r.get('verdict') == 'manipulated' for r in rows)} flagged manipulated")
         print(f"csv: {out}")
+        if args.report:
+            _write_report(out.parent / "report.html", rows, checker.provenance)
         return 0
     result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
     out = Path(args.out) if args.out else Path("cache/check") / output_key(Path(args.video))
@@ -69,13 +74,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_timeline_png(out / "timeline.png", result)
-    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.6f} (threshold {summary['threshold']:.6f}); "
-          f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
+    print(verdict_line(summary))
     if warning := coverage_warning(summary):
         print(warning)
     print(f"timeline: {out / 'timeline.png'}")
     print(f"json: {out / 'check.json'}")
+    if args.report:
+        _write_report(out / "report.html", [{"video": str(args.video), "audio": summary["audio"], "check": summary,
+                                             "error": ""}], checker.provenance)
     return 0
+
+
+def _write_report(path: Path, rows: list[dict], heads: dict) -> None:
+    from vadd.page import write_batch_report
+
+    print(f"report: {write_batch_report(path, rows, heads)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "batch CSV "
                        "(default cache/check/batch.csv)")
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
+    check.add_argument("--report", action="store_true", help="also write report.html (in the output folder, or beside "
+                       "the batch CSV): one self-contained page to sort, filter and inspect the videos")
     check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     check.set_defaults(func=_cmd_check)
     return parser
