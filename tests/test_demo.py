@@ -47,6 +47,8 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     assert report["avsc"]["n_train_clips"] + report["avsc"]["n_test_clips"] == report["data"]["n_clips"] == 50
     vadd = report["vadd"]
     assert vadd["n_items"] == 2 * vadd["n_manipulated"] > 0 and 0.0 <= vadd["roc_auc"] <= 1.0
+    metrics = json.loads((tmp_path / "demo" / "runs" / "vadd-10cls" / "metrics.json").read_text())
+    assert vadd["verdict_rule"]["f1"] == metrics["mismatch_score"]["f1"]  # the rule `vadd check` decides by
     assert report["chance"] == chance_levels(10, vadd["n_items"], vadd["n_manipulated"])
     assert all((tmp_path / "demo" / "runs" / name / "metrics.json").is_file() for name in ("avsc-10cls", "vadd-10cls"))
     assert report["why_avsc_differs_from_vadd_vasc"].startswith(

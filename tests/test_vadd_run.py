@@ -44,11 +44,16 @@ def run_dir(vadd_store, tmp_path_factory) -> Path:
 
 def test_eval_writes_a_complete_run_folder(run_dir, vadd_store):
     for name in ("metrics.json", "metrics.md", "roc.png", "protocol.csv", "validation_protocol.csv", "item_scores.csv",
-                 "second_scores.csv", "config.json", "heads.json", "vsc.pt", "asc.pt"):
+                 "second_scores.csv", "segments.csv", "config.json", "heads.json", "vsc.pt", "asc.pt"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     heads = json.loads((run_dir / "heads.json").read_text())
-    assert metrics["mismatch_score"]["threshold"] == heads["threshold"]
+    assert metrics["mismatch_score"]["threshold"] == heads["threshold"] == heads["rule"]["segments"]["threshold"]
+    for modality in ("visual", "audio"):  # each head temperature-scaled on the validation clips, NLL not worse there
+        calibration = metrics["calibration"][modality]
+        assert heads[modality]["temperature"] == calibration["temperature"] > 0
+        assert calibration["validation"]["nll_after"] <= calibration["validation"]["nll_before"] + 1e-9
+        assert {"nll_before", "nll_after", "ece_before", "ece_after"} <= set(calibration["test"])
     assert 0 <= metrics["paper_rule"]["f1"] <= 1 and metrics["mismatch_score"]["roc_auc"] is not None
     test_items = read_protocol_csv(run_dir / "protocol.csv")
     validation_items = read_protocol_csv(run_dir / "validation_protocol.csv")
@@ -131,8 +136,9 @@ def test_check_decodes_common_containers(checker, vadd_store, tmp_path, suffix, 
     assert result["n_seconds"] == 2
     p_visual, p_audio = np.array(result["visual"]["per_second"]), np.array(result["audio_scene"]["per_second"])
     np.testing.assert_allclose(p_visual.sum(1), 1, atol=1e-4)
-    np.testing.assert_allclose(result["mismatch"]["per_second"], 1 - (p_visual * p_audio).sum(1), atol=1e-4)
-    assert result["verdict"] == ("manipulated" if result["mismatch"]["overall"] >= result["threshold"] else "consistent")
+    np.testing.assert_allclose(np.exp(-np.array(result["mismatch"]["per_second"])), (p_visual * p_audio).sum(1), atol=1e-4)
+    assert result["verdict"] == ("manipulated" if result["segments"] else "consistent")
+    assert (result["mismatch"]["detection_score"] >= result["threshold"]) == bool(result["segments"])
 
 
 def test_chunking_does_not_change_the_answer(run_dir, vadd_store, tmp_path):
@@ -197,6 +203,7 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"json: {tmp_path / 'out' / 'check.json'}"
     assert out[0].startswith(f"heads: {run_dir} (SYNTHETIC dataset {vadd_store[0]}; test split: VSC acc ")
+    assert "verdict-rule F1" in out[0] and "paper" not in out[0]  # the figure of the rule that makes the verdict
     assert "their verdict on a real video means nothing" in out[1]  # the demo generator's card travelled here
     check = json.loads((tmp_path / "out" / "check.json").read_text())
     assert check["n_seconds"] == 2
@@ -207,6 +214,7 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
         "extractors": {"visual": ["debug_visual"], "audio": ["debug_audio"]},
         "test_split": {"vsc_clip_accuracy": metrics["classification_clip_accuracy"]["vsc"],
                        "asc_clip_accuracy": metrics["classification_clip_accuracy"]["asc"],
+                       "verdict_rule": "segments of the mismatch score", "verdict_rule_f1": metrics["mismatch_score"]["f1"],
                        "vadd_f1_paper_rule": metrics["paper_rule"]["f1"], "vadd_roc_auc": metrics["mismatch_score"]["roc_auc"],
                        "n_items": metrics["n_items"], "n_manipulated": metrics["n_manipulated"]}}
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 1000
@@ -235,9 +243,15 @@ def test_heads_keep_their_dataset_card_without_the_store(run_dir, vadd_store, tm
 def test_timeline_png_for_a_long_result(checker, tmp_path):
     from vadd.check import CheckResult
 
+    from vadd.rule import VerdictRule
+    from vadd.segments import SegmentParams
+
     rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(10), size=(2, 120))
-    result = CheckResult("long.mp4", "long.mp4", checker.heads["visual"].classes, p[0], p[1], 0.5, "test")
+    logits = rng.normal(size=(2, 120, 10)) * 3
+    logits[1, 30:50] = np.roll(logits[0, 30:50], 1, axis=-1)  # 20 s where the heads answer differently
+    result = CheckResult("long.mp4", "long.mp4", checker.heads["visual"].classes, logits[0], logits[1],
+                         {"visual": 1.0, "audio": 1.0}, VerdictRule(SegmentParams(3.0, 3, 3), 1.0, -3.0), "test")
+    assert result.segments and result.to_dict()["verdict"] == "manipulated"
     write_timeline_png(tmp_path / "t.png", result)
     assert (tmp_path / "t.png").stat().st_size > 1000
 

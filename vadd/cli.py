@@ -32,8 +32,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['protocol_items']}, "
           f"{len(metrics['excluded_clips'])} clips excluded): paper rule F1 {rule['f1']:.4f} "
           f"precision {rule['precision']:.4f} recall {rule['recall']:.4f} accuracy {rule['accuracy']:.4f}")
-    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}  "
-          f"F1 {score['f1']:.4f} at validation threshold {score['threshold']:.4f}")
+    print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}; verdict rule (segments): "
+          f"F1 {score['f1']:.4f} precision {score['precision']:.4f} recall {score['recall']:.4f} at validation "
+          f"threshold {score['threshold']:.4g} nats")
     print(f"table: {out / 'metrics.md'}")
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -42,7 +43,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, provenance_line, write_timeline_png
+    from vadd.check import (
+        Checker, batch_inputs, check_batch, default_heads_dir, provenance_line, verdict_line, write_timeline_png,
+    )
 
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
@@ -62,8 +65,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_timeline_png(out / "timeline.png", result)
-    print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.6f} (threshold {summary['threshold']:.6f}); "
-          f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
+    print(verdict_line(summary))
     print(f"timeline: {out / 'timeline.png'}")
     print(f"json: {out / 'check.json'}")
     return 0

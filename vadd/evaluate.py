@@ -1,11 +1,14 @@
-"""``vadd eval``: train VSC and ASC heads on the train split, pick a threshold on validation, score a test protocol.
+"""``vadd eval``: train VSC and ASC heads on the train split, calibrate them and choose the verdict rule on validation,
+score a test protocol.
 
 The train split is divided (seeded, by recording location) into a fitting part and a validation part.
 The visual-only (VSC), audio-only (ASC) and audio-visual (VASC, for the comparison table only) heads are
 fitted on the fitting part (with its augmented visual views when ``train.augmented_views``, as the released code's
-per-modality classifiers; ``metrics.json`` lists them under ``training_views``); a generated protocol on the validation part chooses the F1-optimal
-mismatch-score threshold; the test protocol (generated on the test split, the official lists, or a CSV)
-is scored once. No protocol clip is ever used for training or for the threshold.
+per-modality classifiers; ``metrics.json`` lists them under ``training_views``). On the validation part each of the
+VSC and ASC heads is temperature-scaled (:mod:`classify.calibration`; NLL and ECE before/after in ``metrics.json``),
+and a generated protocol chooses the verdict rule (:mod:`vadd.rule`: segment settings, threshold between validation
+scores, probability). The test protocol (generated on the test split, the official lists, or a CSV) is scored once.
+No protocol clip is ever used for training, calibration or the rule.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import augmented_views, load_clips
+from classify.calibration import calibration_report, fit_temperature
+from classify.data import ClipSet, augmented_views, load_clips
 from classify.heads import HeadConfig
 from classify.kinds import FIRST_PAPER_VIEW_KINDS
 from classify.metrics import classification_metrics
@@ -30,8 +34,9 @@ from vadd.protocol import (
     DroppedItem, ProtocolItem, check_protocol_labels, drop_unusable_items, generate_protocol, read_protocol_csv,
     validation_rows, write_protocol_csv,
 )
-from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores
-from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
+from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores, write_segments_csv
+from vadd.rule import VerdictRule, choose_rule
+from vadd.score import MISMATCH_DEFINITION, ItemScores, ModalityPredictions, score_items, vadd_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +125,8 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     """Run the VADD evaluation and write its run folder; returns the metrics.
 
     Writes ``protocol.csv`` (explicit items), ``validation_protocol.csv``, ``item_scores.csv``,
-    ``second_scores.csv``, ``metrics.json``, ``metrics.md``, ``roc.png``, ``config.json``, and the heads
-    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``.
+    ``second_scores.csv``, ``segments.csv`` (the verdict rule's segments of each test item), ``metrics.json``, ``metrics.md``, ``roc.png``, ``config.json``, and the heads
+    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, verdict rule, temperatures, extractors, fingerprints) for ``vadd check``.
     """
     store = EmbeddingStore.open(store_location)
     class_set = store.taxonomy.class_set(config.classes)
@@ -140,6 +145,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     val_pred: dict[str, ModalityPredictions] = {}
     test_pred: dict[str, ModalityPredictions] = {}
     accuracy: dict[str, float | None] = {}
+    calibration: dict[str, dict] = {}
     training_views: dict[str, list[str]] = {}
     head_bar = progress_bar((("visual", modalities["visual"]), ("audio", modalities["audio"]),
                              ("audio_visual", modalities["visual"] + modalities["audio"])), desc="VADD heads", unit="head")
@@ -159,11 +165,11 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
         if key != "audio_visual":
             heads[key] = head
-            val_pred[key] = ModalityPredictions.from_head(head, train.subset(np.flatnonzero(in_val)))
-            test_pred[key] = ModalityPredictions.from_head(head, test)
+            val_pred[key], test_pred[key], calibration[key] = calibrated_predictions(
+                head, train.subset(np.flatnonzero(in_val)), test)
     classes = heads["visual"].classes
 
-    threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, class_set)
+    rule, validation, validation_items = choose_verdict_rule(store, sorted(validation_ids), val_pred, config, class_set)
     if items is None:
         test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
         label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
@@ -172,7 +178,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     if not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
     scores = score_items(items, test_pred["visual"], test_pred["audio"])
-    metrics = vadd_metrics(scores, classes, threshold)
+    metrics = vadd_metrics(scores, classes, rule)
     metrics.update({
         "n_classes": len(classes),
         "class_set": class_set.name,
@@ -183,6 +189,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "head_kind": config.head.kind,
         "clip_seconds": int(store.seconds_max),
         "classification_clip_accuracy": {"vsc": accuracy["visual"], "asc": accuracy["audio"], "vasc": accuracy["audio_visual"]},
+        "calibration": calibration,
         "validation": validation,
         "protocol_items": f"{len(items)} of {n_protocol_items} items",
         "dropped_items": [d.to_dict() for d in dropped],
@@ -190,15 +197,36 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "training_views": training_views,
         "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
     })
-    write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
+    write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, rule)
     return metrics
 
 
-def choose_threshold(
+def calibrated_predictions(
+    head: TrainedHead, validation: ClipSet, test: ClipSet
+) -> tuple[ModalityPredictions, ModalityPredictions, dict]:
+    """The head's validation and test predictions with the temperature fitted on the validation clips, and its NLL
+    and ECE on both before and after."""
+    val_pred = ModalityPredictions.from_head(head, validation)
+    val_logits = np.stack([val_pred.logits[c] for c in validation.ids])
+    temperature = fit_temperature(val_logits, validation.mask, validation.targets)
+    val_pred.temperature = temperature
+    test_pred = ModalityPredictions.from_head(head, test, temperature)
+    test_logits = np.stack([test_pred.logits[c] for c in test.ids]) if len(test) else np.zeros((0, 0, len(head.classes)))
+    report = {"temperature": temperature, "validation": calibration_report(val_logits, validation.mask, validation.targets,
+                                                                           temperature),
+              "test": calibration_report(test_logits, test.mask, test.targets, temperature)}
+    logger.info("temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f", temperature,
+                report["validation"]["nll_before"], report["validation"]["nll_after"],
+                report["validation"]["ece_before"], report["validation"]["ece_after"])
+    return val_pred, test_pred, report
+
+
+def choose_verdict_rule(
     store: EmbeddingStore, validation_ids: list[str], predictions: dict[str, ModalityPredictions],
     config: VaddConfig, classes: ClassSet,
-) -> tuple[float, dict, list[ProtocolItem]]:
-    """F1-optimal mismatch threshold on a generated protocol over the held-out part of the train split."""
+) -> tuple[VerdictRule, dict, list[ProtocolItem]]:
+    """The verdict rule (:func:`vadd.rule.choose_rule`) on a generated protocol over the held-out part of the train
+    split; also the validation figures of the mismatch score and the paper rule."""
     label_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
     items = generate_protocol(validation_ids, [label_of[i] for i in validation_ids], classes, config.seed)
     if not any(i.manipulated for i in items):
@@ -208,42 +236,47 @@ def choose_threshold(
         )
     scores = score_items(items, predictions["visual"], predictions["audio"])
     truth = np.array([i.manipulated for i in items])
-    threshold = f1_optimal_threshold(truth, scores.mismatch)
-    found = vadd_metrics(scores, classes.classes, threshold)
-    logger.info("threshold %.4f chosen on %d validation items (%d clips)", threshold, len(items), len(validation_ids))
-    return threshold, {
+    rule, chosen = choose_rule(scores.per_second, truth, config.seed)
+    found = vadd_metrics(scores, classes.classes, rule)
+    logger.info("verdict rule threshold %.4f nats chosen on %d validation items (%d clips)", rule.threshold, len(items),
+                len(validation_ids))
+    return rule, {
         "n_clips": len(validation_ids), "n_items": len(items), "roc_auc": found["mismatch_score"]["roc_auc"],
-        "f1_at_threshold": found["mismatch_score"]["f1"],
+        "f1_at_threshold": found["mismatch_score"]["f1"], "paper_rule_f1": found["paper_rule"]["f1"], "choice": chosen,
     }, items
 
 
 def write_run_folder(
     out_dir: Path, config: VaddConfig, store_location: str, protocols: tuple[list[ProtocolItem], list[ProtocolItem]],
     scores: ItemScores,
-    metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], threshold: float,
+    metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], rule: VerdictRule,
 ) -> None:
     """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_protocol_csv(out_dir / "protocol.csv", protocols[0])
     write_protocol_csv(out_dir / "validation_protocol.csv", protocols[1])
     classes = heads["visual"].classes
-    write_item_scores(out_dir / "item_scores.csv", scores, classes)
+    write_item_scores(out_dir / "item_scores.csv", scores, classes, rule)
     write_second_scores(out_dir / "second_scores.csv", scores)
-    write_roc_png(out_dir / "roc.png", scores, threshold, f"VADD {len(classes)}-class, {config.protocol} protocol")
+    write_segments_csv(out_dir / "segments.csv", scores, rule)
+    write_roc_png(out_dir / "roc.png", scores, rule, f"VADD {len(classes)}-class, {config.protocol} protocol")
     for key, name in (("visual", "vsc.pt"), ("audio", "asc.pt")):
         save_head(out_dir / name, heads[key])
     write_json(out_dir / HEADS_FILE, {
-        "classes": list(classes), "class_set": metrics["class_set"], "threshold": threshold, "dataset": metrics["dataset"],
+        "classes": list(classes), "class_set": metrics["class_set"], "dataset": metrics["dataset"],
         "window_seconds": metrics["clip_seconds"],  # `vadd check` applies the heads to windows of the training clips' length
-        "threshold_source": f"F1-optimal on a generated protocol over {metrics['validation']['n_clips']} held-out train clips",
-        "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints},
-        "audio": {"head": "asc.pt", "extractors": modalities["audio"], "fingerprints": heads["audio"].fingerprints},
+        "score": MISMATCH_DEFINITION, "rule": rule.to_dict(), "threshold": rule.threshold,
+        "threshold_source": f"F1-best midpoint between validation scores of a generated protocol over "
+                            f"{metrics['validation']['n_clips']} held-out train clips",
+        "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints,
+                   "temperature": metrics["calibration"]["visual"]["temperature"]},
+        "audio": {"head": "asc.pt", "extractors": modalities["audio"], "fingerprints": heads["audio"].fingerprints,
+                  "temperature": metrics["calibration"]["audio"]["temperature"]},
     })
     write_json(out_dir / "config.json", {
         "store": store_location, **config.to_dict(),
         "rule": "paper: manipulated iff voted visual class != voted audio class; "
-                "score: mean over seconds of 1 - sum_c p_visual(c) p_audio(c), manipulated iff score >= threshold",
+                f"verdict rule: {MISMATCH_DEFINITION}; manipulated iff a segment passes the validation threshold",
     })
     write_json(out_dir / "metrics.json", metrics)
     write_markdown(out_dir / "metrics.md", metrics)
-

@@ -90,6 +90,11 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
         "vadd": {**{k: vadd["paper_rule"][k] for k in ("f1", "precision", "recall", "accuracy")},
                  "roc_auc": vadd["mismatch_score"]["roc_auc"], "n_items": vadd["n_items"],
                  "n_manipulated": vadd["n_manipulated"],
+                 "verdict_rule": {  # what `vadd check` decides by: its own figures on the same test protocol
+                     "name": vadd["mismatch_score"]["rule"]["name"],
+                     **{k: vadd["mismatch_score"][k] for k in ("f1", "precision", "recall", "accuracy", "threshold")},
+                     "segments": vadd["mismatch_score"]["rule"]["segments"]},
+                 "temperatures": {m: c["temperature"] for m, c in vadd["calibration"].items()},
                  "classification_clip_accuracy": vadd["classification_clip_accuracy"]},
         "chance": chance_levels(vadd["n_classes"], vadd["n_items"], vadd["n_manipulated"]),
         "runs": {k: str(v) for k, v in runs.items()},
