@@ -212,23 +212,22 @@ def generate_same_class(infos: dict[str, ClipInfo], seed: int = 0) -> list[Splic
     by_class: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for clip in sorted(c for c, i in infos.items() if i.seconds > 0):
         by_class[infos[clip].label][infos[clip].location].append(clip)
-    pairs, pristine_pool, same_location = [], [], 0
+    candidates = []
     for label in sorted(by_class):
         # the class's locations in turn (largest first), each shuffled: neighbours come from different locations
         queues = sorted((rng.permutation(c).tolist() for c in by_class[label].values()), key=len, reverse=True)
         ordered = [q[k] for k in range(len(queues[0])) for q in queues if k < len(q)]
-        for k in range(0, len(ordered) - 1, 4):  # of each 4 clips: a pair, then 2 pristine
-            a, b = ordered[k], ordered[k + 1]
-            pairs.append((a, b))
-            same_location += infos[a].location == infos[b].location
-            pristine_pool += ordered[k + 2 : k + 4]
-        if len(ordered) % 4 == 1:
-            pristine_pool.append(ordered[-1])
-    swaps = [SplicedItem("same-class", (_whole(v, a, infos),)) for a, b in pairs for v, a in ((a, b), (b, a))]
-    n = min(len(pristine_pool), len(swaps))  # as many pristine items as manipulated ones
+        candidates += [(ordered[k], ordered[k + 1]) for k in range(0, len(ordered) - 1, 2)]
+    candidates = [candidates[j] for j in rng.permutation(len(candidates))]
+    candidates.sort(key=lambda p: infos[p[0]].location == infos[p[1]].location)  # other locations first (stable)
+    n_clips = sum(len(c) for locations in by_class.values() for c in locations.values())
+    pairs = candidates[: n_clips // 4]  # each pair: 2 clips, 2 swapped items, beside 2 pristine items of 2 other clips
+    paired = {c for p in pairs for c in p}
+    pristine = sorted(c for locations in by_class.values() for clips in locations.values() for c in clips if c not in paired)
     items = [SplicedItem("pristine", (_own(c, 0, infos[c].seconds, infos[c]),))
-             for c in (pristine_pool[j] for j in rng.permutation(len(pristine_pool))[:n])]
-    items += [swaps[j] for j in sorted(rng.permutation(len(swaps))[:n])]
+             for c in (pristine[j] for j in sorted(rng.permutation(len(pristine))[: 2 * len(pairs)]))]
+    items += [SplicedItem("same-class", (_whole(v, a, infos),)) for a, b in pairs for v, a in ((a, b), (b, a))]
+    same_location = sum(infos[a].location == infos[b].location for a, b in pairs)
     if same_location:
         logger.warning("same-class protocol: %d of %d pairs are two clips of one recording location (their class has "
                        "a single location in this split)", same_location, len(pairs))
