@@ -32,6 +32,7 @@ from vadd.correspondence import CorrespondenceHead
 from vadd.localise import second_level_f1, segment_ap, segment_ar
 from vadd.rule import VerdictRule, choose_rule
 from vadd.score import ItemScores, detection_metrics, second_mismatch
+from vadd.segments import _runs as true_runs
 from vadd.splice import SplicedItem, assemble
 
 logger = logging.getLogger(__name__)
@@ -157,15 +158,11 @@ def score_metrics(items: list[SplicedItem], decided: np.ndarray, item_score: np.
     return out
 
 
-def _runs(flags: np.ndarray) -> list[tuple[float, float, float]]:
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return [(float(a), float(b), 1.0) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
-
-
 def protocol_scores(evidence: Evidence, chosen: ChosenRules) -> dict[str, dict]:
     """Every score's metrics on one protocol."""
     paper = evidence.visual_class != evidence.audio_class
-    out = {"paper_rule": score_metrics(evidence.items, paper, paper.astype(float), [_runs(f) for f in evidence.classes_differ])}
+    runs = [[(float(a), float(b), 1.0) for a, b in true_runs(f)] for f in evidence.classes_differ]
+    out = {"paper_rule": score_metrics(evidence.items, paper, paper.astype(float), runs)}
     for score in ("mismatch", "correspondence", "fusion"):
         rule = chosen.rules[score]
         sequences = per_second(evidence, score, chosen.fusion)

@@ -106,6 +106,18 @@ def train_correspondence(
     """
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the towers are tiny: on a shared CPU, intra-op threads cost far more than they give
+    try:
+        return _train(clips, extractors, location_of, config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(clips: ClipSet, extractors: dict[str, list[str]], location_of: Callable[[str], str],
+           config: CorrespondenceConfig) -> CorrespondenceHead:
+    import torch
+
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     clip_rows, seconds = np.nonzero(clips.mask)

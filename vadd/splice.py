@@ -26,6 +26,7 @@ import numpy as np
 
 from classify.data import ClipSet
 from vadd.protocol import ProtocolItem
+from vadd.segments import _runs as true_runs
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ class SplicedItem:
 
     def truth_segments(self) -> list[tuple[float, float]]:
         """``[start_s, end_s)`` of each run of manipulated seconds, merged across adjacent spans."""
-        truth = self.truth_per_second()
-        edges = np.diff(np.concatenate([[0], truth.astype(np.int8), [0]]))
-        return [(float(a), float(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+        return [(float(a), float(b)) for a, b in true_runs(self.truth_per_second())]
 
     def truth_per_second(self) -> np.ndarray:
         return np.concatenate([np.full(s.length_s, s.manipulated) for s in self.spans])
