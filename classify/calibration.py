@@ -6,7 +6,11 @@ their valid seconds against their clip's class. Argmaxes, hence votes, do not ch
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -54,7 +58,12 @@ def fit_temperature(logits: np.ndarray, mask: np.ndarray, targets: np.ndarray) -
         raise ValueError("temperature scaling needs held-out labelled seconds; found none")
     lo, hi = np.log(TEMPERATURE_RANGE)
     found = minimize_scalar(lambda log_t: nll(seconds, classes, float(np.exp(log_t))), bounds=(lo, hi), method="bounded")
-    return float(np.exp(found.x))
+    temperature = float(np.exp(found.x))
+    if min(abs(found.x - lo), abs(found.x - hi)) < 1e-3:
+        logger.warning("temperature %.3g at the bound of %s: the held-out seconds (%d) are %s", temperature,
+                       TEMPERATURE_RANGE, len(classes), "all classified right, sharper is always better there"
+                       if found.x - lo < 1e-3 else "mostly wrong")
+    return temperature
 
 
 def calibration_report(logits: np.ndarray, mask: np.ndarray, targets: np.ndarray, temperature: float) -> dict:
