@@ -33,7 +33,7 @@ def _valid_seconds(logits: np.ndarray, mask: np.ndarray, targets: np.ndarray) ->
 
 def nll(logits: np.ndarray, classes: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood (nats) of seconds ``(N, K)`` against ``classes`` ``(N,)``."""
-    return float(-log_softmax(logits, temperature)[np.arange(len(classes)), classes].mean())
+    return float(-log_softmax(logits, temperature)[np.arange(len(classes)), classes].mean()) + 0.0  # no -0.0
 
 
 def expected_calibration_error(logits: np.ndarray, classes: np.ndarray, temperature: float = 1.0) -> float:

@@ -134,7 +134,7 @@ class CheckResult:
             "segments": [s.to_dict() for s in self.segments],
             "verdict": self.verdict,
             "probability_manipulated": float(self.rule.probability(score)),
-            "decided_by": {"rule": RULE_NAME, "score": "mismatch_score", **self.rule.to_dict(),
+            "decided_by": {"rule": RULE_NAME, "score": "mismatch_score", "segments": self.rule.segments.to_dict(),
                            "threshold_source": self.threshold_source},
             "threshold": self.threshold, "threshold_source": self.threshold_source,
             "paper_rule": {"manipulated": visual != audio, "rule": "voted visual class != voted audio class"},

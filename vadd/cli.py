@@ -14,6 +14,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from classify.train import preset
     from extract.store import EmbeddingStore
     from vadd.check import register_heads
+    from vadd.correspondence import CorrespondenceConfig
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
     classes = EmbeddingStore.open(args.store).taxonomy.class_set(args.classes).name  # checked against the store
@@ -25,6 +26,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         train=preset(args.preset, seed=args.seed, augmented_views=not args.no_augmented_views,
                      view_kinds=FIRST_PAPER_VIEW_KINDS, **({"epochs": args.epochs} if args.epochs is not None else {})),
         validation_fraction=args.validation_fraction, seed=args.seed, strict=args.strict,
+        correspondence=CorrespondenceConfig(seed=args.seed, **({"epochs": args.correspondence_epochs}
+                                                              if args.correspondence_epochs is not None else {})),
     )
     metrics = evaluate_vadd(args.store, config, out)
     register_heads(out)  # `vadd check`'s default heads from now on
@@ -35,6 +38,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"mismatch score: ROC AUC {score['roc_auc']:.4f}  AP {score['average_precision']:.4f}; verdict rule (segments): "
           f"F1 {score['f1']:.4f} precision {score['precision']:.4f} recall {score['recall']:.4f} at validation "
           f"threshold {score['threshold']:.4g} nats")
+    for protocol, row in metrics["protocol_table"]["protocols"].items():
+        if "scores" in row:
+            print(f"{protocol} protocol ({row['n_items']} items): item F1 / AUC " + ", ".join(
+                f"{name} {s['f1']:.3f}/{'—' if s['roc_auc'] is None else format(s['roc_auc'], '.3f')}"
+                for name, s in row["scores"].items()))
     print(f"table: {out / 'metrics.md'}")
     print(f"metrics: {out / 'metrics.json'}")
     return 0
@@ -98,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
                     "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",
-                    help="'generated' (seeded, on the store's test split), 'official' (the VADD lists) or a protocol CSV")
+                    help="'generated' (seeded whole-clip swaps on the store's test split), 'official' (the VADD lists), "
+                    "'partial' (seeded: pristine, swapped, 2-8 s spliced and long spliced items), 'same-class' (seeded "
+                    "swaps between clips of one class from different locations), or a protocol CSV (either format a "
+                    "run's protocol.csv has); every run also writes the protocol x score table to metrics.md")
     ev.add_argument("--lists", default="", help="a checkout of the release (IDT-ITI/Visual-Audio-Discrepancy-Detection), "
                     "its 'VADD dataset' folder, or a folder of vadd_<C>_{pristine|swaps,manipulated}.txt "
                     "(default $AVSCENE_SHARED/vadd)")
@@ -113,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-augmented-views", action="store_true",
                     help="train the heads on the original frames only (default: also on the store's paper_aug views, "
                     "as the released code's VSC/ASC)")
+    ev.add_argument("--correspondence-epochs", type=int, default=None,
+                    help="epochs of the contrastive correspondence head of the protocol table (default 30)")
     ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")

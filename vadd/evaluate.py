@@ -13,7 +13,7 @@ No protocol clip is ever used for training, calibration or the rule.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from avscene.progress import progress_bar
 from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
+from vadd.correspondence import CorrespondenceConfig
 from vadd.official import default_lists_dir, official_protocol
 from vadd.protocol import (
     DroppedItem, ProtocolItem, check_protocol_labels, drop_unusable_items, generate_protocol, read_protocol_csv,
@@ -37,6 +38,8 @@ from vadd.protocol import (
 )
 from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores, write_segments_csv
 from vadd.rule import VerdictRule, choose_rule
+from vadd.splice import write_spliced_csv
+from vadd.table import TableInputs, append_table, build_table, spliced_protocol
 from vadd.score import MISMATCH_DEFINITION, ItemScores, ModalityPredictions, score_items, vadd_metrics
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,8 @@ HEADS_FILE = "heads.json"
 @dataclass(frozen=True)
 class VaddConfig:
     """One VADD evaluation. ``classes``: a class set of the store's taxonomy ('' = its own classes; TAU: ``10`` or
-    ``3``). ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``) or a CSV path."""
+    ``3``). ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``), ``partial``, ``same-class``
+    (:mod:`vadd.splice`) or a CSV path (either format). ``correspondence``: the contrastive head of the table."""
 
     classes: str = ""
     protocol: str = "generated"
@@ -59,6 +63,7 @@ class VaddConfig:
     validation_fraction: float = 0.2
     seed: int = 0
     strict: bool = False  # a fixed protocol's items naming unusable clips stop the run instead of being dropped
+    correspondence: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", str(self.classes))
@@ -78,6 +83,7 @@ class VaddConfig:
         data["head"] = HeadConfig.from_dict(data["head"])
         data["train"] = TrainConfig.from_dict(data["train"])
         data["extractors"] = tuple(data["extractors"])
+        data["correspondence"] = CorrespondenceConfig(**data.get("correspondence", {}))  # absent before the table
         return cls(**data)
 
 
@@ -138,7 +144,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     # one clip set for every head, the validation protocol and the test protocol: usable for all the extractors
     usable = {split: store.usable_clips(modalities["visual"] + modalities["audio"], split) for split in ("train", "test")}
     excluded = report_excluded(usable["train"].excluded + usable["test"].excluded, store_location, "VADD")
-    items, n_protocol_items, dropped = fixed_protocol(config, store, class_set, usable["test"])  # checked before any training
+    spliced_kind, items, n_protocol_items, dropped = spliced_protocol(config.protocol, store, class_set, usable["test"],
+                                                                      config.strict)
+    if spliced_kind is None:  # checked before any training
+        items, n_protocol_items, dropped = fixed_protocol(config, store, class_set, usable["test"])
     clips = store.clips
     train_rows = usable["train"].rows
     held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
@@ -174,14 +183,28 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     classes = heads["visual"].classes
 
     rule, validation, validation_items = choose_verdict_rule(store, sorted(validation_ids), val_pred, config, class_set)
-    if items is None:
+    given = {spliced_kind: items} if spliced_kind and items is not None else {}
+    if items is None and spliced_kind is None:
         test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
         label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
         items = generate_protocol(test_ids, [label_of[i] for i in test_ids], class_set, config.seed)
         n_protocol_items = len(items)
-    if not any(i.manipulated for i in items):
+    if items is not None and not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
-    scores = score_items(items, test_pred["visual"], test_pred["audio"])
+    official = items if config.protocol == "official" else official_or_reason(config, store, class_set, usable["test"])
+    table = build_table(TableInputs(store, class_set, modalities, usable, validation_ids, validation_items,
+                                    {"generated": items if config.protocol == "generated" else None, "official": official},
+                                    config.seed, config.correspondence),
+                        heads, {m: val_pred[m].temperature for m in heads}, given)
+    if spliced_kind:  # the run's own items and scores are the table's row of that protocol
+        if spliced_kind not in table.items:
+            raise ValueError(f"{store_location}: no {spliced_kind} protocol: "
+                             f"{table.report['protocols'][spliced_kind]['unavailable']}")
+        items = table.items[spliced_kind]
+        n_protocol_items = n_protocol_items or len(items)
+        scores = table.evidence[spliced_kind].item_scores()
+    else:
+        scores = score_items(items, test_pred["visual"], test_pred["audio"])
     metrics = vadd_metrics(scores, classes, rule)
     metrics.update({
         "n_classes": len(classes),
@@ -200,11 +223,21 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "excluded_clips": excluded,
         "training_views": training_views,
         "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
+        "protocol_table": table.report,
     })
     with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
         write_run_folder(folder, config, store_location, (items, validation_items), scores, metrics, heads, modalities,
                          rule)
     return metrics
+
+
+def official_or_reason(config: VaddConfig, store: EmbeddingStore, classes: ClassSet, usable_test: UsableClips
+                       ) -> list[ProtocolItem] | str:
+    """The official protocol's usable items for the table, or why this store has none (not TAU, no lists)."""
+    try:
+        return fixed_protocol(replace(config, protocol="official"), store, classes, usable_test)[0]
+    except (ValueError, OSError) as err:
+        return str(err).split(" e.g. ")[0].rstrip(" ,")
 
 
 def calibrated_predictions(
@@ -258,7 +291,8 @@ def write_run_folder(
     metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], rule: VerdictRule,
 ) -> None:
     """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`) into the existing folder ``out_dir``."""
-    write_protocol_csv(out_dir / "protocol.csv", protocols[0])
+    (write_protocol_csv if isinstance(protocols[0][0], ProtocolItem) else write_spliced_csv)(out_dir / "protocol.csv",
+                                                                                             protocols[0])
     write_protocol_csv(out_dir / "validation_protocol.csv", protocols[1])
     classes = heads["visual"].classes
     write_item_scores(out_dir / "item_scores.csv", scores, classes, rule)
@@ -285,3 +319,4 @@ def write_run_folder(
     })
     write_json(out_dir / "metrics.json", metrics)
     write_markdown(out_dir / "metrics.md", metrics)
+    append_table(out_dir / "metrics.md", metrics["protocol_table"], metrics["dataset"].get("synthetic"))
