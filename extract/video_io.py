@@ -4,6 +4,10 @@ A probe demuxes the packets of the first video stream once (no decoding) to lear
 duration and where the keyframes are. The keyframe layout decides how to reach the sampled times:
 seeking (each seek decodes from the preceding keyframe) is cheap when keyframes are dense, one
 sequential pass is cheaper when they are sparse. Times are seconds from the stream's first frame.
+
+Frames that are neither shown at a sampled time nor used by the codec to predict others are skipped: each packet
+that carries no wanted frame is decoded with ``skip_frame = "NONREF"``, so the decoder drops it when no other frame
+refers to it. The wanted frames come out bit-identical to decoding everything.
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class VideoInfo:
         duration_s: From the first frame's start to the last frame's end, in seconds.
         n_frames: Number of video packets (frames).
         keyframe_times_s: Presentation times of the keyframes, seconds from the first frame, ascending.
+        frame_times_s: Presentation times of every frame, seconds from the first frame, ascending.
     """
 
     path: Path
@@ -57,6 +62,7 @@ class VideoInfo:
     duration_s: float
     n_frames: int
     keyframe_times_s: tuple[float, ...]
+    frame_times_s: tuple[float, ...] = ()
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -125,6 +131,7 @@ def probe_video(path: Path) -> VideoInfo:
             duration_s=float((end_pts - start) * time_base),
             n_frames=len(pts_values),
             keyframe_times_s=tuple(sorted(float((pts - start) * time_base) for pts in keyframes)),
+            frame_times_s=tuple(sorted(float((pts - start) * time_base) for pts in pts_values)),
         )
 
 
@@ -137,6 +144,13 @@ def _keyframe_before(info: VideoInfo, time_s: float) -> float:
     """Time of the last keyframe at or before ``time_s`` (the first keyframe if none is)."""
     index = bisect.bisect_right(info.keyframe_times_s, time_s + TIME_TOLERANCE_S) - 1
     return info.keyframe_times_s[max(index, 0)] if info.keyframe_times_s else 0.0
+
+
+def shown_frame_times(info: VideoInfo, times_s: Sequence[float]) -> frozenset[float]:
+    """Presentation times of the frames shown at ``times_s``: the last frame at or before each time (the first frame
+    for a time before it), as :meth:`_Cursor.frame_at` picks them. A decode must output these; others may be skipped."""
+    frames_s = info.frame_times_s
+    return frozenset(frames_s[max(bisect.bisect_right(frames_s, t + TIME_TOLERANCE_S) - 1, 0)] for t in times_s)
 
 
 def _plan(info: VideoInfo, times_s: Sequence[float], seek: bool) -> tuple[list[bool], float]:
@@ -176,22 +190,43 @@ def choose_strategy(info: VideoInfo, times_s: Sequence[float]) -> Literal["seek"
 
 
 class _Cursor:
-    """Decodes forward through one video stream, remembering the last frame shown at the current time."""
+    """Decodes forward through one video stream, remembering the last frame shown at the current time.
 
-    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+    With ``wanted_s`` (see :func:`shown_frame_times`), packets of other frames are decoded with
+    ``skip_frame = "NONREF"``: the codec drops those no other frame refers to.
+    """
+
+    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 wanted_s: frozenset[float] | None = None) -> None:
         self._container = container
         self._stream = stream
         self._start = stream.start_time or 0  # the same origin as probe_video's times
         self._time_base = stream.time_base
-        self._frames: Iterator[av.VideoFrame] = container.decode(stream)
+        self._wanted_s = wanted_s
+        self.frames_decoded = 0
+        self._frames: Iterator[av.VideoFrame] = self._decode()
         self._ahead: av.VideoFrame | None = None
         self.shown: av.VideoFrame | None = None
         self.reached_s = 0.0
 
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current position, skipping unwanted non-reference frames when wanted times are given."""
+        codec = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            if self._wanted_s is not None:  # a packet without pts (the final flush) decodes as usual
+                keep = packet.pts is None or self._pts_s(packet.pts) in self._wanted_s
+                codec.skip_frame = "DEFAULT" if keep else "NONREF"
+            for frame in self._stream.decode(packet):
+                self.frames_decoded += 1
+                yield frame
+
+    def _pts_s(self, pts: int) -> float:
+        return float((pts - self._start) * self._time_base)  # probe_video's formula: equal floats for equal pts
+
     def _time_s(self, frame: av.VideoFrame) -> float:
         if frame.pts is None:
             raise MediaError("decoded frame without a timestamp")
-        return float((frame.pts - self._start) * self._time_base)
+        return self._pts_s(frame.pts)
 
     def _peek(self) -> av.VideoFrame | None:
         if self._ahead is None:
@@ -204,7 +239,7 @@ class _Cursor:
         """Reposition on the keyframe at ``keyframe_s``."""
         pts = self._start + round(Fraction(keyframe_s) / self._time_base)
         self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
-        self._frames = self._container.decode(self._stream)
+        self._frames = self._decode()
         self._ahead = None
         self.shown = None
 
@@ -267,13 +302,15 @@ def iter_frames(
     strategy: Literal["auto", "seek", "sequential"] = "auto",
     info: VideoInfo | None = None,
     codec_threads: int = 0,
+    skip_nonref: bool = True,
 ) -> Iterator[tuple[int, dict[tuple, np.ndarray]]]:
     """Yield ``(index into times_s, {size: uint8 (crop_px, crop_px, 3)})`` in time order, one frame at a time.
 
     The bounded-memory form of :func:`read_frames` (same arguments, same frames): a caller can embed
     frames in chunks of seconds and drop them, however long the video. ``info`` skips the probe.
     ``codec_threads``: the decoder's own threads (0: FFmpeg's choice, about one per core); several decode
-    workers on few cores run better with 1 each.
+    workers on few cores run better with 1 each. ``skip_nonref``: skip the non-reference frames not shown at
+    ``times_s`` (the same frames come out; False decodes every frame, for comparison).
     """
     path = Path(path)
     if strategy not in STRATEGIES:
@@ -298,7 +335,8 @@ def iter_frames(
         stream.thread_type = "AUTO"
         if codec_threads:
             stream.codec_context.thread_count = codec_threads
-        cursor = _Cursor(container, stream)
+        skipping = skip_nonref and bool(info.frame_times_s)  # an info built by hand lists no frames: decode all
+        cursor = _Cursor(container, stream, shown_frame_times(info, times_s) if skipping else None)
         converted: tuple[av.VideoFrame | None, dict[tuple, np.ndarray]] = (None, {})
         try:
             for i, do_seek in zip(order, seeks):
@@ -310,6 +348,8 @@ def iter_frames(
                 yield i, converted[1]
         except (av.FFmpegError, MediaError) as err:
             raise MediaError(f"{path}: decode error at {cursor.reached_s:.2f} s ({err})") from err
+        logger.debug("%s: %d frames decoded (%s, skipping non-reference frames: %s)", path, cursor.frames_decoded,
+                     strategy, skipping, extra={"frames_decoded": cursor.frames_decoded})
 
 
 def read_frames(
@@ -318,6 +358,7 @@ def read_frames(
     sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
     strategy: Literal["auto", "seek", "sequential"] = "auto",
     codec_threads: int = 0,
+    skip_nonref: bool = True,
 ) -> dict[tuple, np.ndarray]:
     """The frame shown at each time, resized and centre-cropped for each requested size.
 
@@ -334,6 +375,7 @@ def read_frames(
             square of ``crop_px`` is cut.
         strategy: ``"seek"``, ``"sequential"`` or ``"auto"`` (:func:`choose_strategy`).
         codec_threads: The decoder's own threads (0: FFmpeg's choice).
+        skip_nonref: Skip unwanted non-reference frames (see :func:`iter_frames`).
 
     Returns:
         ``{size: uint8 (len(times_s), crop_px, crop_px, 3)}`` keyed by each size as given, rows in
@@ -344,7 +386,7 @@ def read_frames(
         MediaError: missing, unreadable or undecodable file (with the time reached), no video stream.
     """
     out = {size: np.empty((len(times_s), size[1], size[1], 3), dtype=np.uint8) for size in sizes}
-    for i, arrays in iter_frames(path, times_s, sizes, strategy, codec_threads=codec_threads):
+    for i, arrays in iter_frames(path, times_s, sizes, strategy, codec_threads=codec_threads, skip_nonref=skip_nonref):
         for size in sizes:
             out[size][i] = arrays[size]
     return out
