@@ -430,7 +430,7 @@ def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: i
                 status[i], stage[i], message[i] = FAILED, "model", "non-finite or float16-overflowing embedding"
                 continue
             embeddings[i, : len(x)] = emb
-            valid[i, : len(x)] = True
+            valid[i, : len(x)] = decoded[i].valid_for(spec, len(x))
     return BlockResult(embeddings, valid, status, stage.astype(str), message.astype(str), seconds)
 
 
