@@ -231,11 +231,16 @@ def _keyframe_before(info: VideoInfo, time_s: float) -> float:
     return info.keyframe_times_s[max(index, 0)] if info.keyframe_times_s else 0.0
 
 
+def shown_frame_index(info: VideoInfo, time_s: float) -> int:
+    """Index (in presentation order) of the frame shown at ``time_s``: the last frame at or before it (the first
+    frame for a time before it, the last one past the end), as :meth:`_Cursor.frame_at` picks it."""
+    return max(bisect.bisect_right(info.frame_times_s, time_s + TIME_TOLERANCE_S) - 1, 0)
+
+
 def shown_frame_times(info: VideoInfo, times_s: Sequence[float]) -> frozenset[float]:
-    """Presentation times of the frames shown at ``times_s``: the last frame at or before each time (the first frame
-    for a time before it), as :meth:`_Cursor.frame_at` picks them. A decode must output these; others may be skipped."""
-    frames_s = info.frame_times_s
-    return frozenset(frames_s[max(bisect.bisect_right(frames_s, t + TIME_TOLERANCE_S) - 1, 0)] for t in times_s)
+    """Presentation times of the frames shown at ``times_s`` (:func:`shown_frame_index`): a decode must output these;
+    the others may be skipped."""
+    return frozenset(info.frame_times_s[shown_frame_index(info, t)] for t in times_s)
 
 
 def _plan(info: VideoInfo, times_s: Sequence[float], seek: bool) -> tuple[list[bool], float]:

@@ -1,0 +1,53 @@
+"""bench/gpu.sh (make bench-gpu) without a GPU: its syntax, its dry run (every step printed, nothing run) and its
+argument checks; the GPU name it files results under."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.gpu import gpu_slug
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "bench" / "gpu.sh"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_gpu_script_parses():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
+
+
+def test_gpu_script_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
+    done = _run("--dry-run", "--clips", "8", "--wheels", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "dry run, nothing measured" in done.stdout
+    assert "generate 8 TAU-like clips" in done.stdout
+    assert "vit_h14.swag_e2e_in1k_logits" in done.stdout and "panns_cnn10.audioset" in done.stdout
+    assert "CPU decode workers, then NVDEC" in done.stdout
+
+
+def test_gpu_script_dry_run_of_the_wheel_download_names_torchcodec(tmp_path):
+    done = _run("--fetch-wheels", "--dry-run", "--wheels", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "pip download" in done.stdout and "torchcodec==0.17.0" in done.stdout
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [(("--clips", "many"), "--clips must be a positive integer"),
+                                           (("--gpus", "2"), "unknown argument --gpus")])
+def test_gpu_script_refuses_bad_arguments(args, message):
+    done = _run("--dry-run", *args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+@pytest.mark.parametrize("name, slug", [("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"),
+                                        ("NVIDIA A100-SXM4-40GB", "a100"), ("NVIDIA GeForce RTX 4090", "rtx4090")])
+def test_results_file_is_named_after_the_gpu(name, slug):
+    assert gpu_slug(name) == slug

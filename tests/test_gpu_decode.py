@@ -1,0 +1,97 @@
+"""The torchcodec decode backend (``--decode-device cuda``): frame selection against the PyAV path with torchcodec's
+CPU decoder, the device choice without a GPU, and (``gpu`` marker, a CUDA machine) frame equality and embedding drift
+of NVDEC frames for every seed visual model."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avscene.demo.synthetic import write_video
+from avscene.errors import DeviceError
+from extract.video_io import read_frames
+from tests.timestamp_media import read_timestamp, timestamp_frame
+
+SIZES = [(128, 112), (128, 112, "bicubic", "square")]
+
+
+def _torchcodec_or_skip():
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception as err:  # ImportError, or its FFmpeg libraries failing to load
+        pytest.skip(f"torchcodec is not usable here (extra 'gpu'): {err}")
+
+
+@pytest.fixture(scope="module")
+def bframe_clock(tmp_path_factory) -> Path:
+    """3-s 30 fps timestamp video, x264 superfast (B-frames), keyframe every 30 frames."""
+    path = tmp_path_factory.mktemp("tc") / "clock.mp4"
+    write_video(path, lambda i: timestamp_frame(i, 192, 144), 90, 30, 192, 144, gop=30, x264_preset="superfast")
+    return path
+
+
+def test_torchcodec_picks_the_frames_pyav_picks(bframe_clock):
+    _torchcodec_or_skip()
+    from extract.gpu_decode import read_frames_torchcodec
+
+    times_s = [2.5, 0.5, 29 / 30, 1 + 29 / 30, 0.0, -0.3, 7.0]  # any order, before the start, past the end
+    ours = read_frames_torchcodec(bframe_clock, times_s, SIZES, device="cpu")
+    pyav = read_frames(bframe_clock, times_s, SIZES)
+    for size in SIZES:
+        got = ours[size].numpy()
+        assert got.shape == pyav[size].shape
+        assert [read_timestamp(f) for f in got] == [read_timestamp(f) for f in pyav[size]] == [75, 15, 29, 59, 0, 0, 89]
+        assert np.abs(got.astype(np.int16) - pyav[size]).mean() < 3.0  # another resizer, the same picture
+
+
+def test_cuda_decoding_without_a_gpu_stops_and_auto_says_it_uses_the_cpu(caplog):
+    import torch
+
+    from extract.gpu_decode import resolve_decode_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        resolve_decode_device("cuda")
+    with caplog.at_level(logging.INFO, logger="extract.gpu_decode"):
+        assert resolve_decode_device("auto") == "cpu"
+    assert "decode device: cpu (torch sees no CUDA device)" in caplog.text
+    assert resolve_decode_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="--decode-device"):
+        resolve_decode_device("nvdec")
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.gpu
+def test_nvdec_frames_and_embeddings_match_the_cpu_path(tmp_path):
+    """NVDEC frames vs PyAV's (max / mean difference, PSNR) and each seed visual model's embeddings (random weights)
+    from both (cosine per second); the figures are printed (pytest -s) for the benchmark page."""
+    import torch
+
+    from bench.media import TauLikeMedia, write_tau_like_video
+    from extract.extractor import create_extractor
+    from extract.gpu_decode import read_frames_torchcodec
+    from extract.registry import get_spec, resolve_names
+
+    path = write_tau_like_video(tmp_path / "tau_like.mp4", TauLikeMedia(seconds=4), seed=0)
+    times_s = [k + 0.5 for k in range(4)]
+    for name in [n for n in resolve_names("seed") if get_spec(n).visual is not None]:
+        size = get_spec(name).visual.frame_size
+        cpu = read_frames(path, times_s, [size])[size]
+        gpu = read_frames_torchcodec(path, times_s, [size], device="cuda")[size]
+        assert gpu.is_cuda
+        diff = np.abs(gpu.cpu().numpy().astype(np.int16) - cpu)
+        extractor = create_extractor(name, random_init=True, device="cuda")
+        with torch.no_grad():
+            a, b = extractor.embed(cpu), extractor.embed(gpu)
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        print(f"{name}: max diff {diff.max()}, mean diff {diff.mean():.3f}, PSNR {psnr_db(gpu.cpu().numpy(), cpu):.1f} dB, "
+              f"cosine per second {np.round(cosine, 4).tolist()}")
+        assert psnr_db(gpu.cpu().numpy(), cpu) >= 30.0
+        assert cosine.min() >= 0.98
