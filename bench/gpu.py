@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from avscene.entry import run_cli
+from bench.common import timed_extraction
 from bench.media import TauLikeMedia, tau_like_dataset
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ def gpu_slug(name: str) -> str:
 class UtilisationSampler:
     """GPU utilisation (%) sampled every ``period_s`` through NVML while a run lasts."""
 
-    def __init__(self, period_s: float = 0.2) -> None:
-        self.period_s, self.samples = period_s, []
+    def __init__(self, enabled: bool = True, period_s: float = 0.2) -> None:
+        self.enabled, self.period_s, self.samples = enabled, period_s, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -55,34 +55,32 @@ class UtilisationSampler:
             self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
 
     def __enter__(self) -> "UtilisationSampler":
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        if self.enabled:
+            self._thread.join()
 
-    def summary(self) -> dict[str, float]:
-        values = np.array(self.samples or [np.nan], dtype=float)
-        return {"mean_pct": round(float(np.nanmean(values)), 1), "median_pct": round(float(np.nanmedian(values)), 1),
-                "samples": len(self.samples)}
+    def summary(self) -> dict[str, float | None]:
+        """Mean and median utilisation in percent (None without samples) and the number of samples."""
+        if not self.samples:
+            return {"mean_pct": None, "median_pct": None, "samples": 0}
+        return {"mean_pct": round(float(np.mean(self.samples)), 1),
+                "median_pct": round(float(np.median(self.samples)), 1), "samples": len(self.samples)}
 
 
-def extraction_run(manifest: Path, models: tuple[str, ...], decode_device: str, views: str = "") -> dict[str, Any]:
-    """One extraction into a fresh store: clips/s, the time split, GPU utilisation."""
-    from extract.runner import RunConfig, run_extraction
+def extraction_run(manifest: Path, models: tuple[str, ...], decode_device: str, views: str = "",
+                   device: str = "cuda") -> dict[str, Any]:
+    """One extraction into a fresh store: clips/s, the time split, GPU utilisation (on ``cuda``)."""
     from extract.views import parse_views
 
-    with tempfile.TemporaryDirectory(prefix="avscene-gpu-") as tmp, UtilisationSampler() as sampler:
-        cfg = RunConfig(data=manifest, store=str(Path(tmp) / "gpu.zarr"), extractors=models, device="cuda",
-                        random_init=True, precision="bf16", decode_device=decode_device,
-                        views=parse_views(views, 0), progress=False)
-        started = time.perf_counter()
-        summary = run_extraction(cfg)
-        wall_s = time.perf_counter() - started
-    failed = sum(summary.failed.values())
-    if failed:
-        raise RuntimeError(f"{decode_device} run: {failed} clip failures, e.g. {summary.errors[0]}")
+    with UtilisationSampler(enabled=device == "cuda") as sampler:
+        summary, wall_s, cfg = timed_extraction(f"{decode_device} decode run", data=manifest, extractors=models,
+                                                device=device, random_init=True, precision="bf16",
+                                                decode_device=decode_device, views=parse_views(views, 0))
     n_clips = max(summary.done.values())
     return {"decode_device": decode_device, "views": views, "clips": n_clips, "wall_s": round(wall_s, 2),
             "clips_per_s": round(n_clips / wall_s, 2), "decode_workers": cfg.workers,
@@ -91,7 +89,14 @@ def extraction_run(manifest: Path, models: tuple[str, ...], decode_device: str, 
             "gpu_utilisation": sampler.summary()}
 
 
-def host_to_device_s(manifest: Path, models: tuple[str, ...]) -> float:
+def _synchronize(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def host_to_device_s(manifest: Path, models: tuple[str, ...], device: str = "cuda") -> float:
     """Seconds to copy one clip's decoded inputs (every model's frames and windows) from pinned host memory to the GPU,
     measured on the first clip: the CPU path's host -> device share per clip."""
     import torch
@@ -101,20 +106,21 @@ def host_to_device_s(manifest: Path, models: tuple[str, ...]) -> float:
     from extract.registry import get_spec
 
     decoded = decode_whole_clip(read_manifest(manifest).clips[0], DecodePlan.for_specs([get_spec(m) for m in models]))
-    arrays = [torch.from_numpy(np.ascontiguousarray(a)).pin_memory() for a in (*decoded.frames.values(),
-                                                                            *decoded.audio.values())]
-    torch.cuda.synchronize()
+    arrays = [torch.from_numpy(np.ascontiguousarray(a)) for a in (*decoded.frames.values(), *decoded.audio.values())]
+    arrays = [a.pin_memory() for a in arrays] if device == "cuda" else arrays
+    _synchronize(device)
     started = time.perf_counter()
     for _ in range(10):
         for a in arrays:
-            a.to("cuda", non_blocking=True)
-    torch.cuda.synchronize()
+            a.to(device, non_blocking=True)
+    _synchronize(device)
     return (time.perf_counter() - started) / 10
 
 
-def model_checks(manifest: Path, models: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each model's own batched rate (clip-seconds/s, bf16, inputs already decoded) and its bf16-vs-fp32 agreement
-    (cosine per second on the first clip)."""
+def model_checks(manifest: Path, models: tuple[str, ...], device: str = "cuda",
+                 rate_seconds: int = RATE_SECONDS) -> dict[str, dict[str, Any]]:
+    """Each model's own batched rate (clip-seconds/s, bf16, inputs already decoded, over ``rate_seconds`` seconds) and
+    its bf16-vs-fp32 agreement (cosine per second on the first clip)."""
     import torch
 
     from extract.decode_plan import DecodePlan, decode_whole_clip
@@ -125,24 +131,45 @@ def model_checks(manifest: Path, models: tuple[str, ...]) -> dict[str, dict[str,
     clip = read_manifest(manifest).clips[0]
     out = {}
     for name in models:
-        bf16 = create_extractor(name, random_init=True, device="cuda", options=InferenceOptions(precision="bf16"))
-        fp32 = create_extractor(name, random_init=True, device="cuda", options=InferenceOptions(precision="fp32"))
+        bf16 = create_extractor(name, random_init=True, device=device, options=InferenceOptions(precision="bf16"))
+        fp32 = create_extractor(name, random_init=True, device=device, options=InferenceOptions(precision="fp32"))
         fp32.module.load_state_dict(bf16.module.state_dict())  # the same random weights in both precisions
         x = decode_whole_clip(clip, DecodePlan.for_specs([bf16.spec])).input_for(bf16.spec)
         a, b = embed_batched(bf16, x), embed_batched(fp32, x)
         cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        batch = np.concatenate([x] * int(np.ceil(RATE_SECONDS / len(x))))[:RATE_SECONDS]
+        batch = np.concatenate([x] * int(np.ceil(rate_seconds / len(x))))[:rate_seconds]
         embed_batched(bf16, batch)  # warm-up
-        torch.cuda.synchronize()
+        _synchronize(device)
         started = time.perf_counter()
         embed_batched(bf16, batch)
-        torch.cuda.synchronize()
-        out[name] = {"clip_seconds_per_s": round(RATE_SECONDS / (time.perf_counter() - started), 1),
+        _synchronize(device)
+        out[name] = {"clip_seconds_per_s": round(rate_seconds / (time.perf_counter() - started), 1),
                      "bf16_vs_fp32_cosine_min": round(float(cosine.min()), 5),
                      "bf16_vs_fp32_cosine_mean": round(float(cosine.mean()), 5), "batch_size": bf16.options.batch_size}
         del bf16, fp32
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
     return out
+
+
+def measure(manifest: Path, models: tuple[str, ...], media: TauLikeMedia, device: str = "cuda",
+            decode_devices: tuple[str, ...] = ("cpu", "cuda"), rate_seconds: int = RATE_SECONDS) -> dict[str, Any]:
+    """Every figure of the page but the machine's: one run per decode device, one CPU-decode run with the paper's
+    views, the model checks, the target and the TAU development set's time."""
+    runs = [extraction_run(manifest, models, d, device=device) for d in decode_devices]
+    views_run = extraction_run(manifest, models, "cpu", PAPER_VIEWS, device=device)
+    checks = model_checks(manifest, models, device, rate_seconds)
+    slowest = min(checks, key=lambda n: checks[n]["clip_seconds_per_s"])
+    slowest_clips_per_s = checks[slowest]["clip_seconds_per_s"] / media.seconds
+    best = max(r["clips_per_s"] for r in runs)
+    return {"finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "media": media.describe(),
+            "models": models, "runs": runs, "views_run": views_run,
+            "host_to_device_s_per_clip": host_to_device_s(manifest, models, device), "models_checked": checks,
+            "target": {"slowest_model": slowest, "slowest_clips_per_s": round(slowest_clips_per_s, 2),
+                       "best_clips_per_s": best, "share": best / slowest_clips_per_s,
+                       "met": best >= TARGET_SHARE * slowest_clips_per_s},
+            "tau_dev": {"clips": TAU_DEV_CLIPS, "hours": round(TAU_DEV_CLIPS / best / 3600, 2),
+                        "hours_with_paper_views": round(TAU_DEV_CLIPS / views_run["clips_per_s"] / 3600, 2)}}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -153,17 +180,20 @@ def markdown(results: dict[str, Any]) -> str:
              f"({results['media']}), models {', '.join(results['models'])} (random weights, bf16).", "",
              "| decode | clips/s | wall s | decode s (summed over workers) | decode wait s | host->device s/clip | "
              "model s | write s | GPU utilisation mean / median |", "|---|---|---|---|---|---|---|---|---|"]
-    for run in results["runs"]:
+    for run in (*results["runs"], results["views_run"]):
         s = run["seconds"]
         h2d = results["host_to_device_s_per_clip"] if run["decode_device"] == "cpu" else 0.0
-        lines.append(f"| {run['decode_device']} ({run['decode_workers']} workers) | {run['clips_per_s']} | {run['wall_s']} | "
+        label = f"{run['decode_device']} ({run['decode_workers']} workers{', views ' + run['views'] if run['views'] else ''})"
+        lines.append(f"| {label} | {run['clips_per_s']} | {run['wall_s']} | "
                      f"{s.get('decode', 0)} | {s.get('decode_wait', 0)} | {h2d:.4f} | {s.get('model', 0)} | "
                      f"{s.get('write', 0)} | {run['gpu_utilisation']['mean_pct']} / {run['gpu_utilisation']['median_pct']} % |")
-    lines += ["", "| model | own batched rate (clip-seconds/s) | s in the cpu run | s in the cuda run | bf16 vs fp32 cosine "
-              "min / mean |", "|---|---|---|---|---|"]
+    runs = results["runs"]
+    lines += ["", "| model | own batched rate (clip-seconds/s) | " + " | ".join(f"model s, {r['decode_device']} decode"
+                                                                          for r in runs) + " | bf16 vs fp32 cosine min / mean |",
+              "|---|---|" + "---|" * len(runs) + "---|"]
     for name, check in results["models_checked"].items():
-        cpu_s, cuda_s = (run["model_seconds"].get(name, "-") for run in results["runs"][:2])
-        lines.append(f"| `{name}` | {check['clip_seconds_per_s']} | {cpu_s} | {cuda_s} | "
+        seconds = " | ".join(str(r["model_seconds"].get(name, "-")) for r in runs)
+        lines.append(f"| `{name}` | {check['clip_seconds_per_s']} | {seconds} | "
                      f"{check['bf16_vs_fp32_cosine_min']} / {check['bf16_vs_fp32_cosine_mean']} |")
     t = results["target"]
     lines += ["", f"Target: end to end >= {TARGET_SHARE:.0%} of the slowest model's own rate "
@@ -213,21 +243,8 @@ def run_gpu_bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     manifest = tau_like_dataset(Path(args.work_dir) / "tau_like" / "gpu", args.clips, media)
     logger.info("media ready in %.0f s", time.perf_counter() - started)
-    runs = [extraction_run(manifest, models, device) for device in ("cpu", "cuda")]
-    runs.append(extraction_run(manifest, models, "cpu", PAPER_VIEWS))
-    checks = model_checks(manifest, models)
-    slowest = min(checks, key=lambda n: checks[n]["clip_seconds_per_s"])
-    slowest_clips_per_s = checks[slowest]["clip_seconds_per_s"] / media.seconds
-    best = max(r["clips_per_s"] for r in runs[:2])
     machine = {**machine_description("cuda"), "torchcodec": torchcodec.__version__}
-    results = {"machine": machine, "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "clips": args.clips, "media": media.describe(), "models": models, "runs": runs,
-               "host_to_device_s_per_clip": host_to_device_s(manifest, models), "models_checked": checks,
-               "target": {"slowest_model": slowest, "slowest_clips_per_s": round(slowest_clips_per_s, 2),
-                          "best_clips_per_s": best, "share": best / slowest_clips_per_s,
-                          "met": best >= TARGET_SHARE * slowest_clips_per_s},
-               "tau_dev": {"clips": TAU_DEV_CLIPS, "hours": round(TAU_DEV_CLIPS / best / 3600, 2),
-                           "hours_with_paper_views": round(TAU_DEV_CLIPS / runs[2]["clips_per_s"] / 3600, 2)},
+    results = {"machine": machine, **measure(manifest, models, media), "clips": args.clips,
                "seconds_total": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     stem = f"results-cuda-{gpu_slug(machine['gpu'])}"

@@ -332,6 +332,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
         create_extractor(n, random_init=cfg.random_init, device=cfg.device, options=cfg.inference_options(n))
         for n in cfg.extractors
     ]
+    decode_device, backend = _decode_device(cfg, extractors)
     targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
@@ -357,7 +358,6 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
 
     progress = progress_bar(desc="extract", unit="clip", total=total_clips, enabled=cfg.progress)
     codec_threads = codec_threads_per_worker(cfg.workers)
-    decode_device, backend = _decode_device(cfg, extractors)
     logger.info("decoding on %s with %d %s worker(s), %d codec thread(s) each", decode_device, cfg.workers, backend,
                 codec_threads)
     with decode_pool(cfg.workers, backend) as pool:

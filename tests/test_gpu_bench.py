@@ -51,3 +51,29 @@ def test_gpu_script_refuses_bad_arguments(args, message):
                                         ("NVIDIA A100-SXM4-40GB", "a100"), ("NVIDIA GeForce RTX 4090", "rtx4090")])
 def test_results_file_is_named_after_the_gpu(name, slug):
     assert gpu_slug(name) == slug
+
+
+def test_gpu_bench_measurements_and_page_on_the_cpu(tmp_path):
+    """The measuring code of bench/gpu.py (runs, time split, model checks, target, TAU time, the page) with the debug
+    extractors on the CPU and one small TAU-like clip; a GPU run does the same with NVDEC added."""
+    from bench.common import machine_description
+    from bench.gpu import TAU_DEV_CLIPS, markdown, measure
+    from bench.media import TauLikeMedia, tau_like_dataset
+
+    media = TauLikeMedia(width=128, height=72, seconds=2)
+    manifest = tau_like_dataset(tmp_path / "data", 1, media)
+    models = ("debug_visual", "debug_audio")
+    results = measure(manifest, models, media, device="cpu", decode_devices=("cpu",), rate_seconds=4)
+    run = results["runs"][0]
+    assert run["clips"] == 1 and run["clips_per_s"] > 0 and run["gpu_utilisation"]["samples"] == 0
+    assert set(run["model_seconds"]) == set(models)
+    assert set(results["views_run"]["model_seconds"]) == {*models, "debug_visual/paper_aug_1"}
+    assert set(results["models_checked"]) == set(models)
+    for check in results["models_checked"].values():
+        assert check["clip_seconds_per_s"] > 0 and check["bf16_vs_fp32_cosine_min"] > 0.999  # float32 both on CPU
+    best = results["target"]["best_clips_per_s"]
+    assert results["tau_dev"]["hours"] == round(TAU_DEV_CLIPS / best / 3600, 2)
+    page = markdown({"machine": {**machine_description("cpu"), "gpu": "no GPU (CPU smoke test)", "torchcodec": "-"},
+                     "clips": 1, **results})
+    assert "| cpu (" in page and "views paper_aug:1" in page and "`debug_visual`" in page
+    assert f"TAU development set ({TAU_DEV_CLIPS} clips)" in page

@@ -95,3 +95,44 @@ def test_nvdec_frames_and_embeddings_match_the_cpu_path(tmp_path):
               f"cosine per second {np.round(cosine, 4).tolist()}")
         assert psnr_db(gpu.cpu().numpy(), cpu) >= 30.0
         assert cosine.min() >= 0.98
+
+
+def test_frames_decoded_as_tensors_flow_through_the_plan_and_the_runner_s_embedding(bframe_clock, monkeypatch):
+    """The ``cuda`` decode path's plumbing, on torchcodec's CPU decoder: decode_clip gives tensors (stacked per second),
+    the runner's batching embeds them, and the embeddings are those of the PyAV frames up to the resizer."""
+    _torchcodec_or_skip()
+    import torch
+
+    from extract import gpu_decode
+    from extract.decode_plan import DecodePlan, decode_clip
+    from extract.extractor import create_extractor
+    from extract.manifest import Clip
+    from extract.runner import embed_block
+
+    open_decoder = gpu_decode._open_decoder
+    monkeypatch.setattr(gpu_decode, "_open_decoder", lambda path, device: open_decoder(path, "cpu"))
+    extractor = create_extractor("debug_visual", device="cpu")
+    plan = DecodePlan.for_specs([extractor.spec])
+    clip = Clip("clock", "", "", bframe_clock, None)
+    on_device, pyav = decode_clip(clip, 3, plan, decode_device="cuda"), decode_clip(clip, 3, plan)
+    assert not on_device.errors and not pyav.errors
+    tensors, arrays = on_device.input_for(extractor.spec), pyav.input_for(extractor.spec)
+    assert isinstance(tensors, torch.Tensor) and tuple(tensors.shape) == arrays.shape == (3, 32, 32, 3)
+    assert np.abs(tensors.numpy().astype(np.int16) - arrays).mean() < 3.0
+    ours, theirs = (embed_block(extractor, [d], 3) for d in (on_device, pyav))
+    assert (ours.status == theirs.status).all() and ours.valid.all()
+    assert np.abs(ours.embeddings - theirs.embeddings).max() < 0.05
+
+
+def test_extraction_asking_for_cuda_decoding_without_a_gpu_stops_before_writing(tiny_dataset, tmp_path):
+    import torch
+
+    from extract.runner import RunConfig, run_extraction
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    store = tmp_path / "never.zarr"
+    with pytest.raises(DeviceError, match="--decode-device cuda: torch sees no CUDA device"):
+        run_extraction(RunConfig(data=tiny_dataset, store=str(store), extractors=("debug_visual",), device="cpu",
+                                 decode_device="cuda", progress=False))
+    assert not store.exists()
