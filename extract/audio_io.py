@@ -88,13 +88,12 @@ def _open_audio_container(path: Path) -> tuple[av.container.InputContainer, av.a
     return container, container.streams.audio[0]
 
 
-def priming_samples(stream: av.audio.stream.AudioStream, first_packet_pts: int | None) -> int:
-    """Encoder priming the decoder will not drop itself: ``AAC_PRIMING_SAMPLES`` for an AAC stream whose container
-    signals none (its first packet is not before the stream's start time), else 0."""
-    if stream.codec_context.name != "aac" or first_packet_pts is None:
+def priming_samples(stream: av.audio.stream.AudioStream, first_packet: av.Packet) -> int:
+    """Encoder priming the decoder will not drop itself: ``AAC_PRIMING_SAMPLES`` for an AAC stream whose first packet
+    carries no skip-samples side data (the container signals none), else 0."""
+    if stream.codec_context.name != "aac" or first_packet.has_sidedata("skip_samples"):
         return 0
-    signalled = stream.start_time is not None and first_packet_pts < stream.start_time
-    return 0 if signalled else AAC_PRIMING_SAMPLES
+    return AAC_PRIMING_SAMPLES
 
 
 def audio_span(path: Path) -> AudioSpan:
@@ -115,12 +114,13 @@ def audio_span(path: Path) -> AudioSpan:
         with container:
             rate_hz = int(stream.sample_rate or stream.codec_context.sample_rate or 0)
             n_channels = int(stream.codec_context.layout.nb_channels)
-            first_pts, end_pts = None, None
+            first_pts, end_pts, priming = None, None, 0
             try:
                 for packet in container.demux(stream):
                     if packet.pts is None:
                         continue
-                    first_pts = packet.pts if first_pts is None else first_pts
+                    if first_pts is None:
+                        first_pts, priming = packet.pts, priming_samples(stream, packet)
                     packet_end = packet.pts + (packet.duration or 0)
                     end_pts = packet_end if end_pts is None else max(end_pts, packet_end)
             except av.FFmpegError as err:
@@ -129,7 +129,7 @@ def audio_span(path: Path) -> AudioSpan:
                 n_frames, start_s = 0, 0.0
             else:
                 begin = max(first_pts, stream.start_time if stream.start_time is not None else first_pts)
-                start_s = float(begin * stream.time_base) + priming_samples(stream, first_pts) / rate_hz
+                start_s = float(begin * stream.time_base) + priming / rate_hz
                 n_frames = round((float(end_pts * stream.time_base) - start_s) * rate_hz)
     if rate_hz <= 0:
         raise MediaError(f"{path}: unknown sample rate")
@@ -160,7 +160,7 @@ def _pyav_chunks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
         try:
             for packet in container.demux(stream):
                 if to_drop is None and packet.pts is not None:
-                    to_drop = priming_samples(stream, packet.pts)
+                    to_drop = priming_samples(stream, packet)
                 for frame in packet.decode():
                     if resampler is None:  # set up from decoded frames: HE-AAC headers may state half the rate
                         rate_hz = int(frame.sample_rate)

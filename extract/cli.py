@@ -167,6 +167,8 @@ def _cmd_hear_task(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from extract.store import EmbeddingStore
 
     store = EmbeddingStore.open(args.store)
@@ -178,6 +180,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     taxonomy = store.taxonomy
     print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
           + f" (validation locations: {taxonomy.location_rule})")
+    partial = np.flatnonzero(clips.coverage_missing != "")
+    if len(partial):
+        print(f"  {len(partial)} clip(s) with partial coverage (seconds covered of the file's duration: why):")
+        for i in partial[: args.max_errors]:
+            print(f"    {clips.ids[i]}: {clips.seconds_covered[i]} of {clips.duration_s[i]:.2f} s: {clips.coverage_missing[i]}")
     for name in store.extractor_names():
         record = store.group_record(name)
         status = store.status(name)

@@ -190,6 +190,14 @@ def iter_audio_chunks(
                for fmt in sorted(plan.audio_formats)}
 
 
+TRUNCATED_MARGIN_S = 0.5
+"""A header duration longer than the streams' data by more than this says the file was cut (headers of MPEG-TS and
+Matroska files round or pad by some tens of milliseconds)."""
+START_TOLERANCE_S = 0.001
+"""Streams whose starts differ by at most this start together: the rounding of millisecond clocks (Matroska, WebM) and
+of MP4 edit lists (a remux with an offset), not a delay anyone hears."""
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Where a clip's streams lie on its presentation timeline, seconds from the earliest start of the streams used
@@ -219,8 +227,11 @@ class Timeline:
 
     @property
     def duration_s(self) -> float:
-        """The file's length as a player shows it: to the latest end of its streams (or what its header states)."""
-        return max([end for _, end in self._spans().values()] + [self.header_duration_s or 0.0])
+        """The file's length as a player shows it: to the latest end of its streams, or what the header states when
+        that is longer by more than ``TRUNCATED_MARGIN_S`` (a truncated file)."""
+        data_end = max((end for _, end in self._spans().values()), default=0.0)
+        header = self.header_duration_s or 0.0
+        return header if header > data_end + TRUNCATED_MARGIN_S else data_end
 
     @property
     def n_seconds(self) -> int:
@@ -244,35 +255,39 @@ class Timeline:
         return self.video.orientation.describe() if self.video is not None else ""
 
     def missing_reasons(self) -> list[str]:
-        """Why seconds of ``duration_s`` are not covered: streams starting late or ending early, a header promising
-        more than the data holds, a last partial second ([] when the whole file is covered)."""
-        duration, reasons = self.duration_s, []
-        names = {"visual": "video", "audio": "audio"}
+        """Why whole seconds of the file are not covered: streams starting late or ending early, a header promising
+        more than the data holds ([] when every whole second is covered)."""
+        duration = self.duration_s
+        whole = seconds_in(duration)
+        if int(self.covered.sum()) >= whole:
+            return []
+        reasons, names = [], {"visual": "video", "audio": "audio"}
         for modality, (begin, end) in self._spans().items():
             if begin > PARTIAL_SECOND_TOLERANCE_S:
                 reasons.append(f"the {names[modality]} starts at {begin:.2f} s")
-            if end < duration - PARTIAL_SECOND_TOLERANCE_S:
+            if seconds_in(end) < whole:
                 reasons.append(f"the {names[modality]} ends at {end:.2f} s of {duration:.2f} s")
-        if self.video is not None and self.header_duration_s and \
-                self.video_offset_s + self.video.duration_s < self.header_duration_s - 0.5:
-            reasons.append(f"the header states {self.header_duration_s:.2f} s but the video data ends at "
-                           f"{self.video_offset_s + self.video.duration_s:.2f} s (a truncated file?)")
-        if not reasons and self.n_seconds < duration - PARTIAL_SECOND_TOLERANCE_S:
-            reasons.append(f"the last {duration - self.n_seconds:.2f} s are less than a whole second")
-        return reasons
+        if self.header_duration_s and duration == self.header_duration_s:
+            reasons.append(f"the header states {duration:.2f} s but the data ends earlier (a truncated file?)")
+        return reasons or [f"{whole - int(self.covered.sum())} whole second(s) not covered by every stream"]
 
     def coverage(self) -> dict:
         """What was judged of the file: its duration, the seconds covered (first and count) and why others are not."""
-        covered = self.covered
+        covered, reasons = self.covered, self.missing_reasons()
         first = int(np.argmax(covered)) if covered.any() else 0
-        return {"duration_s": round(self.duration_s, 3), "seconds_covered": int(covered.sum()),
-                "first_second": first, "partial": bool(self.missing_reasons()),
-                "missing": "; ".join(self.missing_reasons())}
+        return {"duration_s": round(self.duration_s, 3), "seconds_covered": int(covered.sum()), "first_second": first,
+                "partial": bool(reasons), "missing": "; ".join(reasons)}
 
 
 def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline, str]:
     """The streams ``plan`` needs (every stream without a plan) placed on one timeline, and the probe errors ('' if
     none): a stream that fails to probe is left out (its modality fails at its decode)."""
+    timeline, errors = _probe(clip, plan)
+    return timeline, "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+
+
+def _probe(clip: Clip, plan: DecodePlan | None) -> tuple[Timeline, list[str]]:
+    """:func:`probe_timeline` with the errors in probing order (video first)."""
     video, audio, errors = None, None, []
     if clip.video_path is not None and (plan is None or plan.image_keys):
         try:
@@ -285,9 +300,9 @@ def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline
         except MediaError as err:
             errors.append(str(err))
     shared_clock = video is not None and audio is not None and audio_source(clip) == clip.video_path
-    starts = [video.start_s] if video is not None else []
-    starts += [audio.start_s] if audio is not None else []
-    origin = min(starts) if shared_clock else None
+    origin = min(video.start_s, audio.start_s) if shared_clock else None
+    if shared_clock and abs(video.start_s - audio.start_s) <= START_TOLERANCE_S:
+        origin = None  # timestamp rounding, not a delay: both start at 0
     timeline = Timeline(
         video, audio,
         video_offset_s=video.start_s - origin if video is not None and origin is not None else 0.0,
@@ -299,7 +314,16 @@ def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline
             kind = "video" if stream is video else "audio"
             errors.append(f"{stream.path if stream is video else audio_source(clip)}: too short: {kind} of "
                           f"{length:.3f} s is shorter than one second")
-    return timeline, "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+    return timeline, errors
+
+
+def video_probe_error(path: Path) -> str:
+    """'' when the decode path can open a video in ``path`` (decided by probing it, whatever its extension), else why not."""
+    try:
+        probe_video(path)
+    except MediaError as err:
+        return str(err)
+    return ""
 
 
 def probe_seconds(clip: Clip, plan: DecodePlan | None = None) -> tuple[int, str]:
@@ -316,9 +340,9 @@ def common_timeline(clip: Clip, plan: DecodePlan) -> Timeline:
     """
     if plan.image_keys and clip.video_path is None:
         raise MediaError(f"{clip.clip_id}: no video file")
-    timeline, errors = probe_timeline(clip, plan)
+    timeline, errors = _probe(clip, plan)
     if errors:
-        raise MediaError(errors)
+        raise MediaError(errors[0])
     if timeline.n_seconds < 1 or not timeline.covered.any():
         raise MediaError(f"{clip.video_path or audio_source(clip)}: no whole second that every stream covers "
                          f"({'; '.join(timeline.missing_reasons()) or 'nothing to decode'})")
@@ -379,12 +403,12 @@ def decode_clip(
             out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, timeline.video,
                                                 codec_threads, timeline.video_offset_s, decode_device))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["visual"] = ("decode", _describe(err, clip.video_path))
+            out.errors["visual"] = ("decode", describe_error(err, clip.video_path))
     if plan.audio_formats:
         try:
             out.audio = next(iter_audio_chunks(audio_source(clip), plan, n_seconds, n_seconds, timeline.audio_offset_s))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["audio"] = ("decode", _describe(err, audio_source(clip)))
+            out.errors["audio"] = ("decode", describe_error(err, audio_source(clip)))
     out.decode_seconds = time.perf_counter() - started
     return out
 
@@ -396,6 +420,6 @@ def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = No
     return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, probe_error)
 
 
-def _describe(err: Exception, path: object) -> str:
+def describe_error(err: Exception, path: object) -> str:
     """MediaErrors already name their file; anything else gets the path and the exception type."""
     return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"

@@ -7,6 +7,9 @@ Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
                                              clips_per_chunk, seconds_max, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
+    clips/{duration_s,seconds_covered,coverage_missing,orientation}   what the decoder found: the file's duration
+                                      (float32 s), the seconds every stream covers (int32), why the others are not
+                                      (str, '' = the whole file) and how frames were turned (str, '' = as stored)
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
         embeddings                    (N, T, D) float16, chunks (C, T, D)
         valid                         (N, T) bool   second k was embedded
@@ -55,6 +58,9 @@ PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 T = TypeVar("T")
 _CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
+_CLIP_DECODE_COLUMNS = {"duration_s": "float32", "seconds_covered": "int32", "coverage_missing": str, "orientation": str}
+"""Clip-table columns of what the decoder found (ClipTable fields of the same names); a store written before them
+reads them as 0 and ''."""
 
 
 class StoreError(AvsceneError, RuntimeError):
@@ -76,6 +82,16 @@ class ClipTable:
     video_paths: np.ndarray  # (N,) str, relative to data_root, or absolute outside it ('' when absent)
     audio_paths: np.ndarray  # (N,) str, '' = the video's own audio track
     probe_errors: np.ndarray  # (N,) str, '' when the media probed fine
+    duration_s: np.ndarray | None = None  # (N,) float32: the file's duration as a player shows it (None: zeros)
+    seconds_covered: np.ndarray | None = None  # (N,) int32: seconds every stream covers (None: zeros)
+    coverage_missing: np.ndarray | None = None  # (N,) str: why seconds are not covered, '' = the whole file
+    orientation: np.ndarray | None = None  # (N,) str: how frames were turned for display, '' = as stored
+
+    def __post_init__(self) -> None:
+        for column, dtype in _CLIP_DECODE_COLUMNS.items():
+            if getattr(self, column) is None:
+                object.__setattr__(self, column, np.zeros(len(self.ids), dtype) if dtype != str
+                                   else np.full(len(self.ids), "", dtype=str))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -225,6 +241,9 @@ class EmbeddingStore:
             arr[:] = np.asarray(values, dtype=str)
         seconds = table.create_array("n_seconds", shape=(n,), dtype="int32", chunks=(max(n, 1),), fill_value=0)
         seconds[:] = clips.n_seconds.astype("int32")
+        for column, dtype in _CLIP_DECODE_COLUMNS.items():
+            arr = table.create_array(column, shape=(n,), dtype=dtype, chunks=(max(n, 1),))
+            arr[:] = np.asarray(getattr(clips, column), dtype=dtype)
         root.create_group("extractors")
         root.attrs.update(
             {
@@ -303,6 +322,8 @@ class EmbeddingStore:
                 t = self.root["clips"]
                 text = {c: _as_str(t[c][:]) for c in _CLIP_TEXT_COLUMNS}
                 n_seconds = np.asarray(t["n_seconds"][:])
+                decoded = {c: (_as_str(t[c][:]) if dtype == str else np.asarray(t[c][:])) if c in t else None
+                           for c, dtype in _CLIP_DECODE_COLUMNS.items()}
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
@@ -311,6 +332,7 @@ class EmbeddingStore:
                 video_paths=text["video_path"],
                 audio_paths=text["audio_path"],
                 probe_errors=text["probe_error"],
+                **decoded,
             )
         return self._clips
 
@@ -652,6 +674,10 @@ class EmbeddingStore:
             ):
                 h5.create_dataset(f"clips/{column}", data=values.astype(object), dtype=text)
             h5.create_dataset("clips/n_seconds", data=clips.n_seconds)
+            for column, dtype in _CLIP_DECODE_COLUMNS.items():
+                values = getattr(clips, column)
+                h5.create_dataset(f"clips/{column}", data=values.astype(object) if dtype == str else values,
+                                  dtype=text if dtype == str else None)
             for key, g in self._extractor_groups():
                 for array_name, arr in g.arrays():
                     data = arr[:]

@@ -121,11 +121,11 @@ class Orientation:
             return ""
         return f"rotated {self.rotation_deg}" + (", mirrored" if self.mirrored else "")
 
-    def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """The frame ``(H, W, 3)`` as shown."""
-        out = rgb.transpose(1, 0, 2) if self.transpose else rgb
-        out = out[::-1] if self.flip_rows else out
-        return np.ascontiguousarray(out[:, ::-1] if self.flip_cols else out)
+    @property
+    def filters(self) -> list[tuple[str, str | None]]:
+        """The FFmpeg filters that turn a frame so: ``(name, argument)`` in order."""
+        return ([("transpose", "cclock_flip")] if self.transpose else []) + ([("vflip", None)] if self.flip_rows else []) \
+            + ([("hflip", None)] if self.flip_cols else [])
 
 
 def frame_orientation(frame: av.VideoFrame) -> Orientation:
@@ -371,6 +371,25 @@ class _Cursor:
         return self.shown
 
 
+def _turned(frame: av.VideoFrame, orientation: Orientation) -> av.VideoFrame:
+    """``frame`` turned as ``orientation`` says, at full size, by FFmpeg's own filters (``transpose``, ``vflip``,
+    ``hflip``, as ffmpeg's autorotate does): the frame keeps its format and properties, so a turned frame is resized
+    and converted exactly as the same picture stored upright."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    last = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1))
+    for name, argument in orientation.filters:
+        node = graph.add(name, argument)
+        last.link_to(node)
+        last = node
+    sink = graph.add("buffersink")
+    last.link_to(sink)
+    graph.configure()
+    graph.push(frame)
+    return graph.pull()
+
+
 def _resize_dims(width: int, height: int, shorter_px: int) -> tuple[int, int]:
     """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept; the longer side is
     truncated, ``int(shorter_px * long / short)``, as torchvision's ``Resize(int)`` computes it (the seed
@@ -391,7 +410,7 @@ def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation
     ``shorter_px``) and centre-crop to uint8 ``(crop_px, crop_px, 3)``."""
     orientation = frame_orientation(frame)
     if orientation != Orientation():  # turned at full size, then resized as an upright frame would be
-        frame = av.VideoFrame.from_ndarray(orientation.apply(frame.to_ndarray(format="rgb24")), format="rgb24")
+        frame = _turned(frame, orientation)
     if resize == "square":
         width, height = shorter_px, shorter_px
     else:

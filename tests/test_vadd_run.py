@@ -181,11 +181,13 @@ def test_batch_writes_one_csv_row_per_video_and_keeps_going(checker, vadd_store,
     scene_video(folder / "b.mkv", vadd_store[0], fps=25)
     (folder / "broken.avi").write_text("nope")
     write_wav(folder / "ignored.wav", np.zeros((1, 100), np.float32), 1000)
+    (folder / "c.mts").write_bytes((folder / "a.mp4").read_bytes())  # what the decoder opens counts, not the extension
     rows = check_batch(checker, batch_inputs(folder), tmp_path / "out.csv", progress=False)
-    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi"]
-    assert [bool(r["error"]) for r in rows] == [False, False, True]
+    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi", "c.mts", "ignored.wav"]
+    assert [r["error"][:8] for r in rows] == ["", "", "skipped:", "", "skipped:"]
+    assert "ignored.wav: no video stream" in rows[-1]["error"]
     with open(tmp_path / "out.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 5
     listing = tmp_path / "list.csv"
     listing.write_text("video,audio\nvideos/a.mp4,\n")
     assert batch_inputs(listing) == [(tmp_path / "videos" / "a.mp4", None)]
@@ -274,3 +276,31 @@ def test_vadd_eval_registers_its_heads_for_check(run_dir, tmp_path):
     register_heads(tmp_path / "gone")
     with pytest.raises(FileNotFoundError, match="holds no heads.json"):
         default_heads_dir()
+
+
+def test_a_truncated_file_is_judged_in_part_and_says_so(run_dir, vadd_store, tmp_path, capsys):
+    """6 s of video cut half-way through its bytes: the check judges what is there and says how much of the file that is."""
+    from extract.video_io import read_frames
+
+    videos = sorted((vadd_store[0] / "video").glob("*.mp4"))
+    frames = read_frames(videos[0], [0.2, 0.7, 1.2, 1.7], [(48, 48)])[(48, 48)]
+    waveform, rate_hz = load_audio(sorted((vadd_store[0] / "audio").glob("*.wav"))[0])
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, lambda i: frames[i % 4], 60, 10, 48, 48, gop=10, audio=np.tile(waveform[:, : 2 * rate_hz], 3),
+                audio_rate_hz=rate_hz)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["check", str(cut), "--heads", str(run_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    coverage = json.loads((tmp_path / "out" / "check.json").read_text())["coverage"]
+    assert coverage["partial"] and abs(coverage["duration_s"] - 6.0) < 0.1 and 1 <= coverage["seconds_covered"] < 6
+    assert "truncated" in coverage["missing"]
+    assert warning == [f"warning: judged {coverage['seconds_covered']} s of the file's {coverage['duration_s']:.2f} s "
+                       f"(seconds 0-{coverage['seconds_covered'] - 1}): {coverage['missing']}"]
+
+
+def test_outputs_of_two_files_never_share_a_folder(tmp_path):
+    from vadd.check import output_key
+
+    keys = {output_key(tmp_path / "clip.mp4"), output_key(tmp_path / "clip.mov"), output_key(tmp_path / "b" / "clip.mp4")}
+    assert len(keys) == 3 and all(k.startswith("clip.") for k in keys)

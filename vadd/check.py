@@ -5,10 +5,15 @@ path of extraction (:func:`extract.embed.iter_embeddings`, with the frame choice
 extractors the run's heads were trained on; the visual-only and audio-only heads give per-second scene
 probabilities; the mismatch score ``1 - sum_c p_visual(c) p_audio(c)`` is compared with the run's
 validation threshold.
+
+Only the seconds that both streams cover are judged (on the file's presentation timeline: a soundtrack starting
+late or ending early, a truncated file); what was judged of the file's duration, and why the rest was not, is in the
+result's ``coverage``.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +28,7 @@ from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.persist import load_head
 from classify.train import TrainedHead
-from extract.decode_plan import frame_fingerprint
+from extract.decode_plan import DecodePlan, common_timeline, frame_fingerprint, video_probe_error
 from extract.embed import iter_embeddings
 from avscene.errors import AvsceneError, MediaError
 from extract.extractor import Extractor, create_extractor
@@ -36,7 +41,6 @@ from vadd.score import second_mismatch
 
 logger = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
 
 def heads_registry() -> Path:
@@ -78,6 +82,7 @@ class CheckResult:
     threshold: float
     threshold_source: str
     heads: dict = field(default_factory=dict)  # which heads answered: see :func:`heads_provenance`
+    coverage: dict = field(default_factory=dict)  # what of the file was judged: see extract.decode_plan.Timeline.coverage
 
     @property
     def mismatch(self) -> np.ndarray:
@@ -98,6 +103,8 @@ class CheckResult:
             "verdict": "manipulated" if overall >= self.threshold else "consistent",
             "paper_rule": {"manipulated": visual != audio, "rule": "voted visual class != voted audio class"},
             "heads": self.heads,
+            "coverage": self.coverage,
+            "timestamps_s": (self.coverage.get("first_second", 0) + np.arange(len(self.mismatch)) + 0.5).tolist(),
         }
 
 
@@ -178,23 +185,31 @@ class Checker:
             head.check_fingerprints({e.spec.name: e.fingerprint for e in self.extractors[modality]})
         raise AssertionError("unreachable: the heads' fingerprints matched no frame choice")
 
-    def check(self, video: Path, audio: Path | None = None) -> CheckResult:
-        """Score one video (its own soundtrack, or ``audio``)."""
+    def check(self, video: Path, audio: Path | None = None, progress: bool = True) -> CheckResult:
+        """Score one video (its own soundtrack, or ``audio``) on the seconds both streams cover; ``progress``: a bar of
+        seconds done on a terminal."""
         video = Path(video)
         sound = Path(audio) if audio is not None else video
         windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
         extractors = [e for es in self.extractors.values() for e in es]
+        clip = Clip(str(video), "", "", video, None if audio is None else sound)
         try:
-            for chunk in iter_embeddings(Clip(str(video), "", "", video, None if audio is None else sound), extractors,
-                                         self.chunk_seconds, self.frame_choice):
+            timeline = common_timeline(clip, DecodePlan.for_specs([e.spec for e in extractors], self.frame_choice))
+            bar = progress_bar(desc=f"check {video.name}", unit="s", total=timeline.n_seconds, enabled=progress,
+                               leave=False)
+            for chunk in iter_embeddings(clip, extractors, self.chunk_seconds, self.frame_choice, timeline):
+                judged = np.logical_and.reduce(list(chunk.valid.values()))
                 for modality, modality_extractors in self.extractors.items():
-                    windows[modality].add({e.spec.name: chunk.embeddings[e.spec.name] for e in modality_extractors})
+                    windows[modality].add({e.spec.name: chunk.embeddings[e.spec.name][judged] for e in modality_extractors})
+                bar.update(chunk.n_seconds)
+            bar.close()
         except MediaError as err:
             if audio is None and str(err).endswith("no audio stream"):
                 raise MediaError(f"{video}: the video has no audio track; pass --audio FILE to check it against one") from None
             raise
         return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
-                           windows["audio"].finish(), self.threshold, self.threshold_source, self.provenance)
+                           windows["audio"].finish(), self.threshold, self.threshold_source, self.provenance,
+                           coverage=timeline.coverage())
 
     def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
         """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
@@ -220,6 +235,8 @@ class HeadWindows:
 
     def add(self, features: dict[str, np.ndarray]) -> None:
         """Queue ``{name: (T, D)}`` embeddings of the next seconds; score every full window."""
+        if not len(next(iter(features.values()))):
+            return
         self.pending = {k: np.concatenate([self.pending[k], v]) if k in self.pending else v for k, v in features.items()}
         while len(next(iter(self.pending.values()))) >= self.window_seconds:
             self.scored.append(self.score({k: v[: self.window_seconds] for k, v in self.pending.items()}))
@@ -266,15 +283,34 @@ def write_timeline_png(path: Path, result: CheckResult) -> None:
     plt.close(fig)
 
 
+def coverage_warning(summary: dict) -> str:
+    """A warning line when less than the whole file was judged ('' otherwise), from a :meth:`CheckResult.to_dict`."""
+    coverage = summary.get("coverage") or {}
+    if not coverage.get("partial"):
+        return ""
+    first, n = coverage["first_second"], coverage["seconds_covered"]
+    return (f"warning: judged {n} s of the file's {coverage['duration_s']:.2f} s (seconds {first}-{first + n - 1}): "
+            f"{coverage['missing']}")
+
+
+def output_key(video: Path) -> str:
+    """A folder name for one video's outputs: its file name (extension kept) and a hash of its absolute path, so
+    that two files never share a folder (``clip.mp4`` and ``clip.mov``, or two ``clip.mp4`` in other folders)."""
+    video = Path(video)
+    digest = hashlib.sha256(str(video.absolute()).encode()).hexdigest()[:8]
+    return f"{video.name}-{digest}"
+
+
 def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
-    """Media files of a folder (sorted), or the rows of a CSV with columns ``video`` and optional ``audio``."""
+    """Every file of a folder (sorted, hidden ones aside: whether the decoder can open each is decided when it is
+    checked, by probing, not by its extension), or the rows of a CSV with columns ``video`` and optional ``audio``."""
     import csv
 
     source = Path(source)
     if source.is_dir():
-        found = sorted(p for p in source.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
+        found = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
-            raise ValueError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+            raise ValueError(f"{source}: the folder holds no files")
         return [(p, None) for p in found]
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such folder or CSV")
@@ -292,11 +328,12 @@ def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
 
 
 BATCH_COLUMNS = ("video", "audio", "n_seconds", "visual_class", "audio_class", "mismatch", "threshold", "verdict",
-                 "paper_rule_manipulated", "error")
+                 "paper_rule_manipulated", "error", "duration_s", "seconds_covered", "coverage_missing")
 
 
 def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_csv: Path, progress: bool = True) -> list[dict]:
-    """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
+    """Check every input, writing one CSV row each (a file that cannot be opened or checked gets its error, the batch
+    goes on)."""
     import csv
 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -306,11 +343,19 @@ def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_cs
         writer.writeheader()
         for video, audio in progress_bar(inputs, desc="check", unit="video", enabled=progress):
             row = {"video": str(video), "audio": str(audio or video)}
+            if unopenable := video_probe_error(video):
+                row["error"] = f"skipped: {unopenable}"
+                logger.warning("skipped %s", unopenable)
+                writer.writerow(row)
+                rows.append(row)
+                continue
             try:
-                d = checker.check(video, audio).to_dict()
+                d = checker.check(video, audio, progress=False).to_dict()
                 row.update(n_seconds=d["n_seconds"], visual_class=d["visual"]["class"], audio_class=d["audio_scene"]["class"],
                            mismatch=f"{d['mismatch']['overall']:.5f}", threshold=f"{d['threshold']:.5f}",
-                           verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="")
+                           verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="",
+                           duration_s=d["coverage"]["duration_s"], seconds_covered=d["coverage"]["seconds_covered"],
+                           coverage_missing=d["coverage"]["missing"])
             except (AvsceneError, ValueError, OSError) as err:  # this file's problem; the batch goes on
                 row["error"] = str(err)
                 logger.warning("%s", err)

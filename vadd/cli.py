@@ -42,7 +42,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from vadd.check import Checker, batch_inputs, check_batch, default_heads_dir, provenance_line, write_timeline_png
+    from vadd.check import (Checker, batch_inputs, check_batch, coverage_warning, default_heads_dir, output_key,
+                            provenance_line, write_timeline_png)
 
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
@@ -52,18 +53,26 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.batch:
         out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
         rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
-        failed = sum(1 for r in rows if r["error"])
-        print(f"{len(rows)} videos, {failed} failed, {sum(r['verdict'] == 'manipulated' for r in rows)} flagged manipulated")
+        skipped = [r for r in rows if r["error"].startswith("skipped: ")]
+        failed = sum(1 for r in rows if r["error"]) - len(skipped)
+        partial = sum(1 for r in rows if r.get("coverage_missing"))
+        for row in skipped:
+            print(f"skipped {row['error'].removeprefix('skipped: ')}")
+        print(f"{len(rows) - len(skipped)} videos, {len(skipped)} files skipped (not a video the decoder opens), "
+              f"{failed} failed, {partial} judged in part, "
+              f"{sum(r.get('verdict') == 'manipulated' for r in rows)} flagged manipulated")
         print(f"csv: {out}")
         return 0
     result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
-    out = Path(args.out) if args.out else Path("cache/check") / Path(args.video).stem
+    out = Path(args.out) if args.out else Path("cache/check") / output_key(Path(args.video))
     out.mkdir(parents=True, exist_ok=True)
     summary = result.to_dict()
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_timeline_png(out / "timeline.png", result)
     print(f"{summary['verdict']}: mean mismatch {summary['mismatch']['overall']:.6f} (threshold {summary['threshold']:.6f}); "
           f"visual {summary['visual']['class']}, audio {summary['audio_scene']['class']}")
+    if warning := coverage_warning(summary):
+        print(warning)
     print(f"timeline: {out / 'timeline.png'}")
     print(f"json: {out / 'check.json'}")
     return 0
@@ -98,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="does a video's picture match its sound? (JSON + PNG timeline)")
     check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")
     check.add_argument("--audio", default="", help="check the video against this audio file instead of its soundtrack")
-    check.add_argument("--batch", default="", help="a folder of videos, or a CSV with columns video[,audio]")
+    check.add_argument("--batch", default="", help="a folder of videos (every file the decoder opens, whatever its "
+                       "extension; the others are listed as skipped), or a CSV with columns video[,audio]")
     check.add_argument("--heads", default="", help="a `vadd eval` run folder (default: the one the last "
                        "`vadd eval` or `make demo` registered in cache/runs/vadd-heads.json)")
-    check.add_argument("--out", default="", help="output folder (default cache/check/<video stem>) or batch CSV "
+    check.add_argument("--out", default="", help="output folder (default cache/check/<video file name>-<path hash>) or "
+                       "batch CSV "
                        "(default cache/check/batch.csv)")
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
     check.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
