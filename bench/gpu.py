@@ -156,14 +156,21 @@ def measure(manifest: Path, models: tuple[str, ...], media: TauLikeMedia, device
             decode_devices: tuple[str, ...] = ("cpu", "cuda"), rate_seconds: int = RATE_SECONDS) -> dict[str, Any]:
     """Every figure of the page but the machine's: one run per decode device, one CPU-decode run with the paper's
     views, the model checks, the target and the TAU development set's time."""
-    runs = [extraction_run(manifest, models, d, device=device) for d in decode_devices]
+    runs, failed = [], {}
+    for decode_device in decode_devices:
+        try:
+            runs.append(extraction_run(manifest, models, decode_device, device=device))
+        except RuntimeError as err:  # clips NVDEC cannot decode: reported, the CPU figures stand
+            if decode_device == "cpu":
+                raise
+            failed[decode_device] = str(err)
     views_run = extraction_run(manifest, models, "cpu", PAPER_VIEWS, device=device)
     checks = model_checks(manifest, models, device, rate_seconds)
     slowest = min(checks, key=lambda n: checks[n]["clip_seconds_per_s"])
     slowest_clips_per_s = checks[slowest]["clip_seconds_per_s"] / media.seconds
     best = max(r["clips_per_s"] for r in runs)
     return {"finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "media": media.describe(),
-            "models": models, "runs": runs, "views_run": views_run,
+            "models": models, "runs": runs, "views_run": views_run, "decode_runs_failed": failed,
             "host_to_device_s_per_clip": host_to_device_s(manifest, models, device), "models_checked": checks,
             "target": {"slowest_model": slowest, "slowest_clips_per_s": round(slowest_clips_per_s, 2),
                        "best_clips_per_s": best, "share": best / slowest_clips_per_s,
@@ -195,6 +202,10 @@ def markdown(results: dict[str, Any]) -> str:
         seconds = " | ".join(str(r["model_seconds"].get(name, "-")) for r in runs)
         lines.append(f"| `{name}` | {check['clip_seconds_per_s']} | {seconds} | "
                      f"{check['bf16_vs_fp32_cosine_min']} / {check['bf16_vs_fp32_cosine_mean']} |")
+    if results.get("nvdec_not_run"):
+        lines += ["", f"NVDEC decode run: **not run** ({results['nvdec_not_run']})."]
+    for decode_device, error in results["decode_runs_failed"].items():
+        lines += ["", f"{decode_device} decode run: **failed** ({error})."]
     t = results["target"]
     lines += ["", f"Target: end to end >= {TARGET_SHARE:.0%} of the slowest model's own rate "
               f"({t['slowest_model']}: {t['slowest_clips_per_s']} clips/s): best end to end {t['best_clips_per_s']} clips/s "
@@ -204,6 +215,12 @@ def markdown(results: dict[str, Any]) -> str:
               f"{results['tau_dev']['hours_with_paper_views']} h (computed from the measured rates, not run on the "
               "whole set)."]
     return "\n".join(lines) + "\n"
+
+
+def _torchcodec_version() -> str:
+    import torchcodec
+
+    return torchcodec.__version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,17 +251,22 @@ def run_gpu_bench(args: argparse.Namespace) -> int:
         print("dry run, nothing measured:\n" + "\n".join(f"  {i + 1}. {step}" for i, step in enumerate(plan)))
         return 0
     import torch
-    import torchcodec
 
     from bench.common import machine_description
+    from extract.gpu_decode import cuda_decoder_missing
 
     if not torch.cuda.is_available():
         raise RuntimeError("bench/gpu.sh needs a CUDA device; torch sees none")
+    nvdec_missing = cuda_decoder_missing()  # e.g. torchcodec without FFmpeg's shared libraries: the CPU runs still go
+    if nvdec_missing:
+        logger.warning("NVDEC run not possible: %s", nvdec_missing)
     started = time.perf_counter()
     manifest = tau_like_dataset(Path(args.work_dir) / "tau_like" / "gpu", args.clips, media)
     logger.info("media ready in %.0f s", time.perf_counter() - started)
-    machine = {**machine_description("cuda"), "torchcodec": torchcodec.__version__}
-    results = {"machine": machine, **measure(manifest, models, media), "clips": args.clips,
+    machine = {**machine_description("cuda"), "torchcodec": "not loadable" if nvdec_missing else _torchcodec_version()}
+    decode_devices = ("cpu",) if nvdec_missing else ("cpu", "cuda")
+    results = {"machine": machine, **measure(manifest, models, media, decode_devices=decode_devices),
+               "nvdec_not_run": nvdec_missing, "clips": args.clips,
                "seconds_total": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     stem = f"results-cuda-{gpu_slug(machine['gpu'])}"

@@ -20,9 +20,10 @@ CLIPS=64
 DRY_RUN=0
 FETCH=0
 TORCHCODEC_VERSION=${TORCHCODEC_VERSION:-0.17.0}
-# what the GPU image lacks (docs/benchmarks.md#gpu): PyAV, Zarr 3 and its codecs, soundfile, open_clip, torchcodec
+# what the GPU image lacks (docs/benchmarks.md): PyAV, Zarr 3 and its codecs, soundfile (+ cffi), open_clip, torchcodec
 WHEEL_SPECS=("av==18.1.0" "zarr==3.1.6" "numcodecs==0.16.6" "donfig==0.8.1.post1" "google-crc32c==1.9.0" "soundfile==0.14.0"
-             "open-clip-torch==3.3.0" "ftfy==6.3.1" "wcwidth==0.9.5" "torchcodec==${TORCHCODEC_VERSION}")
+             "cffi==2.1.1" "pycparser==3.12" "open-clip-torch==3.3.0" "ftfy==6.3.1" "wcwidth==0.9.5"
+             "torchcodec==${TORCHCODEC_VERSION}")
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,7 +59,10 @@ else
   echo "no wheels in $WHEELS: using the packages already installed"
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-step "$PYTHON" -c "import torch, av, zarr, soundfile, open_clip, torchcodec.decoders; \
-print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'torchcodec', torchcodec.__version__)"
+step "$PYTHON" -c "import torch, av, zarr, soundfile, open_clip; \
+print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'PyAV', av.__version__)"
+# torchcodec also needs FFmpeg's shared libraries (libavcodec...); without them the NVDEC run is reported as not run
+step "$PYTHON" -c "import torchcodec.decoders, torchcodec; print('torchcodec', torchcodec.__version__)" \
+  || echo "torchcodec does not load here: the NVDEC run will be reported as not run"
 if [ "$DRY_RUN" -eq 0 ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; fi
 PYTHONUNBUFFERED=1 "$PYTHON" -m bench.gpu --clips "$CLIPS" $([ "$DRY_RUN" -eq 1 ] && echo --dry-run)

@@ -42,7 +42,7 @@ def resolve_decode_device(requested: str) -> str:
         raise ValueError(f"--decode-device must be one of {', '.join(DECODE_DEVICES)}; got {requested!r}")
     if requested == "cpu":
         return "cpu"
-    missing = _cuda_decoder_missing()
+    missing = cuda_decoder_missing()
     if missing and requested == "cuda":
         raise DeviceError(f"--decode-device cuda: {missing}")
     chosen = "cpu" if missing else "cuda"
@@ -50,7 +50,7 @@ def resolve_decode_device(requested: str) -> str:
     return chosen
 
 
-def _cuda_decoder_missing() -> str:
+def cuda_decoder_missing() -> str:
     """Why torchcodec's CUDA decoder cannot run here ('' when it can)."""
     import torch
 
