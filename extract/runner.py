@@ -427,7 +427,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
 
 def _decode_device(cfg: RunConfig, extractors: list[Extractor]) -> tuple[str, DecodeBackend]:
     """The decoder that runs (``cfg.decode_device`` resolved) and the worker backend: NVDEC decodes in threads of this
-    process (its frames stay in this process's GPU memory).
+    process (its frames stay in this process's GPU memory). ``auto`` decodes on the CPU where ``cuda`` would be refused.
 
     Raises:
         DeviceError: ``cuda`` without a CUDA device or torchcodec, with augmented views, or with models off the GPU.
@@ -435,15 +435,19 @@ def _decode_device(cfg: RunConfig, extractors: list[Extractor]) -> tuple[str, De
     from extract.gpu_decode import resolve_decode_device
 
     device = resolve_decode_device(cfg.decode_device)
+    off_gpu = [e.spec.name for e in extractors if not e.device.startswith("cuda")]
+    refused = ""
+    if cfg.views:
+        refused = "augmented views (--views) transform frames on the CPU"
+    elif off_gpu:
+        refused = f"the models must be on the GPU (--device cuda); {', '.join(off_gpu)} run on {extractors[0].device}"
+    if device == "cuda" and refused and cfg.decode_device == "auto":
+        logger.info("decode device: cpu (%s)", refused)
+        device = "cpu"
     if device == "cpu":
         return device, cfg.decode_backend
-    if cfg.views:
-        raise DeviceError("--decode-device cuda: augmented views (--views) transform frames on the CPU; "
-                          "decode them with --decode-device cpu")
-    off_gpu = [e.spec.name for e in extractors if not e.device.startswith("cuda")]
-    if off_gpu:
-        raise DeviceError(f"--decode-device cuda needs the models on the GPU (--device cuda); {', '.join(off_gpu)} "
-                          f"run on {extractors[0].device}")
+    if refused:
+        raise DeviceError(f"--decode-device cuda: {refused}; decode with --decode-device cpu")
     return device, "thread"
 
 

@@ -76,7 +76,7 @@ def test_gpu_bench_measurements_and_page_on_the_cpu(tmp_path):
     page = markdown({"machine": {**machine_description("cpu"), "gpu": "no GPU (CPU smoke test)", "torchcodec": "-"},
                      "clips": 1, **results})
     assert "| cpu (" in page and "views paper_aug:1" in page and "`debug_visual`" in page
-    assert f"TAU development set ({TAU_DEV_CLIPS} clips)" in page and "not run" not in page
+    assert f"TAU development set ({TAU_DEV_CLIPS} clips)" in page and "**not run**" not in page
     assert results["decode_runs_failed"] == {}
     without_nvdec = markdown({"machine": {**machine_description("cpu"), "gpu": "-", "torchcodec": "not loadable"},
                               "clips": 1, **results, "nvdec_not_run": "torchcodec is not usable (no libavcodec)"})

@@ -4,6 +4,7 @@ of NVDEC frames for every seed visual model."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,23 @@ def test_extraction_asking_for_cuda_decoding_without_a_gpu_stops_before_writing(
         run_extraction(RunConfig(data=tiny_dataset, store=str(store), extractors=("debug_visual",), device="cpu",
                                  decode_device="cuda", progress=False))
     assert not store.exists()
+
+
+def test_auto_decodes_on_the_cpu_where_cuda_decoding_would_be_refused(monkeypatch, caplog):
+    """As if NVDEC worked here: ``auto`` falls back to the CPU for models off the GPU or augmented views (logged);
+    ``cuda`` refuses them with the reason."""
+    from extract import gpu_decode
+    from extract.extractor import create_extractor
+    from extract.runner import RunConfig, _decode_device
+    from extract.views import parse_views
+
+    monkeypatch.setattr(gpu_decode, "resolve_decode_device", lambda requested: "cuda")
+    extractors = [create_extractor("debug_visual", device="cpu")]
+    for views in ("", "paper_aug:1"):
+        cfg = RunConfig(data=Path("x"), store="s", extractors=("debug_visual",), views=parse_views(views, 0),
+                        decode_device="auto")
+        with caplog.at_level(logging.INFO, logger="extract.runner"):
+            assert _decode_device(cfg, extractors) == ("cpu", "thread")
+        assert "decode device: cpu" in caplog.text
+        with pytest.raises(DeviceError, match="--decode-device cuda: .*; decode with --decode-device cpu"):
+            _decode_device(replace(cfg, decode_device="cuda"), extractors)
