@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -45,44 +45,6 @@ SWSCALE_FILTERS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
 shrinking 1080p) unless a size names another. swscale widens its filters when shrinking, so
 ``bilinear``/``bicubic`` here are antialiased like torchvision's ``Resize(antialias=True)``."""
 DEFAULT_INTERPOLATION = "area"
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What one demux pass over a file's first video stream tells.
-
-    Attributes:
-        path: The file.
-        width: Frame width in pixels.
-        height: Frame height in pixels.
-        fps: Average frame rate in frames per second.
-        duration_s: From the first frame's start to the last frame's end, in seconds.
-        n_frames: Number of video packets (frames).
-        keyframe_times_s: Presentation times of the keyframes, seconds from the first frame, ascending.
-        frame_times_s: Presentation times of every frame, seconds from the first frame, ascending.
-        start_s: Presentation time of the first frame on the file's clock (what the other streams' times refer to).
-        header_duration_s: The duration the container's header states (None when it states none); more than
-            ``duration_s`` for a truncated file.
-        seekable: Whether the container has a seek index (see ``UNINDEXED_FORMATS``).
-        orientation: How the frames are turned for display (the display matrix of the first frame).
-    """
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    duration_s: float
-    n_frames: int
-    keyframe_times_s: tuple[float, ...]
-    frame_times_s: tuple[float, ...] = ()
-    start_s: float = 0.0
-    header_duration_s: float | None = None
-    seekable: bool = True
-    orientation: "Orientation" = None  # type: ignore[assignment]  # set in __post_init__
-
-    def __post_init__(self) -> None:
-        if self.orientation is None:
-            object.__setattr__(self, "orientation", Orientation())
 
 
 @dataclass(frozen=True)
@@ -126,6 +88,40 @@ class Orientation:
         """The FFmpeg filters that turn a frame so: ``(name, argument)`` in order."""
         return ([("transpose", "cclock_flip")] if self.transpose else []) + ([("vflip", None)] if self.flip_rows else []) \
             + ([("hflip", None)] if self.flip_cols else [])
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What one demux pass over a file's first video stream tells.
+
+    Attributes:
+        path: The file.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        fps: Average frame rate in frames per second.
+        duration_s: From the first frame's start to the last frame's end, in seconds.
+        n_frames: Number of video packets (frames).
+        keyframe_times_s: Presentation times of the keyframes, seconds from the first frame, ascending.
+        frame_times_s: Presentation times of every frame, seconds from the first frame, ascending.
+        start_s: Presentation time of the first frame on the file's clock (what the other streams' times refer to).
+        header_duration_s: The duration the container's header states (None when it states none); more than
+            ``duration_s`` for a truncated file.
+        seekable: Whether the container has a seek index (see ``UNINDEXED_FORMATS``).
+        orientation: How the frames are turned for display (the display matrix of the first frame).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    n_frames: int
+    keyframe_times_s: tuple[float, ...]
+    frame_times_s: tuple[float, ...] = ()
+    start_s: float = 0.0
+    header_duration_s: float | None = None
+    seekable: bool = True
+    orientation: Orientation = field(default_factory=Orientation)
 
 
 def frame_orientation(frame: av.VideoFrame) -> Orientation:
