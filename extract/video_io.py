@@ -279,6 +279,11 @@ class SeekMissed(Exception):
     """A seek did not land on the keyframe asked for (the file is then decoded sequentially)."""
 
 
+class SkipMissed(Exception):
+    """With non-reference skipping, the frame shown at a time is not the one the probe names (packet times that do
+    not match the frames they carry: the file is then decoded without skipping)."""
+
+
 class _Cursor:
     """Decodes forward through one video stream, remembering the last frame shown at the current time.
 
@@ -467,6 +472,16 @@ def iter_frames(
         except SeekMissed as missed:
             logger.info("%s: %s; decoding the rest sequentially", path, missed)
             seeks = [False] * len(order)
+        except SkipMissed as missed:
+            logger.info("%s: %s; decoding the rest without skipping", path, missed)
+            wanted_s = None
+
+
+def _check_shown(info: VideoInfo, time_s: float, shown_s: float) -> None:
+    """Raise SkipMissed unless the frame shown at ``time_s`` (at ``shown_s``) is the probe's."""
+    expected_s = info.frame_times_s[shown_frame_index(info, time_s)]
+    if abs(shown_s - expected_s) > TIME_TOLERANCE_S:
+        raise SkipMissed(f"the frame shown at {time_s:.3f} s decoded at {shown_s:.3f} s, the probe says {expected_s:.3f} s")
 
 
 def _decode_targets(
@@ -478,6 +493,7 @@ def _decode_targets(
 
     Raises:
         SeekMissed: a seek landed elsewhere.
+        SkipMissed: skipping lost a wanted frame (see :func:`_check_shown`).
         MediaError: undecodable file (with the time reached).
     """
     with _open(path) as container:
@@ -492,6 +508,8 @@ def _decode_targets(
                 if do_seek:
                     cursor.seek(_keyframe_before(info, times_s[i]))
                 frame = cursor.frame_at(times_s[i])
+                if wanted_s is not None:
+                    _check_shown(info, times_s[i], cursor._time_s(frame))
                 if converted[0] is not frame:
                     converted = (frame, {size: _to_array(frame, *size) for size in sizes})
                 done += 1

@@ -66,3 +66,18 @@ def test_tau_like_long_gop_media_is_bit_identical(tmp_path):
     for strategy in ("seek", "sequential"):
         every = read_frames(path, times_s, [SIZE], strategy, skip_nonref=False)[SIZE]
         assert np.array_equal(read_frames(path, times_s, [SIZE], strategy)[SIZE], every)
+
+
+def test_a_wanted_frame_lost_to_skipping_is_caught_and_decoded_without_skipping(caplog, bframe_clocks, monkeypatch):
+    """Packet times that do not name the frames they carry would let skipping drop a wanted frame: simulated by
+    marking no packet as wanted, the check against the probe's frame times catches it and the file is decoded again
+    without skipping, with the same frames."""
+    from extract import video_io
+
+    times_s = [k + 0.5 for k in range(SECONDS)]
+    every = read_frames(bframe_clocks[250], times_s, [SIZE], "sequential", skip_nonref=False)[SIZE]
+    monkeypatch.setattr(video_io, "shown_frame_times", lambda info, times: frozenset())
+    with caplog.at_level(logging.INFO, logger="extract.video_io"):
+        again = read_frames(bframe_clocks[250], times_s, [SIZE], "sequential")[SIZE]
+    assert "decoding the rest without skipping" in caplog.text
+    assert np.array_equal(again, every)
