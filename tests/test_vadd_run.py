@@ -304,3 +304,17 @@ def test_outputs_of_two_files_never_share_a_folder(tmp_path):
 
     keys = {output_key(tmp_path / "clip.mp4"), output_key(tmp_path / "clip.mov"), output_key(tmp_path / "b" / "clip.mp4")}
     assert len(keys) == 3 and all(k.startswith("clip.") for k in keys)
+
+
+def test_cli_batch_names_the_skipped_files_and_counts_partial_videos(run_dir, vadd_store, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    scene_video(folder / "a.ts", vadd_store[0])  # MPEG-TS: taken by probing, whatever the extension says
+    write_wav(folder / "notes.wav", np.zeros((1, 100), np.float32), 1000)
+    out = tmp_path / "batch.csv"
+    assert main(["check", "--batch", str(folder), "--heads", str(run_dir), "--out", str(out), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"skipped {folder / 'notes.wav'}: no video stream (only audio streams)" in lines
+    assert "1 videos, 1 files skipped (not a video the decoder opens), 0 failed, 0 judged in part" in lines[-2]
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["n_seconds"] == "2" and rows[0]["seconds_covered"] == "2" and rows[0]["coverage_missing"] == ""

@@ -35,6 +35,8 @@ from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from avscene.paths import cache_dir
 from avscene.progress import progress_bar
+from avscene.run_folder import require_finished
+from avscene.textfiles import csv_rows, read_json
 from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch
@@ -63,7 +65,7 @@ def default_heads_dir() -> Path:
     if not registry.is_file():
         raise FileNotFoundError(f"no VADD heads registered in {registry}: run `make vadd-eval` (or `make demo`), "
                                 "or pass --heads RUN")
-    run_dir = Path(json.loads(registry.read_text())["heads"])
+    run_dir = Path(read_json(registry)["heads"])
     if not (run_dir / HEADS_FILE).is_file():
         raise FileNotFoundError(f"{registry} names {run_dir}, which holds no {HEADS_FILE} (moved or deleted?): rerun "
                                 "`make vadd-eval` (or `make demo`), or pass --heads RUN")
@@ -114,7 +116,7 @@ def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
     ``heads.json``, ``metrics.json``)."""
     def recorded(name: str) -> dict:
         path = run_dir / name
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
     accuracy = metrics.get("classification_clip_accuracy", {})
@@ -163,7 +165,9 @@ class Checker:
         meta_path = self.heads_dir / HEADS_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        meta = json.loads(meta_path.read_text())
+        require_finished(self.heads_dir, f"python -m vadd eval --out {self.heads_dir}` with the run's options (its "
+                                         "config.json), or `make vadd-eval")
+        meta = read_json(meta_path)
         self.threshold = float(meta["threshold"])
         self.threshold_source = f"{meta['threshold_source']} ({meta_path})"
         self.chunk_seconds = chunk_seconds
@@ -304,8 +308,6 @@ def output_key(video: Path) -> str:
 def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
     """Every file of a folder (sorted, hidden ones aside: whether the decoder can open each is decided when it is
     checked, by probing, not by its extension), or the rows of a CSV with columns ``video`` and optional ``audio``."""
-    import csv
-
     source = Path(source)
     if source.is_dir():
         found = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -314,16 +316,19 @@ def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
         return [(p, None) for p in found]
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such folder or CSV")
-    with open(source, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "video" not in reader.fieldnames:
-            raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {reader.fieldnames}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row["video"]:
-                raise ValueError(f"{source}:{line}: empty video path")
-            audio = row.get("audio") or None
-            rows.append((source.parent / row["video"], source.parent / audio if audio else None))
+    records = csv_rows(source)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    if "video" not in header:
+        raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {header}")
+    rows = []
+    for line, values in records:
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, (v.strip() for v in values)))
+        if not row.get("video"):
+            raise ValueError(f"{source}:{line}: empty video path")
+        audio = row.get("audio") or None
+        rows.append((source.parent / row["video"], source.parent / audio if audio else None))
     return rows
 
 
