@@ -24,6 +24,7 @@ from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fing
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from extract.manifest import Manifest, read_manifest
+from extract.registry import resolve_names
 from avscene.progress import progress_bar
 from extract.store import (
     DEFAULT_VIEW,
@@ -394,6 +395,34 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     for t in targets:
         summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)
     return summary
+
+
+def extract(data: str | Path, store: str | Path, extractors: str | list[str], **options) -> RunSummary:
+    """Embed every clip of a dataset into a store (:func:`run_extraction`; resumable: a rerun does what is left).
+
+    Args:
+        data: A TAU-layout folder (with ``meta.csv``) or a CSV manifest.
+        store: The store's path (or fsspec URL); created on first use.
+        extractors: Comma list or list of registry names and aliases.
+        **options: Any other field of :class:`RunConfig` (``device="cpu"``, ``progress=False``, ``classes=...``,
+            ``batch_size=...``, ``views=...``).
+
+    Returns:
+        What the run did, per extractor (``summary.lines()``; failed clips are recorded in the store).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from avscene import extract
+        >>> from avscene.demo.synthetic import make_demo_dataset
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+        >>> summary = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+        >>> dict(summary.done), summary.complete
+        ({'debug_visual': 10, 'debug_audio': 10}, {'debug_visual': True, 'debug_audio': True})
+    """
+    return run_extraction(RunConfig(data=Path(data), store=str(store), extractors=tuple(resolve_names(extractors)),
+                                    **options))
 
 
 def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int) -> BlockResult:
