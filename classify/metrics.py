@@ -25,23 +25,23 @@ def clip_mean_proba(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (probs * mask[..., None]).sum(1) / counts
 
 
-def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (targets, predicted), 1)
-    return cm
-
-
 def classification_metrics(probs: np.ndarray, mask: np.ndarray, targets: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Per-second accuracy and log loss, per-clip accuracy (vote and mean probability), per-class, confusion."""
+    """Per-second accuracy and log loss, per-clip accuracy (vote and mean probability), per-class, confusion.
+
+    The log loss is :func:`sklearn.metrics.log_loss` of the valid seconds (probabilities in float64, rows
+    renormalised to sum to one, clipped at float64's eps); the confusion matrix is
+    :func:`sklearn.metrics.confusion_matrix` of the clip votes (rows true, columns predicted).
+    """
+    from sklearn.metrics import confusion_matrix, log_loss
+
     k = len(classes)
     labelled = targets >= 0
     probs, mask, targets = probs[labelled], mask[labelled], targets[labelled]
     second_targets = np.broadcast_to(targets[:, None], mask.shape)[mask]
-    second_probs = probs[mask]
-    clipped = np.clip(second_probs[np.arange(len(second_targets)), second_targets], 1e-15, 1.0)
+    second_probs = probs[mask].astype(np.float64)
     vote = clip_vote(probs, mask)
     mean_pred = clip_mean_proba(probs, mask).argmax(1)
-    cm = confusion_matrix(targets, vote, k)
+    cm = confusion_matrix(targets, vote, labels=np.arange(k)) if len(targets) else np.zeros((k, k), np.int64)
     per_class = {
         c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)
     }
@@ -49,7 +49,8 @@ def classification_metrics(probs: np.ndarray, mask: np.ndarray, targets: np.ndar
         "n_clips": int(len(targets)),
         "n_seconds": int(mask.sum()),
         "second_accuracy": float((second_probs.argmax(1) == second_targets).mean()) if len(second_targets) else None,
-        "second_log_loss": float(-np.log(clipped).mean()) if len(second_targets) else None,
+        "second_log_loss": float(log_loss(second_targets, second_probs / second_probs.sum(1, keepdims=True),
+                                          labels=np.arange(k))) if len(second_targets) else None,
         "clip_accuracy": float((vote == targets).mean()) if len(targets) else None,
         "clip_accuracy_mean_proba": float((mean_pred == targets).mean()) if len(targets) else None,
         "per_class_clip_accuracy": per_class,

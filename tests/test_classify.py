@@ -40,6 +40,14 @@ def test_metrics_on_known_probabilities():
     assert m["per_class_clip_accuracy"]["a"] == 1.0
 
 
+def test_second_log_loss_is_the_mean_negative_log_probability_of_the_true_class():
+    probs = np.array([[[0.7, 0.3], [0.2, 0.8]], [[0.1, 0.9], [0.5, 0.5]]], np.float32)
+    m = classification_metrics(probs, np.array([[True, True], [True, False]]), np.array([0, 1]), ("a", "b"))
+    assert m["second_log_loss"] == pytest.approx(-np.log([0.7, 0.2, 0.9]).mean(), rel=1e-6)
+    unlabelled = classification_metrics(probs, np.ones((2, 2), bool), np.array([-1, -1]), ("a", "b"))
+    assert unlabelled["second_log_loss"] is None and unlabelled["confusion_vote"] == [[0, 0], [0, 0]]
+
+
 def test_confusion_text_keeps_whole_class_names():
     from classify.cli import format_confusion
 
