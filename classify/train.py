@@ -273,7 +273,7 @@ def train_head(train: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfi
         >>> clips = open_store(folder / "emb.zarr").load("train")
         >>> trained = train_head(clips, head="ls", preset="adam", epochs=3, projection_dim=8)
         >>> trained.extractors, len(trained.history), trained.predict_proba(clips).shape
-        (['debug_visual', 'debug_audio'], 3, (10, 2, 10))
+        (['debug_audio', 'debug_visual'], 3, (10, 2, 10))
     """
     head_config, config = head_and_train_configs(head, preset, overrides)
     labelled = train.subset(np.flatnonzero(train.targets >= 0))

@@ -226,6 +226,6 @@ def create_extractors(names: str | list[str], device: str = "auto", random_init:
     Example:
         >>> from avscene import create_extractors
         >>> [(e.spec.name, e.spec.modality, e.spec.embedding_dim) for e in create_extractors("debug_visual,debug_audio", "cpu")]
-        [('debug_visual', 'visual', 16), ('debug_audio', 'audio', 8)]
+        [('debug_visual', 'visual', 16), ('debug_audio', 'audio', 16)]
     """
     return [create_extractor(n, random_init=random_init, device=device) for n in resolve_names(names)]

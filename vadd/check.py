@@ -147,26 +147,72 @@ def provenance_line(heads: dict) -> str:
 
 
 class Checker:
-    """A run's VSC and ASC heads with their extractors, built once for many videos."""
+    """A visual (VSC) and an audio (ASC) scene head with their extractors, built once for many videos.
 
-    def __init__(self, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30):
-        if chunk_seconds < 1:
-            raise ValueError(f"chunk_seconds must be >= 1, got {chunk_seconds}")
-        self.heads_dir = Path(heads_dir)
-        meta_path = self.heads_dir / HEADS_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        meta = json.loads(meta_path.read_text())
-        self.threshold = float(meta["threshold"])
-        self.threshold_source = f"{meta['threshold_source']} ({meta_path})"
+    Build it from a ``vadd eval`` run folder (:meth:`from_run`) or from two heads just trained (:meth:`from_heads`).
+    """
+
+    def __init__(self, heads: dict[str, TrainedHead], threshold: float, threshold_source: str, window_seconds: int,
+                 device: str = "auto", chunk_seconds: int = 30, provenance: dict | None = None):
+        if chunk_seconds < 1 or window_seconds < 1:
+            raise ValueError(f"chunk_seconds and window_seconds must be >= 1, got {chunk_seconds} and {window_seconds}")
+        self.threshold, self.threshold_source = float(threshold), threshold_source
         self.chunk_seconds = chunk_seconds
-        self.window_seconds = int(meta["window_seconds"])
-        self.heads: dict[str, TrainedHead] = {m: load_head(self.heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
+        self.window_seconds = int(window_seconds)
+        self.heads = heads
         self.extractors: dict[str, list[Extractor]] = {
             modality: [create_extractor(n, device=device) for n in head.extractors] for modality, head in self.heads.items()
         }
         self.frame_choice = self._recorded_frame_choice()
-        self.provenance = heads_provenance(self.heads_dir, meta)
+        self.provenance = provenance or {}
+
+    @classmethod
+    def from_run(cls, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30) -> "Checker":
+        """The heads, threshold and window of a ``vadd eval`` run folder."""
+        heads_dir = Path(heads_dir)
+        meta_path = heads_dir / HEADS_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
+        meta = json.loads(meta_path.read_text())
+        heads = {m: load_head(heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
+        return cls(heads, meta["threshold"], f"{meta['threshold_source']} ({meta_path})", int(meta["window_seconds"]),
+                   device, chunk_seconds, heads_provenance(heads_dir, meta))
+
+    @classmethod
+    def from_heads(cls, visual: TrainedHead, audio: TrainedHead, threshold: float, window_seconds: int = 10,
+                   device: str = "auto", chunk_seconds: int = 30) -> "Checker":
+        """Two heads of the same classes (e.g. from :func:`classify.train.train_head`) and a mismatch threshold.
+
+        Args:
+            visual: The visual scene head (trained on visual extractors).
+            audio: The audio scene head.
+            threshold: A video is ``manipulated`` when its mean mismatch is at least this (in [0, 1]).
+            window_seconds: The heads see windows of this many seconds: their training clips' length.
+
+        Example:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> from avscene import Checker, extract, open_store, train_head
+            >>> from avscene.demo.synthetic import make_demo_dataset
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+            >>> _ = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+            >>> reader = open_store(folder / "emb.zarr")
+            >>> visual = train_head(reader.load("train", "debug_visual"), epochs=3, progress=False)
+            >>> audio = train_head(reader.load("train", "debug_audio"), epochs=3, progress=False)
+            >>> checker = Checker.from_heads(visual, audio, threshold=0.5, window_seconds=2, device="cpu")
+            >>> video = sorted((data / "video").glob("*.mp4"))[0]
+            >>> result = checker.check(video, audio=data / "audio" / f"{video.stem}.wav")
+            >>> result.p_visual.shape, result.mismatch.shape, result.to_dict()["verdict"] in ("consistent", "manipulated")
+            ((2, 10), (2,), True)
+        """
+        if visual.classes != audio.classes:
+            raise ValueError(f"the heads have different classes: visual {visual.classes}, audio {audio.classes}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        heads = {"visual": visual, "audio": audio}
+        provenance = {"run": None, "extractors": {m: list(h.extractors) for m, h in heads.items()}}
+        return cls(heads, threshold, "given to Checker.from_heads", window_seconds, device, chunk_seconds, provenance)
 
     def _recorded_frame_choice(self) -> str:
         """The frame choice of the store the heads were trained on, read from their fingerprints (which include it)."""

@@ -47,7 +47,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
     heads = Path(args.heads) if args.heads else default_heads_dir()
-    checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    checker = Checker.from_run(heads, device=args.device, chunk_seconds=args.chunk_seconds)
     print(provenance_line(checker.provenance))
     if args.batch:
         out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
