@@ -166,7 +166,7 @@ def test_predict_reads_the_store_recorded_in_the_run(tiny_store, tmp_path, monke
 
     run_training(tiny_store, ["debug_visual", "debug_audio"], "", HeadConfig(kind="ls"), TrainConfig(epochs=1),
                  tmp_path / "run")
-    monkeypatch.chdir(tmp_path)  # no cache/embeddings.zarr here
+    monkeypatch.setenv("AVSCENE_HOME", str(tmp_path / "home"))  # no default store there
     assert main(["predict", "--model", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "pred.csv")]) == 0
     assert f"store: {tiny_store} (recorded in the run)" in capsys.readouterr().out
     n_test = len(load_clips(EmbeddingStore.open(tiny_store), ["debug_visual", "debug_audio"], "test"))
@@ -180,11 +180,10 @@ def test_an_absent_default_store_names_the_stores_that_exist(tiny_store, tmp_pat
 
     cache = tmp_path / "cache"
     shutil.copytree(tiny_store, cache / "demo" / "embeddings.zarr")
-    monkeypatch.setattr("extract.store.cache_dir", lambda: cache)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AVSCENE_HOME", str(cache))  # the default store is <cache>/embeddings.zarr, whatever the cwd
     assert main(["train"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no store at cache/embeddings.zarr") and str(cache / "demo" / "embeddings.zarr") in err
+    assert err.startswith(f"error: no store at {cache / 'embeddings.zarr'}") and str(cache / "demo" / "embeddings.zarr") in err
     shutil.rmtree(cache / "demo")
     assert main(["train"]) == 2
     assert f"no store exists under {cache}" in capsys.readouterr().err
