@@ -249,13 +249,13 @@ def head_and_train_configs(head: HeadConfig | str, training: TrainConfig | str,
             replace(config, **{k: v for k, v in overrides.items() if k in train_fields}))
 
 
-def train_head(train: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfig | str = "adam", progress: bool = True,
+def train_head(clips: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfig | str = "adam", progress: bool = True,
                **overrides) -> TrainedHead:
-    """Fit the scaler (train clips only) and the head on the labelled clips of ``train`` (on their seconds one by
-    one when the batch unit is ``seconds``).
+    """Fit the scaler and the head on the labelled clips of ``clips`` (on their seconds one by one when the batch unit
+    is ``seconds``).
 
     Args:
-        train: The training clips (e.g. ``open_store(path).load("train")``).
+        clips: The training clips (e.g. ``open_store(path).load("train")``).
         head: A :class:`HeadConfig`, or a head kind (``classify.kinds.HEAD_KINDS``: ``ls``, ``mlp``, ...).
         preset: A :class:`TrainConfig`, or the name of one of :data:`PRESETS`.
         progress: A bar of epochs with the last epoch's loss (on a terminal).
@@ -276,7 +276,7 @@ def train_head(train: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfi
         (['debug_audio', 'debug_visual'], 3, (10, 2, 10))
     """
     head_config, config = head_and_train_configs(head, preset, overrides)
-    labelled = train.subset(np.flatnonzero(train.targets >= 0))
+    labelled = clips.subset(np.flatnonzero(clips.targets >= 0))
     if len(labelled) == 0:
         raise ValueError("the train split has no labelled clip")
     extractors = list(labelled.features)

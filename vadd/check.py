@@ -168,7 +168,18 @@ class Checker:
 
     @classmethod
     def from_run(cls, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30) -> "Checker":
-        """The heads, threshold and window of a ``vadd eval`` run folder."""
+        """The heads, threshold and window of a ``vadd eval`` run folder.
+
+        Example:
+            A run folder comes from ``python -m vadd eval`` (``make vadd-eval``), whose run is too long for a doctest
+            (tests/test_vadd_run.py builds one and checks videos with it), hence not run here:
+
+            >>> from avscene import Checker
+            >>> from avscene.paths import runs_dir
+            >>> checker = Checker.from_run(runs_dir() / "vadd-10cls", device="cpu")  # doctest: +SKIP
+            >>> checker.check("phone.mp4").to_dict()["verdict"]  # doctest: +SKIP
+            'consistent'
+        """
         heads_dir = Path(heads_dir)
         meta_path = heads_dir / HEADS_FILE
         if not meta_path.is_file():
