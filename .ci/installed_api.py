@@ -1,6 +1,6 @@
 """The API examples against an INSTALLED avscene, from a folder outside the checkout (``.ci/run`` runs this).
 
-Runs the ``Example:`` blocks of avscene and of the modules its API names come from (the same examples
+Runs the ``Examples:`` blocks of avscene and of the modules its API names come from (the same examples
 ``make test`` runs on the checkout): among them, avscene's own example embeds a generated video with the debug
 extractors, trains a visual and an audio head and checks a video. Fails unless every package imports from the
 installed copy and the data folder is the user cache, never site-packages.
@@ -33,4 +33,4 @@ for name in modules:
     failed, attempted = failed + result.failed, attempted + result.attempted
 if failed or not attempted:
     sys.exit(f"{failed} of {attempted} example lines failed")
-print(f"API examples: {attempted} passed, {failed} failed")
+print(f"API examples of the installed avscene: all {attempted} example lines ran as documented")

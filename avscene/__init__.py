@@ -13,7 +13,7 @@ plumbing they share (errors, paths, progress bars, the command-line entry). The 
 - :class:`Checker` (``.from_heads(visual, audio, threshold)``, ``.from_run(dir)``, ``.check(video)``): does a
   video's picture match its sound?
 
-Example:
+Examples:
     Embed a dataset (here a small synthetic one, with the tiny debug extractors), train a visual and an audio
     scene head, and check a video against its soundtrack:
 

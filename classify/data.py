@@ -128,7 +128,7 @@ class SplitLoader:
 def open_store(path: str | Path) -> SplitLoader:
     """Open an embedding store for reading its splits.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> from avscene import extract, open_store

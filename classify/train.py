@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ PRESETS: dict[str, TrainConfig] = {
     # (line 31) is HeadConfig's default; its 30th epoch is kept (it saves epochs 10, 20 and 30, line 26).
     "paper-code": TrainConfig(optimizer="sgd", epochs=30, batch_size=32, batch_unit="seconds", lr=1e-3, lr_final=1e-5,
                               schedule="cosine", schedule_epochs=24, weight_decay=0.01),
-    # ours: Adam with the paper text's schedule; converges with clip batches (see README)
+    # ours: Adam with the paper text's schedule; converges with clip batches (see docs/heads.md)
     "adam": TrainConfig(),
     # the second paper's joint audio-video mixup on top of "adam": ratio 0.4 for 20 % of the training samples
     "adam-mixup": TrainConfig(mixup_fraction=0.2, mixup_ratio=0.4),
@@ -250,7 +250,7 @@ def head_and_train_configs(head: HeadConfig | str, training: TrainConfig | str,
 
 
 def train_head(clips: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfig | str = "adam", progress: bool = True,
-               **overrides) -> TrainedHead:
+               **overrides: Any) -> TrainedHead:
     """Fit the scaler and the head on the labelled clips of ``clips`` (on their seconds one by one when the batch unit
     is ``seconds``).
 
@@ -262,7 +262,7 @@ def train_head(clips: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfi
         **overrides: Fields of :class:`HeadConfig` (``dropout``, ``projection_dim``, ...) or :class:`TrainConfig`
             (``epochs``, ``lr``, ``seed``, ...).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> from avscene import extract, open_store, train_head

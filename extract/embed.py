@@ -114,7 +114,7 @@ def embed_file(
     Raises:
         MediaError: missing, unreadable, undecodable or too short media.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np

@@ -223,9 +223,10 @@ def create_extractors(names: str | list[str], device: str = "auto", random_init:
     Returns:
         One :class:`Extractor` per registry name, in order.
 
-    Example:
+    Examples:
         >>> from avscene import create_extractors
-        >>> [(e.spec.name, e.spec.modality, e.spec.embedding_dim) for e in create_extractors("debug_visual,debug_audio", "cpu")]
-        [('debug_visual', 'visual', 16), ('debug_audio', 'audio', 16)]
+        >>> extractors = create_extractors("debug_visual,debug_audio", "cpu")
+        >>> {e.spec.name: (e.spec.modality, e.spec.embedding_dim, e.weights_id) for e in extractors}
+        {'debug_visual': ('visual', 16, 'builtin-seeded'), 'debug_audio': ('audio', 16, 'builtin-seeded')}
     """
     return [create_extractor(n, random_init=random_init, device=device) for n in resolve_names(names)]

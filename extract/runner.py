@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections import Counter
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 import multiprocessing
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -397,20 +397,22 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     return summary
 
 
-def extract(data: str | Path, store: str | Path, extractors: str | list[str], **options) -> RunSummary:
+def extract(data: str | Path, store: str | Path, extractors: str | Sequence[str | Extractor],
+            **options: Any) -> RunSummary:
     """Embed every clip of a dataset into a store (:func:`run_extraction`; resumable: a rerun does what is left).
 
     Args:
         data: A TAU-layout folder (with ``meta.csv``) or a CSV manifest.
         store: The store's path (or fsspec URL); created on first use.
-        extractors: Comma list or list of registry names and aliases.
+        extractors: Comma list or list of registry names and aliases, or built extractors (the run builds its own
+            of the same names, on their device unless ``device`` is given).
         **options: Any other field of :class:`RunConfig` (``device="cpu"``, ``progress=False``, ``classes=...``,
             ``batch_size=...``, ``views=...``).
 
     Returns:
         What the run did, per extractor (``summary.lines()``; failed clips are recorded in the store).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> from avscene import extract
@@ -421,6 +423,11 @@ def extract(data: str | Path, store: str | Path, extractors: str | list[str], **
         >>> dict(summary.done), summary.complete
         ({'debug_visual': 10, 'debug_audio': 10}, {'debug_visual': True, 'debug_audio': True})
     """
+    if not isinstance(extractors, str):
+        built = [e for e in extractors if isinstance(e, Extractor)]
+        if built:
+            options.setdefault("device", built[0].device)
+        extractors = [e.spec.name if isinstance(e, Extractor) else e for e in extractors]
     return run_extraction(RunConfig(data=Path(data), store=str(store), extractors=tuple(resolve_names(extractors)),
                                     **options))
 

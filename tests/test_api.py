@@ -33,7 +33,7 @@ def test_api_names_resolve_to_their_modules_and_unknown_names_fail():
 
 def test_every_public_function_has_an_example():
     documented = [avscene, *(getattr(avscene, n) for n in avscene._API if n != "Checker"), avscene.Checker.from_heads]
-    assert [getattr(o, "__name__", o) for o in documented if "Example:" not in (o.__doc__ or "")] == []
+    assert [getattr(o, "__name__", o) for o in documented if "Examples:" not in (o.__doc__ or "")] == []
 
 
 @pytest.mark.parametrize("name", API_MODULES)

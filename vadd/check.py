@@ -170,7 +170,7 @@ class Checker:
     def from_run(cls, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30) -> "Checker":
         """The heads, threshold and window of a ``vadd eval`` run folder.
 
-        Example:
+        Examples:
             A run folder comes from ``python -m vadd eval`` (``make vadd-eval``), whose run is too long for a doctest
             (tests/test_vadd_run.py builds one and checks videos with it), hence not run here:
 
@@ -200,7 +200,7 @@ class Checker:
             threshold: A video is ``manipulated`` when its mean mismatch is at least this (in [0, 1]).
             window_seconds: The heads see windows of this many seconds: their training clips' length.
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> from pathlib import Path
             >>> from avscene import Checker, extract, open_store, train_head
