@@ -42,3 +42,21 @@ def test_api_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", None)
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_train_head_options_are_fields_of_the_head_or_the_training_config():
+    from classify.train import head_and_train_configs
+
+    head, train = head_and_train_configs("es", "paper-code", {"epochs": 2, "dropout": 0.1})
+    assert (head.kind, head.dropout, train.epochs, train.optimizer, train.schedule) == ("es", 0.1, 2, "sgd", "cosine")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['epoch'\]"):
+        head_and_train_configs("ls", "adam", {"epoch": 2})
+    with pytest.raises(ValueError, match="unknown preset"):
+        head_and_train_configs("ls", "sgd", {})
+
+
+def test_extract_takes_built_extractors_on_their_device(tiny_dataset, tmp_path):
+    summary = avscene.extract(tiny_dataset, tmp_path / "s.zarr", avscene.create_extractors("debug_audio", "cpu"),
+                              progress=False)
+    assert summary.complete == {"debug_audio": True} and summary.done["debug_audio"] == 30
+    assert avscene.open_store(tmp_path / "s.zarr").load(None).features["debug_audio"].shape[:2] == (30, 3)
