@@ -46,6 +46,9 @@ def test_second_log_loss_is_the_mean_negative_log_probability_of_the_true_class(
     assert m["second_log_loss"] == pytest.approx(-np.log([0.7, 0.2, 0.9]).mean(), rel=1e-6)
     unlabelled = classification_metrics(probs, np.ones((2, 2), bool), np.array([-1, -1]), ("a", "b"))
     assert unlabelled["second_log_loss"] is None and unlabelled["confusion_vote"] == [[0, 0], [0, 0]]
+    one_class = classification_metrics(np.full((2, 2, 1), 0.5, np.float32), np.ones((2, 2), bool), np.array([0, 0]),
+                                       ("all",))  # a grouping of every class into one: sklearn needs two labels
+    assert one_class["second_log_loss"] == pytest.approx(np.log(2)) and one_class["confusion_vote"] == [[2]]
 
 
 def test_confusion_text_keeps_whole_class_names():
