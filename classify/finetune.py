@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avscene.progress import progress_bar
+from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
 
 if TYPE_CHECKING:  # torch is imported lazily, where it runs
@@ -159,7 +160,8 @@ class BatchAugmentation:
 
 def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path | None = None,
                  classes: tuple[str, ...] | None = None, store_location: str | None = None) -> dict[str, Any]:
-    """Fine-tune on the train split of ``data``; writes ``out_dir/{config.json, metrics.json, model.pt}``.
+    """Fine-tune on the train split of ``data``; writes ``out_dir/{config.json, metrics.json, model.pt}`` whole or not
+    at all (:func:`avscene.run_folder.run_folder`).
 
     The store (``store_location``, else the head run's) excludes the clips its usable-clips rule excludes for the two
     extractors, before any decoding; clips that fail to decode here are left out too. Both are ``excluded_clips``.
@@ -171,6 +173,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
 
     from extract.manifest import read_manifest
 
+    check_replaceable(out_dir)
     manifest = read_manifest(Path(data), require=("video", "audio"), classes=classes)
     clips = manifest.by_split("train")
     if not clips:
@@ -373,13 +376,14 @@ class FineTuner:
                 for m, mod in self.modules.items()}
 
     def save(self, out_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
-        """``out_dir/{config.json, metrics.json, model.pt}`` (head, extractors and standardisation statistics)."""
+        """``out_dir/{config.json, metrics.json, model.pt}`` (head, extractors and standardisation statistics), whole
+        or not at all (:func:`avscene.run_folder.run_folder`)."""
         from classify.persist import save_finetuned
         from classify.run import write_json
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", config)
-        write_json(out_dir / "metrics.json", metrics)
         names = list(self.names.values())
-        save_finetuned(out_dir / "model.pt", self.head, self.modules, {n: self.mean[n] for n in names},
-                       {n: self.std[n] for n in names})
+        with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+            write_json(folder / "config.json", config)
+            write_json(folder / "metrics.json", metrics)
+            save_finetuned(folder / "model.pt", self.head, self.modules, {n: self.mean[n] for n in names},
+                           {n: self.std[n] for n in names})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from collections import Counter
@@ -65,9 +66,25 @@ def decode_pool(workers: int, backend: DecodeBackend) -> Executor:
     if backend not in DECODE_BACKENDS:
         raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
     if backend == "process":
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_exit_with_parent, initargs=(os.getpid(),))
+        _spawn_ignoring_ctrl_c(pool, workers)
+        return pool
     return ThreadPoolExecutor(max_workers=workers)
+
+
+def _spawn_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's ``workers`` processes with SIGINT ignored (kept across their exec): Ctrl-C reaches the whole
+    process group, and only the run should answer it (one line, :func:`avscene.entry.run_cli`), not every worker with
+    a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):  # each submit with no idle worker spawns one
+            pool.submit(int)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:

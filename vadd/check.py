@@ -30,6 +30,8 @@ from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from avscene.paths import cache_dir
 from avscene.progress import progress_bar
+from avscene.run_folder import require_finished
+from avscene.textfiles import csv_rows, read_json
 from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.score import second_mismatch
@@ -59,7 +61,7 @@ def default_heads_dir() -> Path:
     if not registry.is_file():
         raise FileNotFoundError(f"no VADD heads registered in {registry}: run `make vadd-eval` (or `make demo`), "
                                 "or pass --heads RUN")
-    run_dir = Path(json.loads(registry.read_text())["heads"])
+    run_dir = Path(read_json(registry)["heads"])
     if not (run_dir / HEADS_FILE).is_file():
         raise FileNotFoundError(f"{registry} names {run_dir}, which holds no {HEADS_FILE} (moved or deleted?): rerun "
                                 "`make vadd-eval` (or `make demo`), or pass --heads RUN")
@@ -107,7 +109,7 @@ def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
     ``heads.json``, ``metrics.json``)."""
     def recorded(name: str) -> dict:
         path = run_dir / name
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
     accuracy = metrics.get("classification_clip_accuracy", {})
@@ -184,7 +186,9 @@ class Checker:
         meta_path = heads_dir / HEADS_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        meta = json.loads(meta_path.read_text())
+        require_finished(heads_dir, f"python -m vadd eval --out {heads_dir}` with the run's options (its "
+                                    "config.json), or `make vadd-eval")
+        meta = read_json(meta_path)
         heads = {m: load_head(heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
         return cls(heads, meta["threshold"], f"{meta['threshold_source']} ({meta_path})", int(meta["window_seconds"]),
                    device, chunk_seconds, heads_provenance(heads_dir, meta))
@@ -325,8 +329,6 @@ def write_timeline_png(path: Path, result: CheckResult) -> None:
 
 def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
     """Media files of a folder (sorted), or the rows of a CSV with columns ``video`` and optional ``audio``."""
-    import csv
-
     source = Path(source)
     if source.is_dir():
         found = sorted(p for p in source.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
@@ -335,16 +337,19 @@ def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
         return [(p, None) for p in found]
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such folder or CSV")
-    with open(source, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "video" not in reader.fieldnames:
-            raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {reader.fieldnames}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row["video"]:
-                raise ValueError(f"{source}:{line}: empty video path")
-            audio = row.get("audio") or None
-            rows.append((source.parent / row["video"], source.parent / audio if audio else None))
+    records = csv_rows(source)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    if "video" not in header:
+        raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {header}")
+    rows = []
+    for line, values in records:
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, (v.strip() for v in values)))
+        if not row.get("video"):
+            raise ValueError(f"{source}:{line}: empty video path")
+        audio = row.get("audio") or None
+        rows.append((source.parent / row["video"], source.parent / audio if audio else None))
     return rows
 
 

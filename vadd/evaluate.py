@@ -23,6 +23,7 @@ from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from avscene.progress import progress_bar
+from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
 from vadd.official import default_lists_dir, official_protocol
@@ -121,8 +122,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
 
     Writes ``protocol.csv`` (explicit items), ``validation_protocol.csv``, ``item_scores.csv``,
     ``second_scores.csv``, ``metrics.json``, ``metrics.md``, ``roc.png``, ``config.json``, and the heads
-    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``.
+    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``,
+    whole or not at all (:func:`avscene.run_folder.run_folder`: ``complete.json`` records every file's digest).
     """
+    check_replaceable(out_dir)
     store = EmbeddingStore.open(store_location)
     class_set = store.taxonomy.class_set(config.classes)
     modalities = extractors_by_modality(store, config.extractors)
@@ -190,7 +193,9 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "training_views": training_views,
         "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
     })
-    write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
+    with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+        write_run_folder(folder, config, store_location, (items, validation_items), scores, metrics, heads, modalities,
+                         threshold)
     return metrics
 
 
@@ -222,8 +227,7 @@ def write_run_folder(
     scores: ItemScores,
     metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], threshold: float,
 ) -> None:
-    """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`) into the existing folder ``out_dir``."""
     write_protocol_csv(out_dir / "protocol.csv", protocols[0])
     write_protocol_csv(out_dir / "validation_protocol.csv", protocols[1])
     classes = heads["visual"].classes
