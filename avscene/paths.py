@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout's root, when avscene runs from one
-DEFAULT_STORE = "cache/embeddings.zarr"  # the CLIs' store, relative to the working directory
 
 
 def in_checkout() -> bool:
@@ -35,6 +34,16 @@ def cache_dir() -> Path:
     if os.environ.get("AVSCENE_HOME"):
         return Path(os.environ["AVSCENE_HOME"])
     return REPO_ROOT / "cache" if in_checkout() else user_cache_dir()
+
+
+def default_store() -> str:
+    """The command lines' store when none is given: ``<cache>/embeddings.zarr``."""
+    return str(cache_dir() / "embeddings.zarr")
+
+
+def runs_dir() -> Path:
+    """Where the command lines put run folders (training, ablations, VADD evaluation) by default: ``<cache>/runs``."""
+    return cache_dir() / "runs"
 
 
 def weights_dir() -> Path:

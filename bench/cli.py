@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.common import ROW_KEYS, machine_description
 from avscene.entry import run_cli
+from avscene.paths import REPO_ROOT, cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma list of visual extractors for the forward row")
     parser.add_argument("--only", default=",".join(TOPICS), help=f"comma list of topics among {', '.join(TOPICS)}; "
                         "a partial run replaces those topics' rows in an existing results.json and keeps the others")
-    parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
-    parser.add_argument("--work-dir", default="cache/bench", help="generated media kept between runs")
+    parser.add_argument("--out", default=str(REPO_ROOT / "bench"), help="folder for results.json and results.md "
+                        "(default: %(default)s)")
+    parser.add_argument("--work-dir", default=str(cache_dir() / "bench"),
+                        help="generated media kept between runs (default: %(default)s)")
     parser.set_defaults(func=run_bench)
     return parser
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from classify.kinds import HEAD_KINDS, PRESET_CHOICES
 from avscene.entry import command_parser, run_cli
-from avscene.paths import DEFAULT_STORE
+from avscene.paths import default_store, runs_dir
 
 
 def _configs(args: argparse.Namespace, kind: str):
@@ -46,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     head_config, train_config = _configs(args, args.head)
     classes = class_set_name(args.store, args.classes)
-    out = Path(args.out) if args.out else Path("cache/runs") / f"{args.head}-{classes}cls"
+    out = Path(args.out) if args.out else runs_dir() / f"{args.head}-{classes}cls"
     _, metrics = run_training(args.store, _extractors(args), classes, head_config, train_config, out)
     print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  (mean proba): {metrics['clip_accuracy_mean_proba']:.4f}"
           f"  second accuracy: {metrics['second_accuracy']:.4f}  second log loss: {metrics['second_log_loss']:.4f}"
@@ -61,7 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from classify.ablation import run_ablation, run_wang_ablation
 
-    out = Path(args.out or ("cache/runs/ablation-wang" if args.paper == "wang" else "cache/runs/ablation"))
+    out = Path(args.out) if args.out else runs_dir() / ("ablation-wang" if args.paper == "wang" else "ablation")
     if args.paper == "wang":  # per-row presets and views; --epochs/--seed still apply
         overrides = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
         table = run_wang_ablation(args.store, out, _extractors(args), **overrides)
@@ -81,7 +81,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     model = Path(args.model)
     recorded = None if args.store else recorded_store(model.parent)
-    store = args.store or recorded or DEFAULT_STORE
+    store = args.store or recorded or default_store()
     n, excluded = predict_split(model, store, args.split or None, Path(args.out))
     print(f"store: {store}" + (" (recorded in the run)" if recorded else ""))
     print(f"{n} clips scored, {len(excluded)} excluded" + (f": {', '.join(e['clip'] for e in excluded)}" if excluded else ""))
@@ -114,7 +114,7 @@ def format_confusion(confusion: list[list[int]], classes: list[str]) -> str:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=DEFAULT_STORE)
+    parser.add_argument("--store", default=default_store(), help="default: %(default)s")
     parser.add_argument("--extractors", default="", help="comma list (default: every extractor in the store)")
     parser.add_argument("--preset", default="adam", choices=PRESET_CHOICES,
                         help="training preset: paper-text, paper-code (the released code), adam, adam-mixup")
@@ -140,13 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default; named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle); "
                        "`python -m extract info` lists them")
     train.add_argument("--head", default="ls", choices=HEAD_KINDS)
-    train.add_argument("--out", default="", help="run folder (default cache/runs/<head>-<classes>cls)")
+    train.add_argument("--out", default="", help=f"run folder (default {runs_dir()}/<head>-<classes>cls)")
     train.set_defaults(func=_cmd_train)
     ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC (or --paper wang), beside the papers")
     _add_training_options(ablation)
     ablation.add_argument("--paper", default="first", choices=["first", "wang"],
                           help="first: Table 2 + VASC/ASC/VSC; wang: the second paper's Tables 1/3 cache rows (MLP)")
-    ablation.add_argument("--out", default="", help="default cache/runs/ablation (first) or cache/runs/ablation-wang")
+    ablation.add_argument("--out", default="", help=f"default {runs_dir()}/ablation (first) or ablation-wang")
     ablation.set_defaults(func=_cmd_ablation)
     finetune = sub.add_parser("finetune", help="second paper's Fine_A/Fine_V: extractors + MLP head end to end "
                               "from the train split's media (needs a GPU for real use)")
@@ -167,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "SpecAugment, RandAugment Sharpness/Contrast, joint mixup 20 %%)")
     finetune.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     finetune.add_argument("--seed", type=int, default=0)
-    finetune.add_argument("--out", default="cache/runs/finetune")
+    finetune.add_argument("--out", default=str(runs_dir() / "finetune"), help="default: %(default)s")
     finetune.set_defaults(func=_cmd_finetune)
     predict = sub.add_parser("predict", help="DCASE-format clip predictions of a trained head (unlabeled splits too)")
     predict.add_argument("--model", required=True, help="model.pt of a run folder")
-    predict.add_argument("--store", default="", help=f"default: the store recorded in the run's config.json, else {DEFAULT_STORE}")
+    predict.add_argument("--store", default="", help=f"default: the store recorded in the run's config.json, else {default_store()}")
     predict.add_argument("--split", default="test", help="store split to score ('' = every clip)")
     predict.add_argument("--out", required=True, help="output CSV (tab-separated)")
     predict.set_defaults(func=_cmd_predict)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -104,3 +105,42 @@ def augmented_views(store: EmbeddingStore, extractors: list[str], kinds: tuple[s
         return []
     common = set.intersection(*(set(store.views(n)) for n in visual)) - {DEFAULT_VIEW}
     return sorted(v for v in common if not kinds or v.rsplit("_", 1)[0] in kinds)
+
+
+@dataclass(frozen=True)
+class SplitLoader:
+    """A store opened for stage 2: its splits loaded into RAM as :class:`ClipSet` (``store``: the store itself, with
+    its clips, taxonomy, extractors and recorded errors)."""
+
+    store: EmbeddingStore
+
+    def load(self, split: str | None, extractors: str | list[str] | None = None, classes: ClassSet | str | int = "",
+             view: str = DEFAULT_VIEW) -> ClipSet:
+        """The usable clips of ``split`` (None = every clip) for ``extractors`` (comma list or list; None = every
+        extractor in the store), targets of the class set ``classes`` (see :func:`load_clips`)."""
+        if extractors is None:
+            names = self.store.extractor_names()
+        else:
+            names = [n for n in extractors.split(",") if n] if isinstance(extractors, str) else list(extractors)
+        return load_clips(self.store, names, split, classes, view)
+
+
+def open_store(path: str | Path) -> SplitLoader:
+    """Open an embedding store for reading its splits.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from avscene import extract, open_store
+        >>> from avscene.demo.synthetic import make_demo_dataset
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+        >>> _ = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+        >>> reader = open_store(folder / "emb.zarr")
+        >>> train = reader.load("train", ["debug_visual", "debug_audio"])
+        >>> len(train), train.features["debug_visual"].shape, train.mask.shape, len(train.classes)
+        (10, (10, 2, 16), (10, 2), 10)
+        >>> reader.load("train", "debug_audio", classes=3).classes  # TAU's grouping of the ten scenes
+        ('indoor', 'outdoor', 'vehicle')
+    """
+    return SplitLoader(EmbeddingStore.open(path))

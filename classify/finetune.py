@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_e
 
 if TYPE_CHECKING:  # torch is imported lazily, where it runs
     import torch
+
+    from extract.extractor import Extractor
 
 logger = logging.getLogger(__name__)
 
@@ -168,12 +171,6 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     """
     import torch
 
-    from classify.heads import FusionHead, HeadConfig, HeadInput
-    from classify.persist import load_head, save_finetuned
-    from classify.run import write_json
-    from classify.train import second_loss
-    from extract.decode_plan import DecodePlan
-    from extract.extractor import create_extractor, embed_inputs
     from extract.manifest import read_manifest
 
     check_replaceable(out_dir)
@@ -181,114 +178,212 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     clips = manifest.by_split("train")
     if not clips:
         raise ValueError(f"{data}: no clip in split 'train'; nothing to fine-tune on")
-    extractors = {m: create_extractor(n, random_init=cfg.random_init, device=cfg.device)
-                  for m, n in (("visual", cfg.visual), ("audio", cfg.audio))}
-    for modality, e in extractors.items():
-        if e.spec.modality != modality:
-            raise ValueError(f"{e.spec.name} is a {e.spec.modality} extractor, not {modality}")
-    device = extractors["visual"].device
-    specs = {m: e.spec for m, e in extractors.items()}
-    names = [specs["visual"].name, specs["audio"].name]
+    extractors = _create_extractors(cfg)
     class_names = tuple(manifest.classes)
-    inputs = [HeadInput(specs[m].name, specs[m].embedding_dim, m) for m in FINETUNE_MODALITIES]
     torch.manual_seed(cfg.seed)
-    if head_run is not None:
-        trained = load_head(Path(head_run) / "model.pt")
-        if sorted(trained.extractors) != sorted(names) or tuple(trained.classes) != class_names:
-            raise ValueError(f"{head_run}: head trained on {trained.extractors} / {trained.classes}, "
-                             f"not {names} / {class_names}")
-        head, mean, std = trained.head, trained.scaler.mean, trained.scaler.std
-    else:
-        head, mean, std = FusionHead(inputs, len(class_names), HeadConfig(kind="mlp")), None, None
+    head, mean, std = _initial_head(extractors, class_names, head_run)
     failed: dict[str, str] = {}  # clip id -> why it is left out
     store_location = store_location or (_head_run_store(head_run) if head_run is not None else None)
     if store_location:
-        known = {e.clip: e.reason for e in EmbeddingStore.open(store_location).usable_clips(names, "train").excluded}
-        failed.update({c.clip_id: known[c.clip_id] for c in clips if c.clip_id in known})
-        clips = [c for c in clips if c.clip_id not in known]
-    head.to(device)
-    modules = {m: e.module for m, e in extractors.items()}
-    params = list(head.parameters())
-    for modality, module in modules.items():
-        trainable = modality in cfg.train_modalities
-        module.eval()  # batch norm keeps its running statistics, dropout off: see the module docstring
-        module.requires_grad_(trainable)
-        params += list(module.parameters()) if trainable else []
-    before = {m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in modules.items()}
-    optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    plan = DecodePlan.for_specs(list(specs.values()))
-    labels = {c.clip_id: c.label for c in clips}
-    class_index = {c: i for i, c in enumerate(class_names)}
-    rng = np.random.default_rng(cfg.seed)
-    history, steps, seen, started = [], 0, 0, time.perf_counter()
-    stats = None  # {name: (mean, std)} tensors on the device
-
-    augment = BatchAugmentation(cfg, modules["audio"], seed=cfg.seed) if cfg.augment else None
-
-    def embed(modality: str, x: np.ndarray) -> "torch.Tensor":
-        e = extractors[modality]
-        return embed_inputs(e.spec, modules[modality], torch.from_numpy(np.ascontiguousarray(x)).to(device))
-
-    bar = progress_bar(desc="finetune", unit="step", total=cfg.max_steps or None)
-    for epoch in range(cfg.epochs):
-        order = rng.permutation(len(clips))
-        for start in range(0, len(order), cfg.clips_per_chunk):
-            chunk = _seconds(_decode_chunk([clips[i] for i in order[start : start + cfg.clips_per_chunk]], plan,
-                                           cfg.decode_workers), specs, class_index, labels, failed)
-            if chunk is None:
-                continue
-            visual, audio, targets = chunk
-            if mean is None:  # fixed standardisation from the initial embeddings of the first chunk
-                with torch.no_grad():
-                    first = {specs["visual"].name: embed("visual", visual), specs["audio"].name: embed("audio", audio)}
-                mean = {n: v.mean(0).cpu().numpy() for n, v in first.items()}
-                std = {n: np.maximum(v.std(0).cpu().numpy(), 1e-6) for n, v in first.items()}
-            if stats is None:  # on the device once; the statistics never change
-                stats = {n: (torch.as_tensor(np.asarray(mean[n]), dtype=torch.float32, device=device),
-                             torch.as_tensor(np.asarray(std[n]), dtype=torch.float32, device=device)) for n in names}
-            head.train()
-            perm = rng.permutation(len(targets))
-            for b in range(0, len(perm), cfg.batch_size):
-                rows = np.sort(perm[b : b + cfg.batch_size])
-                if augment is None:
-                    feats = {specs[m].name: embed(m, x[rows]) for m, x in (("visual", visual), ("audio", audio))}
-                else:
-                    frames = augment.frames(visual[rows], steps) if "visual" in cfg.train_modalities else visual[rows]
-                    feats = {specs["visual"].name: embed("visual", frames)}
-                    audio_rows = torch.from_numpy(np.ascontiguousarray(audio[rows])).to(device)
-                    feats[specs["audio"].name] = (augment.audio_embedding(audio_rows) if "audio" in cfg.train_modalities
-                                                  else embed("audio", audio[rows]))
-                feats = {n: ((f - stats[n][0]) / stats[n][1]).unsqueeze(1) for n, f in feats.items()}  # (B, 1, D)
-                mask = torch.ones(len(rows), 1, dtype=torch.bool, device=device)
-                soft = torch.nn.functional.one_hot(torch.from_numpy(targets[rows]), len(class_names)).float().to(device)
-                if augment is not None:
-                    feats, mask, soft = augment.mixup(feats, mask, soft)
-                loss = second_loss(head(feats, mask), mask, soft)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                steps, seen = steps + 1, seen + len(rows)
-                history.append({"epoch": epoch + 1, "step": steps, "loss": float(loss.item())})
-                logger.info("step %d (epoch %d): loss %.4f", steps, epoch + 1, history[-1]["loss"])
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]['loss']:.4f}")
-                if steps == cfg.max_steps:
-                    break
-            if steps == cfg.max_steps:
-                break
-        if steps == cfg.max_steps:
-            break
-    bar.close()
-    changed = {m: any(not torch.equal(before[m][k], v.detach()) for k, v in mod.state_dict().items())
-               for m, mod in modules.items()}
-    metrics = {"steps": steps, "seconds_seen": seen, "history": history, "extractor_changed": changed,
+        clips = _without_store_exclusions(clips, store_location, [e.spec.name for e in extractors.values()], failed)
+    tuner = FineTuner(cfg, extractors, head, len(class_names), mean, std)
+    rng = np.random.default_rng(cfg.seed)  # one stream: the clips' order each epoch, then each chunk's seconds
+    started = time.perf_counter()
+    history = tuner.train(_train_chunks(clips, cfg, extractors, class_names, failed, rng), rng)
+    metrics = {"steps": len(history), "seconds_seen": tuner.seconds_seen, "history": history,
+               "extractor_changed": tuner.extractors_changed(),
                "final_loss": history[-1]["loss"] if history else None, "train_seconds": time.perf_counter() - started,
                "excluded_clips": report_excluded([ExcludedClip(c, "train", r) for c, r in sorted(failed.items())],
                                                  str(data), "fine-tuning")}
     config = {"data": str(data), "finetune": cfg.to_dict(), "head_run": str(head_run) if head_run else None,
               "classes": list(class_names), "weights": {e.spec.name: e.weights_id for e in extractors.values()}}
-    with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
-        write_json(folder / "config.json", config)
-        write_json(folder / "metrics.json", metrics)
-        save_finetuned(folder / "model.pt", head, modules, {n: mean[n] for n in names}, {n: std[n] for n in names})
+    tuner.save(out_dir, config, metrics)
     return metrics
+
+
+def _create_extractors(cfg: FinetuneConfig) -> dict[str, Extractor]:
+    """The visual and the audio extractor of ``cfg``, each checked to be of its modality."""
+    from extract.extractor import create_extractor
+
+    extractors = {m: create_extractor(n, random_init=cfg.random_init, device=cfg.device)
+                  for m, n in (("visual", cfg.visual), ("audio", cfg.audio))}
+    for modality, e in extractors.items():
+        if e.spec.modality != modality:
+            raise ValueError(f"{e.spec.name} is a {e.spec.modality} extractor, not {modality}")
+    return extractors
+
+
+def _initial_head(extractors: dict[str, Extractor], class_names: tuple[str, ...], head_run: Path | None):
+    """``(head, mean, std)``: a cache-trained head run's MLP and scaler statistics, else a new MLP head and None (the
+    statistics then come from the first chunk)."""
+    from classify.heads import FusionHead, HeadConfig, HeadInput
+    from classify.persist import load_head
+
+    names = [extractors[m].spec.name for m in FINETUNE_MODALITIES]
+    if head_run is None:
+        inputs = [HeadInput(extractors[m].spec.name, extractors[m].spec.embedding_dim, m) for m in FINETUNE_MODALITIES]
+        return FusionHead(inputs, len(class_names), HeadConfig(kind="mlp")), None, None
+    trained = load_head(Path(head_run) / "model.pt")
+    if sorted(trained.extractors) != sorted(names) or tuple(trained.classes) != class_names:
+        raise ValueError(f"{head_run}: head trained on {trained.extractors} / {trained.classes}, "
+                         f"not {names} / {class_names}")
+    return trained.head, trained.scaler.mean, trained.scaler.std
+
+
+def _without_store_exclusions(clips: list, store_location: str, names: list[str], failed: dict[str, str]) -> list:
+    """``clips`` less those the store's usable-clips rule excludes for ``names`` (their reasons added to ``failed``)."""
+    known = {e.clip: e.reason for e in EmbeddingStore.open(store_location).usable_clips(names, "train").excluded}
+    failed.update({c.clip_id: known[c.clip_id] for c in clips if c.clip_id in known})
+    return [c for c in clips if c.clip_id not in known]
+
+
+def _train_chunks(clips: list, cfg: FinetuneConfig, extractors: dict[str, Extractor], class_names: tuple[str, ...],
+                  failed: dict[str, str], rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(epoch, visual inputs, audio inputs, targets)`` of each chunk of ``clips_per_chunk`` clips, decoded when asked
+    for (clips in a new order drawn from ``rng`` each epoch); clips failing to decode are added to ``failed``."""
+    from extract.decode_plan import DecodePlan
+
+    specs = {m: e.spec for m, e in extractors.items()}
+    plan = DecodePlan.for_specs(list(specs.values()))
+    labels = {c.clip_id: c.label for c in clips}
+    class_index = {c: i for i, c in enumerate(class_names)}
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(len(clips))
+        for start in range(0, len(order), cfg.clips_per_chunk):
+            decoded = _decode_chunk([clips[i] for i in order[start : start + cfg.clips_per_chunk]], plan, cfg.decode_workers)
+            chunk = _seconds(decoded, specs, class_index, labels, failed)
+            if chunk is not None:
+                yield (epoch, *chunk)
+
+
+class FineTuner:
+    """The head and the two extractors trained together, one batch of seconds at a time (see the module docstring).
+
+    Batches are drawn from each chunk's seconds in a random order; the extractors of ``cfg.train_modalities`` get
+    gradients, the others stay frozen; all stay in eval mode.
+    """
+
+    def __init__(self, cfg: FinetuneConfig, extractors: dict[str, Extractor], head, n_classes: int, mean: dict | None,
+                 std: dict | None):
+        import torch
+
+        self.cfg, self.extractors, self.head, self.n_classes = cfg, extractors, head, n_classes
+        self.device = extractors["visual"].device
+        self.names = {m: e.spec.name for m, e in extractors.items()}
+        self.modules = {m: e.module for m, e in extractors.items()}
+        self.mean, self.std = mean, std  # fixed standardisation; None until the first chunk when not given
+        self.stats: dict | None = None  # {name: (mean, std)} tensors on the device
+        head.to(self.device)
+        params = list(head.parameters())
+        for modality, module in self.modules.items():
+            trainable = modality in cfg.train_modalities
+            module.eval()  # batch norm keeps its running statistics, dropout off: see the module docstring
+            module.requires_grad_(trainable)
+            params += list(module.parameters()) if trainable else []
+        self.initial = {m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in self.modules.items()}
+        self.optimiser = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.augment = BatchAugmentation(cfg, self.modules["audio"], seed=cfg.seed) if cfg.augment else None
+        self.seconds_seen = 0
+
+    def train(self, chunks: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+              rng: np.random.Generator) -> list[dict[str, Any]]:
+        """Step through the batches of ``chunks`` (each chunk's seconds in an order drawn from ``rng``), or through
+        ``cfg.max_steps`` of them; the per-step losses."""
+        history: list[dict[str, Any]] = []
+        bar = progress_bar(desc="finetune", unit="step", total=self.cfg.max_steps or None)
+        self.head.train()
+        for epoch, visual, audio, targets in chunks:
+            self._fix_statistics(visual, audio)
+            perm = rng.permutation(len(targets))
+            for b in range(0, len(perm), self.cfg.batch_size):
+                rows = np.sort(perm[b : b + self.cfg.batch_size])
+                loss = self.step(visual[rows], audio[rows], targets[rows], len(history))
+                history.append({"epoch": epoch + 1, "step": len(history) + 1, "loss": loss})
+                logger.info("step %d (epoch %d): loss %.4f", len(history), epoch + 1, loss)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}")
+                if len(history) == self.cfg.max_steps:
+                    bar.close()
+                    return history
+        bar.close()
+        return history
+
+    def step(self, visual: np.ndarray, audio: np.ndarray, targets: np.ndarray, step: int) -> float:
+        """One optimiser step on a batch of seconds (augmented when ``cfg.augment``); its loss."""
+        import torch
+
+        from classify.train import second_loss
+
+        feats = self._standardised(self._embeddings(visual, audio, step))
+        mask = torch.ones(len(targets), 1, dtype=torch.bool, device=self.device)
+        soft = torch.nn.functional.one_hot(torch.from_numpy(targets), self.n_classes).float().to(self.device)
+        if self.augment is not None:
+            feats, mask, soft = self.augment.mixup(feats, mask, soft)
+        loss = second_loss(self.head(feats, mask), mask, soft)
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        self.seconds_seen += len(targets)
+        return float(loss.item())
+
+    def _embed(self, modality: str, x: np.ndarray) -> "torch.Tensor":
+        import torch
+
+        from extract.extractor import embed_inputs
+
+        e = self.extractors[modality]
+        return embed_inputs(e.spec, self.modules[modality], torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+
+    def _embeddings(self, visual: np.ndarray, audio: np.ndarray, step: int) -> dict[str, "torch.Tensor"]:
+        """``{name: (B, D)}`` of the batch; with augmentation, the trained extractors see augmented inputs."""
+        import torch
+
+        if self.augment is None:
+            return {self.names["visual"]: self._embed("visual", visual), self.names["audio"]: self._embed("audio", audio)}
+        trained = self.cfg.train_modalities
+        feats = {self.names["visual"]: self._embed("visual", self.augment.frames(visual, step) if "visual" in trained
+                                                   else visual)}
+        waveforms = torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
+        feats[self.names["audio"]] = (self.augment.audio_embedding(waveforms) if "audio" in trained
+                                      else self._embed("audio", audio))
+        return feats
+
+    def _fix_statistics(self, visual: np.ndarray, audio: np.ndarray) -> None:
+        """Standardisation statistics on the device, once: the given ones, else those of the first chunk's initial
+        embeddings."""
+        import torch
+
+        if self.stats is not None:
+            return
+        if self.mean is None:
+            with torch.no_grad():
+                first = {self.names["visual"]: self._embed("visual", visual), self.names["audio"]: self._embed("audio", audio)}
+            self.mean = {n: v.mean(0).cpu().numpy() for n, v in first.items()}
+            self.std = {n: np.maximum(v.std(0).cpu().numpy(), 1e-6) for n, v in first.items()}
+        self.stats = {n: (torch.as_tensor(np.asarray(self.mean[n]), dtype=torch.float32, device=self.device),
+                          torch.as_tensor(np.asarray(self.std[n]), dtype=torch.float32, device=self.device))
+                      for n in self.names.values()}
+
+    def _standardised(self, feats: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """``{name: (B, 1, D)}``: each embedding standardised by the fixed statistics, as one-second sequences."""
+        return {n: ((f - self.stats[n][0]) / self.stats[n][1]).unsqueeze(1) for n, f in feats.items()}
+
+    def extractors_changed(self) -> dict[str, bool]:
+        """Whether each extractor's parameters (or buffers) differ from those it started with."""
+        import torch
+
+        return {m: any(not torch.equal(self.initial[m][k], v.detach()) for k, v in mod.state_dict().items())
+                for m, mod in self.modules.items()}
+
+    def save(self, out_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """``out_dir/{config.json, metrics.json, model.pt}`` (head, extractors and standardisation statistics), whole
+        or not at all (:func:`avscene.run_folder.run_folder`)."""
+        from classify.persist import save_finetuned
+        from classify.run import write_json
+
+        names = list(self.names.values())
+        with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+            write_json(folder / "config.json", config)
+            write_json(folder / "metrics.json", metrics)
+            save_finetuned(folder / "model.pt", self.head, self.modules, {n: self.mean[n] for n in names},
+                           {n: self.std[n] for n in names})

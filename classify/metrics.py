@@ -25,23 +25,43 @@ def clip_mean_proba(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (probs * mask[..., None]).sum(1) / counts
 
 
-def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (targets, predicted), 1)
-    return cm
+def vote_confusion(targets: np.ndarray, vote: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`sklearn.metrics.confusion_matrix` of the clip votes (rows true, columns predicted); zeros without clips,
+    and ``[[n]]`` for one class (a grouping of every class into one), whose 1x1 matrix sklearn warns about."""
+    from sklearn.metrics import confusion_matrix
+
+    if len(targets) == 0:
+        return np.zeros((n_classes, n_classes), np.int64)
+    if n_classes == 1:
+        return np.array([[len(targets)]], np.int64)
+    return confusion_matrix(targets, vote, labels=np.arange(n_classes))
+
+
+def second_log_loss(targets: np.ndarray, probs: np.ndarray, n_classes: int) -> float | None:
+    """:func:`sklearn.metrics.log_loss` of seconds' probabilities ``(n, K)`` (float64, rows renormalised to sum to one,
+    clipped at float64's eps); None without seconds; for one class, which sklearn refuses, the same clipped mean of
+    ``-log p``."""
+    from sklearn.metrics import log_loss
+
+    if len(targets) == 0:
+        return None
+    probs = probs.astype(np.float64)
+    if n_classes == 1:
+        return float(-np.log(np.clip(probs[:, 0], np.finfo(np.float64).eps, 1.0)).mean())
+    return float(log_loss(targets, probs / probs.sum(1, keepdims=True), labels=np.arange(n_classes)))
 
 
 def classification_metrics(probs: np.ndarray, mask: np.ndarray, targets: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Per-second accuracy and log loss, per-clip accuracy (vote and mean probability), per-class, confusion."""
+    """Per-second accuracy and log loss (:func:`second_log_loss`), per-clip accuracy (vote and mean probability),
+    per-class, confusion of the votes (:func:`vote_confusion`)."""
     k = len(classes)
     labelled = targets >= 0
     probs, mask, targets = probs[labelled], mask[labelled], targets[labelled]
     second_targets = np.broadcast_to(targets[:, None], mask.shape)[mask]
     second_probs = probs[mask]
-    clipped = np.clip(second_probs[np.arange(len(second_targets)), second_targets], 1e-15, 1.0)
     vote = clip_vote(probs, mask)
     mean_pred = clip_mean_proba(probs, mask).argmax(1)
-    cm = confusion_matrix(targets, vote, k)
+    cm = vote_confusion(targets, vote, k)
     per_class = {
         c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)
     }
@@ -49,7 +69,7 @@ def classification_metrics(probs: np.ndarray, mask: np.ndarray, targets: np.ndar
         "n_clips": int(len(targets)),
         "n_seconds": int(mask.sum()),
         "second_accuracy": float((second_probs.argmax(1) == second_targets).mean()) if len(second_targets) else None,
-        "second_log_loss": float(-np.log(clipped).mean()) if len(second_targets) else None,
+        "second_log_loss": second_log_loss(second_targets, second_probs, k),
         "clip_accuracy": float((vote == targets).mean()) if len(targets) else None,
         "clip_accuracy_mean_proba": float((mean_pred == targets).mean()) if len(targets) else None,
         "per_class_clip_accuracy": per_class,

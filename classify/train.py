@@ -7,9 +7,8 @@ its clip's label (soft labels when mixed up), averaged over the batch's valid se
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -76,13 +75,24 @@ class TrainConfig:
         if not 0.0 <= self.mixup_fraction <= 1.0 or not 0.0 <= self.mixup_ratio <= 1.0:
             raise ValueError("mixup_fraction and mixup_ratio must be in [0, 1]")
 
-    def learning_rate(self, epoch: int) -> float:
-        """Learning rate of 0-based ``epoch``."""
-        if self.schedule == "constant":
-            return self.lr
+    def scheduler(self, optimiser: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        """The torch scheduler of this schedule on ``optimiser`` (whose ``lr`` is ``self.lr``); step it once per epoch."""
+        schedulers = torch.optim.lr_scheduler
         if self.schedule == "linear":
-            return self.lr + (self.lr_final - self.lr) * min(epoch, self.schedule_epochs) / self.schedule_epochs
-        return self.lr_final + (self.lr - self.lr_final) * (1.0 + math.cos(math.pi * epoch / self.schedule_epochs)) / 2.0
+            return schedulers.LinearLR(optimiser, start_factor=1.0, end_factor=self.lr_final / self.lr,
+                                       total_iters=self.schedule_epochs)
+        if self.schedule == "cosine":
+            return schedulers.CosineAnnealingLR(optimiser, T_max=self.schedule_epochs, eta_min=self.lr_final)
+        return schedulers.ConstantLR(optimiser, factor=1.0, total_iters=0)
+
+    def learning_rate(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``: :meth:`scheduler`'s after ``epoch`` steps."""
+        optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=self.lr)
+        scheduler = self.scheduler(optimiser)
+        for _ in range(epoch):
+            optimiser.step()  # no gradients: changes nothing, keeps the scheduler's call order
+            scheduler.step()
+        return float(optimiser.param_groups[0]["lr"])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,11 +241,48 @@ def single_seconds(clips: ClipSet) -> ClipSet:
     )
 
 
-def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig, progress: bool = True) -> TrainedHead:
-    """Fit the scaler (train clips only) and the head on the labelled clips of ``train`` (on their seconds one by
-    one when ``config.batch_unit == "seconds"``); ``progress``: a bar of epochs with the last epoch's loss (on a
-    terminal)."""
-    labelled = train.subset(np.flatnonzero(train.targets >= 0))
+def head_and_train_configs(head: HeadConfig | str, training: TrainConfig | str,
+                           overrides: dict[str, object]) -> tuple[HeadConfig, TrainConfig]:
+    """A head config (or kind) and a training config (or preset name), with ``overrides`` of either's fields."""
+    head_fields, train_fields = {f.name for f in fields(HeadConfig)}, {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - head_fields - train_fields)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}: give fields of HeadConfig {sorted(head_fields)} or "
+                         f"TrainConfig {sorted(train_fields)}")
+    head_config = head if isinstance(head, HeadConfig) else HeadConfig(kind=head)
+    config = training if isinstance(training, TrainConfig) else preset(training)
+    return (replace(head_config, **{k: v for k, v in overrides.items() if k in head_fields}),
+            replace(config, **{k: v for k, v in overrides.items() if k in train_fields}))
+
+
+def train_head(clips: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfig | str = "adam", progress: bool = True,
+               **overrides: Any) -> TrainedHead:
+    """Fit the scaler and the head on the labelled clips of ``clips`` (on their seconds one by one when the batch unit
+    is ``seconds``).
+
+    Args:
+        clips: The training clips (e.g. ``open_store(path).load("train")``).
+        head: A :class:`HeadConfig`, or a head kind (``classify.kinds.HEAD_KINDS``: ``ls``, ``mlp``, ...).
+        preset: A :class:`TrainConfig`, or the name of one of :data:`PRESETS`.
+        progress: A bar of epochs with the last epoch's loss (on a terminal).
+        **overrides: Fields of :class:`HeadConfig` (``dropout``, ``projection_dim``, ...) or :class:`TrainConfig`
+            (``epochs``, ``lr``, ``seed``, ...).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from avscene import extract, open_store, train_head
+        >>> from avscene.demo.synthetic import make_demo_dataset
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+        >>> _ = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+        >>> clips = open_store(folder / "emb.zarr").load("train")
+        >>> trained = train_head(clips, head="ls", preset="adam", epochs=3, projection_dim=8)
+        >>> trained.extractors, len(trained.history), trained.predict_proba(clips).shape
+        (['debug_audio', 'debug_visual'], 3, (10, 2, 10))
+    """
+    head_config, config = head_and_train_configs(head, preset, overrides)
+    labelled = clips.subset(np.flatnonzero(clips.targets >= 0))
     if len(labelled) == 0:
         raise ValueError("the train split has no labelled clip")
     extractors = list(labelled.features)
@@ -250,14 +297,13 @@ def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig, pro
     generator = torch.Generator().manual_seed(config.seed)
     head = FusionHead(head_inputs(labelled, extractors), n_classes, head_config)
     optimiser = _optimiser(head, config)
+    scheduler = config.scheduler(optimiser)
     history = []
     head.train()
     epochs = progress_bar(range(config.epochs), desc=f"train {head_config.kind}", unit="epoch", enabled=progress,
                           leave=False)
     for epoch in epochs:
-        lr = config.learning_rate(epoch)
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+        lr = float(optimiser.param_groups[0]["lr"])
         order = torch.randperm(len(labelled), generator=generator)
         total, steps = 0.0, 0
         for start in range(0, len(order), config.batch_size):
@@ -269,6 +315,7 @@ def train_head(train: ClipSet, head_config: HeadConfig, config: TrainConfig, pro
             loss.backward()
             optimiser.step()
             total, steps = total + loss.item(), steps + 1
+        scheduler.step()
         history.append({"epoch": epoch + 1, "lr": lr, "train_loss": total / steps})
         logger.debug("epoch %d lr %.2e loss %.4f", epoch + 1, lr, total / steps)
         epochs.set_postfix(loss=f"{total / steps:.4f}", lr=f"{lr:.1e}")

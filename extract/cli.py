@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from avscene.entry import command_parser, run_cli
-from avscene.paths import DEFAULT_STORE
+from avscene.paths import default_store
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "0 when the run completed (per-clip failures are recorded, see info), 1 when an extractor "
                          "embedded no clip at all or with --fail-on-error and a failure, 2 when it could not start")
     run.add_argument("--data", required=True, help="TAU-layout folder (with meta.csv) or a CSV manifest")
-    run.add_argument("--store", default=DEFAULT_STORE, help="store path or fsspec URL")
+    run.add_argument("--store", default=default_store(), help="store path or fsspec URL (default: %(default)s)")
     run.add_argument("--extractors", required=True, help="comma list of registry names or aliases")
     run.add_argument("--classes", default="", help="CSV manifests: comma list of classes, or 'tau' for the 10 TAU scenes")
     run.add_argument("--groups", default="", help="grouping file (CSV label,<grouping>...): class groupings that "
@@ -306,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     hear.set_defaults(func=_cmd_hear_task)
 
     info = sub.add_parser("info", help="summarise a store and its recorded errors")
-    info.add_argument("--store", default=DEFAULT_STORE)
+    info.add_argument("--store", default=default_store(), help="default: %(default)s")
     info.add_argument("--max-errors", type=int, default=20)
     info.set_defaults(func=_cmd_info)
 
     export = sub.add_parser("export", help="write a store to HDF5")
-    export.add_argument("--store", default=DEFAULT_STORE)
+    export.add_argument("--store", default=default_store(), help="default: %(default)s")
     export.add_argument("--h5", required=True)
     export.set_defaults(func=_cmd_export)
     return parser

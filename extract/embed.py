@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,12 @@ class SecondEmbeddings:
     def timestamps_s(self) -> np.ndarray:
         """``(T,)`` float64: the centre of each second, in seconds from the start of the media."""
         return self.start_s + np.arange(self.n_seconds) + 0.5
+
+    @property
+    def coverage_s(self) -> np.ndarray:
+        """``(T, 2)`` float64: the ``[start, end)`` of media, in seconds, that each embedding covers."""
+        starts = self.start_s + np.arange(self.n_seconds, dtype=np.float64)
+        return np.stack([starts, starts + 1.0], axis=1)
 
 
 def embed_batched(extractor: Extractor, inputs: np.ndarray) -> np.ndarray:
@@ -86,3 +93,47 @@ def embed_waveform(waveform: np.ndarray, sample_rate_hz: int, extractors: Sequen
         e.spec.name: embed_batched(e, audio_windows(waveform, sample_rate_hz, n_seconds, *audio_format(e.spec)))
         for e in extractors
     })
+
+
+def embed_file(
+    video: str | Path,
+    extractors: Sequence[Extractor],
+    audio: str | Path | None = None,
+    chunk_seconds: int = 30,
+    frame_choice: str = "middle",
+) -> SecondEmbeddings:
+    """Per-second embeddings of one media file, the chunks of :func:`iter_embeddings` joined.
+
+    Args:
+        video: A video file (or an audio file, for audio extractors only).
+        extractors: Built extractors (:func:`extract.extractor.create_extractors`).
+        audio: An audio file to use instead of the video's own soundtrack.
+        chunk_seconds: Seconds decoded and embedded at a time (the memory bound; the result does not depend on it).
+        frame_choice: Which frame stands for each second (``extract.store.FRAME_CHOICES``).
+
+    Returns:
+        ``embeddings`` ``{name: (T, D) float32}`` of the ``T`` whole seconds both modalities cover, with
+        ``timestamps_s`` ``(T,)`` (the centre of each second) and ``coverage_s`` ``(T, 2)`` (its start and end).
+
+    Raises:
+        MediaError: missing, unreadable, undecodable or too short media.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from avscene import create_extractors, embed_file
+        >>> from avscene.demo.synthetic import write_video, write_wav
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> write_video(folder / "clip.mp4", lambda i: np.full((24, 32, 3), 8 * i, np.uint8), 25, 10, 32, 24)
+        >>> write_wav(folder / "clip.wav", np.zeros((2, 48_000 * 3), np.float32), 48_000)
+        >>> found = embed_file(folder / "clip.mp4", create_extractors("debug_visual,debug_audio", "cpu"),
+        ...                    audio=folder / "clip.wav")
+        >>> {name: x.shape for name, x in found.embeddings.items()}  # 2.5 s of video: 2 whole seconds
+        {'debug_visual': (2, 16), 'debug_audio': (2, 16)}
+        >>> found.timestamps_s.tolist(), found.coverage_s.tolist()
+        ([0.5, 1.5], [[0.0, 1.0], [1.0, 2.0]])
+    """
+    clip = Clip(str(video), "", "", Path(video), None if audio is None else Path(audio))
+    chunks = list(iter_embeddings(clip, extractors, chunk_seconds, frame_choice))
+    return SecondEmbeddings(0, {e.spec.name: np.concatenate([c.embeddings[e.spec.name] for c in chunks]) for e in extractors})

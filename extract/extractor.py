@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from avscene.errors import DeviceError
-from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec
+from extract.registry import ExtractorSpec, TrainedWeights, get_class, get_spec, resolve_names
 from extract.weights import BUILTIN, RANDOM_INIT, resolve_weights, training_record, weights_id as checkpoint_id
 
 if TYPE_CHECKING:  # torch is imported lazily, where it runs
@@ -211,3 +211,23 @@ def create_extractor(
     forward = torch.compile(module) if options.compile else module
     return Extractor(spec=spec, module=module, weights_id=weights_id, device=torch_device, options=options,
                      forward=forward, training_run=run)
+
+
+def create_extractors(names: str | list[str], device: str = "auto", random_init: bool = False) -> list[Extractor]:
+    """Build the extractors named by a comma list or list of registry names and aliases, on one device.
+
+    Args:
+        names: e.g. ``"mobilenet_v2.imagenet,efficientat_mn04.audioset"`` (``python -m extract weights list``).
+        device: ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``.
+        random_init: Random weights instead of the pretrained ones (never taken silently: logged, recorded).
+
+    Returns:
+        One :class:`Extractor` per registry name, in order.
+
+    Examples:
+        >>> from avscene import create_extractors
+        >>> extractors = create_extractors("debug_visual,debug_audio", "cpu")
+        >>> {e.spec.name: (e.spec.modality, e.spec.embedding_dim, e.weights_id) for e in extractors}
+        {'debug_visual': ('visual', 16, 'builtin-seeded'), 'debug_audio': ('audio', 16, 'builtin-seeded')}
+    """
+    return [create_extractor(n, random_init=random_init, device=device) for n in resolve_names(names)]

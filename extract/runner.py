@@ -12,14 +12,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections import Counter
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 import multiprocessing
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
 from avscene.errors import DeviceError, MediaError
 from extract.manifest import Clip, Manifest, read_manifest
+from extract.registry import resolve_names
 from avscene.progress import progress_bar
 from extract.store import (
     DEFAULT_VIEW,
@@ -515,6 +516,41 @@ def _place(result: BlockResult, chunk: BlockResult, start_s: int, count: int) ->
 def _fail(result: BlockResult, stage: str, message: str) -> None:
     result.status[0], result.error_stage[0], result.error_message[0] = FAILED, stage, message
     result.valid[0] = False
+
+
+def extract(data: str | Path, store: str | Path, extractors: str | Sequence[str | Extractor],
+            **options: Any) -> RunSummary:
+    """Embed every clip of a dataset into a store (:func:`run_extraction`; resumable: a rerun does what is left).
+
+    Args:
+        data: A TAU-layout folder (with ``meta.csv``) or a CSV manifest.
+        store: The store's path (or fsspec URL); created on first use.
+        extractors: Comma list or list of registry names and aliases, or built extractors (the run builds its own
+            of the same names, on their device unless ``device`` is given).
+        **options: Any other field of :class:`RunConfig` (``device="cpu"``, ``progress=False``, ``classes=...``,
+            ``batch_size=...``, ``views=...``).
+
+    Returns:
+        What the run did, per extractor (``summary.lines()``; failed clips are recorded in the store).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from avscene import extract
+        >>> from avscene.demo.synthetic import make_demo_dataset
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+        >>> summary = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+        >>> dict(summary.done), summary.complete
+        ({'debug_visual': 10, 'debug_audio': 10}, {'debug_visual': True, 'debug_audio': True})
+    """
+    if not isinstance(extractors, str):
+        built = [e for e in extractors if isinstance(e, Extractor)]
+        if built:
+            options.setdefault("device", built[0].device)
+        extractors = [e.spec.name if isinstance(e, Extractor) else e for e in extractors]
+    return run_extraction(RunConfig(data=Path(data), store=str(store), extractors=tuple(resolve_names(extractors)),
+                                    **options))
 
 
 def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int) -> BlockResult:

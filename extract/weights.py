@@ -14,9 +14,7 @@ import hashlib
 import json
 import logging
 import shutil
-import urllib.request
 from pathlib import Path
-
 from typing import Any
 
 from avscene.errors import AvsceneError
@@ -224,8 +222,14 @@ def install_trained(spec: ExtractorSpec, source: Path, record: dict[str, Any]) -
     return _install(source, spec, record)
 
 
-def fetch(spec: ExtractorSpec) -> Path:
-    """Download ``spec``'s checkpoint from its official URL (the project's only network access)."""
+def fetch(spec: ExtractorSpec, progress: bool = True) -> Path:
+    """Download ``spec``'s checkpoint from its official URL (the project's only network access).
+
+    :func:`torch.hub.download_url_to_file` downloads to a temporary file, checking the published sha256 (or its
+    prefix) as it reads; the file is then verified against every published digest (md5 too) and installed.
+    """
+    from torch.hub import download_url_to_file
+
     if spec.weights is None:
         raise ValueError(f"{spec.name} has no weights to fetch")
     if isinstance(spec.weights, TrainedWeights):
@@ -236,8 +240,12 @@ def fetch(spec: ExtractorSpec) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     download = target.with_name(target.name + ".download")
     logger.info("downloading %s from %s", spec.weights.filename, spec.weights.url)
-    with urllib.request.urlopen(spec.weights.url) as response, open(download, "wb") as out:
-        shutil.copyfileobj(response, out, length=1 << 20)
+    try:
+        download_url_to_file(spec.weights.url, str(download), hash_prefix=spec.weights.sha256 or None, progress=progress)
+    except RuntimeError as err:
+        if "invalid hash value" not in str(err):  # torch.hub's 'invalid hash value (expected "...", got "...")'
+            raise
+        raise WeightsChecksumError(f"{spec.weights.url} ({spec.name!r}): {err} ({spec.weights.sha256_origin})") from None
     try:
         return _install(download, spec)
     finally:

@@ -40,6 +40,17 @@ def test_metrics_on_known_probabilities():
     assert m["per_class_clip_accuracy"]["a"] == 1.0
 
 
+def test_second_log_loss_is_the_mean_negative_log_probability_of_the_true_class():
+    probs = np.array([[[0.7, 0.3], [0.2, 0.8]], [[0.1, 0.9], [0.5, 0.5]]], np.float32)
+    m = classification_metrics(probs, np.array([[True, True], [True, False]]), np.array([0, 1]), ("a", "b"))
+    assert m["second_log_loss"] == pytest.approx(-np.log([0.7, 0.2, 0.9]).mean(), rel=1e-6)
+    unlabelled = classification_metrics(probs, np.ones((2, 2), bool), np.array([-1, -1]), ("a", "b"))
+    assert unlabelled["second_log_loss"] is None and unlabelled["confusion_vote"] == [[0, 0], [0, 0]]
+    one_class = classification_metrics(np.full((2, 2, 1), 0.5, np.float32), np.ones((2, 2), bool), np.array([0, 0]),
+                                       ("all",))  # a grouping of every class into one: sklearn needs two labels
+    assert one_class["second_log_loss"] == pytest.approx(np.log(2)) and one_class["confusion_vote"] == [[2]]
+
+
 def test_confusion_text_keeps_whole_class_names():
     from classify.cli import format_confusion
 
@@ -158,7 +169,7 @@ def test_predict_reads_the_store_recorded_in_the_run(tiny_store, tmp_path, monke
 
     run_training(tiny_store, ["debug_visual", "debug_audio"], "", HeadConfig(kind="ls"), TrainConfig(epochs=1),
                  tmp_path / "run")
-    monkeypatch.chdir(tmp_path)  # no cache/embeddings.zarr here
+    monkeypatch.setenv("AVSCENE_HOME", str(tmp_path / "home"))  # no default store there
     assert main(["predict", "--model", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "pred.csv")]) == 0
     assert f"store: {tiny_store} (recorded in the run)" in capsys.readouterr().out
     n_test = len(load_clips(EmbeddingStore.open(tiny_store), ["debug_visual", "debug_audio"], "test"))
@@ -172,11 +183,10 @@ def test_an_absent_default_store_names_the_stores_that_exist(tiny_store, tmp_pat
 
     cache = tmp_path / "cache"
     shutil.copytree(tiny_store, cache / "demo" / "embeddings.zarr")
-    monkeypatch.setattr("extract.store.cache_dir", lambda: cache)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AVSCENE_HOME", str(cache))  # the default store is <cache>/embeddings.zarr, whatever the cwd
     assert main(["train"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no store at cache/embeddings.zarr") and str(cache / "demo" / "embeddings.zarr") in err
+    assert err.startswith(f"error: no store at {cache / 'embeddings.zarr'}") and str(cache / "demo" / "embeddings.zarr") in err
     shutil.rmtree(cache / "demo")
     assert main(["train"]) == 2
     assert f"no store exists under {cache}" in capsys.readouterr().err

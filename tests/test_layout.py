@@ -95,6 +95,41 @@ def test_docs_name_only_code_that_exists():
     assert unresolved == []
 
 
+def test_stage_two_and_the_demo_take_their_plumbing_from_avscene_not_extract():
+    """errors, paths, progress and the CLI entry live in avscene/; classify, vadd and the demo never reach into
+    extract/ for them (nor do they exist there any more)."""
+    import re
+
+    plumbing = ("errors", "paths", "progress", "entry")
+    assert [m for m in plumbing if (REPO / "extract" / f"{m}.py").exists()] == []
+    pattern = re.compile(rf"^\s*(from extract\.({'|'.join(plumbing)})\b|import extract\.({'|'.join(plumbing)})\b"
+                         rf"|from extract import .*\b({'|'.join(plumbing)})\b)")
+    assert [where for where, line in _lines(("classify", "vadd", "avscene/demo"), set()) if pattern.search(line)] == []
+
+
+def test_only_the_four_packages_are_installed():
+    """The wheel holds avscene, extract, classify and vadd (demo inside avscene; bench stays in the checkout)."""
+    import tomllib
+
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in packages} == {"avscene", "extract", "classify", "vadd"}
+
+
+def test_cli_defaults_live_under_the_cache_folder_not_the_working_directory(tmp_path, monkeypatch):
+    from classify.cli import build_parser as classify_parser
+    from extract.cli import build_parser as extract_parser
+    from vadd.cli import build_parser as vadd_parser
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("AVSCENE_HOME", str(home))
+    store = str(home / "embeddings.zarr")
+    assert extract_parser().parse_args(["info"]).store == store
+    assert extract_parser().parse_args(["run", "--data", "d", "--extractors", "debug_audio"]).store == store
+    assert classify_parser().parse_args(["train"]).store == store
+    assert classify_parser().parse_args(["finetune", "--data", "d"]).out == str(home / "runs" / "finetune")
+    assert vadd_parser().parse_args(["eval"]).store == store
+
+
 def test_readme_is_short_and_links_pages_that_exist():
     """The README stays a front page (the rest lives on the docs site), and each docs page it links exists."""
     import re

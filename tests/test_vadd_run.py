@@ -120,7 +120,7 @@ def scene_video(path: Path, scene_dir: Path, **codec) -> Path:
 
 @pytest.fixture(scope="module")
 def checker(run_dir) -> Checker:
-    return Checker(run_dir, device="cpu", chunk_seconds=1)
+    return Checker.from_run(run_dir, device="cpu", chunk_seconds=1)
 
 
 @pytest.mark.parametrize("suffix, codec", [
@@ -143,8 +143,8 @@ def test_check_decodes_common_containers(checker, vadd_store, tmp_path, suffix, 
 
 def test_chunking_does_not_change_the_answer(run_dir, vadd_store, tmp_path):
     path = scene_video(tmp_path / "clip.mp4", vadd_store[0])
-    one = Checker(run_dir, device="cpu", chunk_seconds=1).check(path)
-    whole = Checker(run_dir, device="cpu", chunk_seconds=30).check(path)
+    one = Checker.from_run(run_dir, device="cpu", chunk_seconds=1).check(path)
+    whole = Checker.from_run(run_dir, device="cpu", chunk_seconds=30).check(path)
     np.testing.assert_allclose(one.p_visual, whole.p_visual, atol=1e-5)
     np.testing.assert_allclose(one.p_audio, whole.p_audio, atol=1e-5)
 

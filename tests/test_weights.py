@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from extract.registry import AudioInput, ExtractorSpec, WeightsSource
-from extract.weights import WeightsChecksumError, import_dir, resolve_weights, weights_id
+from extract.weights import WeightsChecksumError, fetch, import_dir, resolve_weights, weights_id
 
 PAYLOAD = b"not really a checkpoint, but bytes with known digests"
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -53,3 +53,22 @@ def test_a_file_changed_in_the_cache_is_detected(tmp_path, monkeypatch):
 def test_a_source_without_any_digest_is_refused():
     with pytest.raises(ValueError, match="sha256"):
         _spec()
+
+
+@pytest.mark.parametrize("sha256, md5, accepted", [(SHA256[:8], "", True), ("", MD5, True), ("deadbeef", "", False),
+                                                   (SHA256, "0" * 32, False)])
+def test_fetch_downloads_checks_and_installs_or_leaves_nothing(tmp_path, monkeypatch, sha256, md5, accepted):
+    """torch.hub's download (here from a file:// URL) checks the sha256 prefix; md5 is checked before installing."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path / "cache"))
+    (tmp_path / "toy.pth").write_bytes(PAYLOAD)
+    spec = _spec(sha256, md5)
+    spec = replace(spec, weights=replace(spec.weights, url=(tmp_path / "toy.pth").as_uri()))
+    if accepted:
+        assert fetch(spec, progress=False).read_bytes() == PAYLOAD
+        assert resolve_weights(spec) == tmp_path / "cache" / "toy.pth"
+    else:
+        with pytest.raises(WeightsChecksumError, match="toy.pth"):
+            fetch(spec, progress=False)
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []

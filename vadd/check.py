@@ -12,6 +12,7 @@ result's ``coverage``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -42,7 +43,7 @@ from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.rule import RULE_NAME, VerdictRule
 from vadd.score import MISMATCH_DEFINITION, second_mismatch
-from vadd.segments import Segment
+from vadd.segments import Segment, SegmentParams
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class CheckResult:
                          "per_second": np.round(self.mismatch, 5).tolist()},
             "segments": [s.to_dict() for s in self.segments],
             "verdict": self.verdict,
-            "probability_manipulated": float(self.rule.probability(score)),
+            "probability_manipulated": float(self.rule.probability(score)) if self.rule.calibrated else None,
             "decided_by": {"rule": RULE_NAME, "score": "mismatch_score", "segments": self.rule.segments.to_dict(),
                            "threshold_source": self.threshold_source},
             "threshold": self.threshold, "threshold_source": self.threshold_source,
@@ -153,8 +154,9 @@ def verdict_line(summary: dict) -> str:
     else:
         head = (f"consistent: no segment reaches the threshold (highest detection score "
                 f"{summary['mismatch']['detection_score']:.3g})")
+    probability = summary["probability_manipulated"]
     return (f"{head}; threshold {summary['threshold']:.3g} nats; probability manipulated "
-            f"{summary['probability_manipulated']:.3f}; visual {summary['visual']['class']}, audio "
+            f"{'not calibrated' if probability is None else f'{probability:.3f}'}; visual {summary['visual']['class']}, audio "
             f"{summary['audio_scene']['class']}")
 
 
@@ -207,32 +209,97 @@ def provenance_line(heads: dict) -> str:
 
 
 class Checker:
-    """A run's VSC and ASC heads with their extractors, built once for many videos."""
+    """A visual (VSC) and an audio (ASC) scene head with their extractors, built once for many videos.
 
-    def __init__(self, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30):
-        if chunk_seconds < 1:
-            raise ValueError(f"chunk_seconds must be >= 1, got {chunk_seconds}")
-        self.heads_dir = Path(heads_dir)
-        meta_path = self.heads_dir / HEADS_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        require_finished(self.heads_dir, f"python -m vadd eval --out {self.heads_dir}` with the run's options (its "
-                                         "config.json), or `make vadd-eval")
-        meta = read_json(meta_path)
-        if "rule" not in meta:
-            raise ValueError(f"{meta_path}: written before calibrated scores and segments (its threshold is on the old "
-                             "0-1 mismatch score); rerun `vadd eval` (or `make demo`) to get heads `vadd check` can use")
-        self.rule = VerdictRule.from_dict(meta["rule"])
-        self.temperatures = {m: float(meta[m]["temperature"]) for m in ("visual", "audio")}
-        self.threshold_source = f"{meta['threshold_source']} ({meta_path})"
+    Build it from a ``vadd eval`` run folder (:meth:`from_run`) or from two heads just trained (:meth:`from_heads`).
+    """
+
+    def __init__(self, heads: dict[str, TrainedHead], rule: VerdictRule, temperatures: dict[str, float],
+                 threshold_source: str, window_seconds: int, device: str = "auto", chunk_seconds: int = 30,
+                 provenance: dict | None = None):
+        if chunk_seconds < 1 or window_seconds < 1:
+            raise ValueError(f"chunk_seconds and window_seconds must be >= 1, got {chunk_seconds} and {window_seconds}")
+        self.rule, self.temperatures, self.threshold_source = rule, temperatures, threshold_source
         self.chunk_seconds = chunk_seconds
-        self.window_seconds = int(meta["window_seconds"])
-        self.heads: dict[str, TrainedHead] = {m: load_head(self.heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
+        self.window_seconds = int(window_seconds)
+        self.heads = heads
         self.extractors: dict[str, list[Extractor]] = {
             modality: [create_extractor(n, device=device) for n in head.extractors] for modality, head in self.heads.items()
         }
         self.frame_choice = self._recorded_frame_choice()
-        self.provenance = heads_provenance(self.heads_dir, meta)
+        self.provenance = provenance or {}
+
+    @classmethod
+    def from_run(cls, heads_dir: Path, device: str = "auto", chunk_seconds: int = 30) -> "Checker":
+        """The heads, threshold and window of a ``vadd eval`` run folder.
+
+        Examples:
+            A run folder comes from ``python -m vadd eval`` (``make vadd-eval``), whose run is too long for a doctest
+            (tests/test_vadd_run.py builds one and checks videos with it), hence not run here:
+
+            >>> from avscene import Checker
+            >>> from avscene.paths import runs_dir
+            >>> checker = Checker.from_run(runs_dir() / "vadd-10cls", device="cpu")  # doctest: +SKIP
+            >>> checker.check("phone.mp4").to_dict()["verdict"]  # doctest: +SKIP
+            'consistent'
+        """
+        heads_dir = Path(heads_dir)
+        meta_path = heads_dir / HEADS_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
+        require_finished(heads_dir, f"python -m vadd eval --out {heads_dir}` with the run's options (its "
+                                    "config.json), or `make vadd-eval")
+        meta = read_json(meta_path)
+        if "rule" not in meta:
+            raise ValueError(f"{meta_path}: written before calibrated scores and segments (its threshold is on the old "
+                             "0-1 mismatch score); rerun `vadd eval` (or `make demo`) to get heads `vadd check` can use")
+        heads = {m: load_head(heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
+        temperatures = {m: float(meta[m]["temperature"]) for m in ("visual", "audio")}
+        return cls(heads, VerdictRule.from_dict(meta["rule"]), temperatures, f"{meta['threshold_source']} ({meta_path})",
+                   int(meta["window_seconds"]), device, chunk_seconds, heads_provenance(heads_dir, meta))
+
+    @classmethod
+    def from_heads(cls, visual: TrainedHead, audio: TrainedHead, threshold: float, window_seconds: int = 10,
+                   device: str = "auto", chunk_seconds: int = 30, segments: SegmentParams | None = None) -> "Checker":
+        """Two heads of the same classes (e.g. from :func:`classify.train.train_head`) and a mismatch threshold.
+
+        The heads are used as trained (temperature 1) and no probability is fitted: ``probability_manipulated`` is
+        ``None``. ``vadd eval`` (:meth:`from_run`) calibrates both and chooses the threshold on validation.
+
+        Args:
+            visual: The visual scene head (trained on visual extractors).
+            audio: The audio scene head.
+            threshold: A video is ``manipulated`` when a segment of its per-second mismatch
+                (:func:`vadd.score.second_mismatch`, nats) reaches this.
+            window_seconds: The heads see windows of this many seconds: their training clips' length.
+            segments: Smoothing, minimum duration and hysteresis of the segments (default: none of them, 1 s).
+
+        Examples:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> from avscene import Checker, extract, open_store, train_head
+            >>> from avscene.demo.synthetic import make_demo_dataset
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> data = make_demo_dataset(folder / "data", clips_per_scene=1, seconds=2, width=32, height=24)
+            >>> _ = extract(data, folder / "emb.zarr", "debug_visual,debug_audio", device="cpu", progress=False)
+            >>> reader = open_store(folder / "emb.zarr")
+            >>> visual = train_head(reader.load("train", "debug_visual"), epochs=3, progress=False)
+            >>> audio = train_head(reader.load("train", "debug_audio"), epochs=3, progress=False)
+            >>> checker = Checker.from_heads(visual, audio, threshold=0.5, window_seconds=2, device="cpu")
+            >>> video = sorted((data / "video").glob("*.mp4"))[0]
+            >>> result = checker.check(video, audio=data / "audio" / f"{video.stem}.wav")
+            >>> result.p_visual.shape, result.mismatch.shape, result.to_dict()["verdict"] in ("consistent", "manipulated")
+            ((2, 10), (2,), True)
+        """
+        if visual.classes != audio.classes:
+            raise ValueError(f"the heads have different classes: visual {visual.classes}, audio {audio.classes}")
+        if not threshold >= 0.0:
+            raise ValueError(f"threshold must be a mismatch in nats (>= 0), got {threshold}")
+        heads = {"visual": visual, "audio": audio}
+        params = dataclasses.replace(segments or SegmentParams(threshold), threshold=float(threshold))
+        provenance = {"run": None, "extractors": {m: list(h.extractors) for m, h in heads.items()}}
+        return cls(heads, VerdictRule(params, None, None), {"visual": 1.0, "audio": 1.0}, "given to Checker.from_heads",
+                   window_seconds, device, chunk_seconds, provenance)
 
     def _recorded_frame_choice(self) -> str:
         """The frame choice of the store the heads were trained on, read from their fingerprints (which include it)."""
@@ -421,7 +488,7 @@ def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_cs
                            detection_score=f"{d['mismatch']['detection_score']:.5f}", threshold=f"{d['threshold']:.5f}",
                            verdict=d["verdict"],
                            segments="; ".join(f"{s['start_s']:g}-{s['end_s']:g}" for s in d["segments"]),
-                           probability_manipulated=f"{d['probability_manipulated']:.4f}",
+                           probability_manipulated="" if d["probability_manipulated"] is None else f"{d['probability_manipulated']:.4f}",
                            paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="",
                            duration_s=d["coverage"]["duration_s"], seconds_covered=d["coverage"]["seconds_covered"],
                            coverage_missing=d["coverage"]["missing"])

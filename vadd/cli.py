@@ -6,7 +6,7 @@ from pathlib import Path
 
 from classify.kinds import FIRST_PAPER_VIEW_KINDS, HEAD_KINDS, PRESET_CHOICES
 from avscene.entry import command_parser, run_cli
-from avscene.paths import DEFAULT_STORE
+from avscene.paths import cache_dir, default_store, runs_dir
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -18,7 +18,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vadd.evaluate import VaddConfig, evaluate_vadd
 
     classes = EmbeddingStore.open(args.store).taxonomy.class_set(args.classes).name  # checked against the store
-    out = Path(args.out) if args.out else Path("cache/runs") / f"vadd-{classes}cls"
+    out = Path(args.out) if args.out else runs_dir() / f"vadd-{classes}cls"
     config = VaddConfig(
         classes=classes, protocol=args.protocol, lists_dir=args.lists,
         extractors=tuple(n for n in args.extractors.split(",") if n),
@@ -59,10 +59,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if bool(args.video) == bool(args.batch):
         raise ValueError("give either VIDEO or --batch FOLDER_OR_CSV")
     heads = Path(args.heads) if args.heads else default_heads_dir()
-    checker = Checker(heads, device=args.device, chunk_seconds=args.chunk_seconds)
+    checker = Checker.from_run(heads, device=args.device, chunk_seconds=args.chunk_seconds)
     print(provenance_line(checker.provenance))
     if args.batch:
-        out = Path(args.out) if args.out else Path("cache/check") / "batch.csv"
+        out = Path(args.out) if args.out else cache_dir() / "check" / "batch.csv"
         rows = check_batch(checker, batch_inputs(Path(args.batch)), out)
         skipped = [r for r in rows if r["error"].startswith("skipped: ")]
         failed = sum(1 for r in rows if r["error"]) - len(skipped)
@@ -77,7 +77,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             _write_report(out.parent / "report.html", rows, checker.provenance)
         return 0
     result = checker.check(Path(args.video), Path(args.audio) if args.audio else None)
-    out = Path(args.out) if args.out else Path("cache/check") / output_key(Path(args.video))
+    out = Path(args.out) if args.out else cache_dir() / "check" / output_key(Path(args.video))
     out.mkdir(parents=True, exist_ok=True)
     summary = result.to_dict()
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -102,7 +102,7 @@ def _write_report(path: Path, rows: list[dict], heads: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = command_parser("python -m vadd", __doc__)
     ev = sub.add_parser("eval", help="VADD evaluation on a store (heads trained on its train split)")
-    ev.add_argument("--store", default=DEFAULT_STORE)
+    ev.add_argument("--store", default=default_store(), help="default: %(default)s")
     ev.add_argument("--classes", default="", help="a class set of the store's taxonomy: its own classes (default; "
                     "named by their count, e.g. 10) or a grouping (TAU: 3 = indoor/outdoor/vehicle)")
     ev.add_argument("--protocol", default="generated",
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="epochs of the contrastive correspondence head of the protocol table (default 30)")
     ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--out", default="", help="run folder (default cache/runs/vadd-<classes>cls)")
+    ev.add_argument("--out", default="", help=f"run folder (default {runs_dir()}/vadd-<classes>cls)")
     ev.set_defaults(func=_cmd_eval)
     check = sub.add_parser("check", help="does a video's picture match its sound? (JSON + PNG timeline)")
     check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")
@@ -136,10 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--batch", default="", help="a folder of videos (every file the decoder opens, whatever its "
                        "extension; the others are listed as skipped), or a CSV with columns video[,audio]")
     check.add_argument("--heads", default="", help="a `vadd eval` run folder (default: the one the last "
-                       "`vadd eval` or `make demo` registered in cache/runs/vadd-heads.json)")
-    check.add_argument("--out", default="", help="output folder (default cache/check/<video file name>-<path hash>) or "
-                       "batch CSV "
-                       "(default cache/check/batch.csv)")
+                       f"`vadd eval` or `make demo` registered in {runs_dir()}/vadd-heads.json)")
+    check.add_argument("--out", default="", help=f"output folder (default {cache_dir() / 'check'}/<video file name>-<path "
+                       f"hash>) or batch CSV (default {cache_dir() / 'check' / 'batch.csv'})")
     check.add_argument("--chunk-seconds", type=int, default=30, help="seconds decoded and embedded at a time")
     check.add_argument("--report", action="store_true", help="also write report.html (in the output folder, or beside "
                        "the batch CSV): one self-contained page to sort, filter and inspect the videos")

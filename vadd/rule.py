@@ -30,8 +30,8 @@ class VerdictRule:
     """Segment settings (with the threshold) and the logistic map from detection score to probability."""
 
     segments: SegmentParams
-    probability_slope: float
-    probability_intercept: float
+    probability_slope: float | None  # None (with the intercept): no probability fitted (Checker.from_heads)
+    probability_intercept: float | None
 
     def to_dict(self) -> dict:
         return {"name": RULE_NAME, "segments": self.segments.to_dict(),
@@ -41,6 +41,11 @@ class VerdictRule:
     def from_dict(cls, data: dict) -> "VerdictRule":
         return cls(SegmentParams.from_dict(data["segments"]), float(data["probability"]["slope"]),
                    float(data["probability"]["intercept"]))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a probability was fitted (on the validation protocol)."""
+        return self.probability_slope is not None
 
     @property
     def threshold(self) -> float:
