@@ -113,6 +113,6 @@ def test_check_finds_a_6_s_splice_in_a_20_s_video_and_passes_its_twin(splice_run
     assert check["n_seconds"] == 20 and (tmp_path / "out" / "timeline.png").stat().st_size > 1000
 
     twin_video, twin_audio = scene_media(tmp_path, "twin", 4, 5000, 20)
-    twin = Checker(splice_run, device="cpu").check(twin_video, twin_audio).to_dict()
+    twin = Checker.from_run(splice_run, device="cpu").check(twin_video, twin_audio).to_dict()
     assert twin["verdict"] == "consistent" and twin["segments"] == [] and twin["probability_manipulated"] < 0.5
     assert verdict_line(twin).startswith("consistent: no segment reaches the threshold")

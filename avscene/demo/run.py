@@ -81,7 +81,7 @@ def check_report(heads_dir: Path, store: EmbeddingStore, out: Path, device: str 
     bento = shared_dir() / "media" / "bento.mp4"
     if bento.is_file():
         inputs.append((bento, None))
-    checker = Checker(heads_dir, device=device)
+    checker = Checker.from_run(heads_dir, device=device)
     rows = check_batch(checker, inputs, out / "batch.csv", progress=False)
     return write_batch_report(out / "report.html", rows, checker.provenance,
                               title=f"make demo: vadd check of {len(inputs)} videos")

@@ -36,7 +36,7 @@ def worker_main(heads_dir: str, device: str, conn: Connection) -> None:
     from vadd.check import Checker
 
     try:
-        checker = Checker(Path(heads_dir), device=device)
+        checker = Checker.from_run(Path(heads_dir), device=device)
     except Exception as err:  # any failure here would recur in every replacement: the pool stops asking
         conn.send(("fatal", None, f"cannot load the heads of {heads_dir}: {type(err).__name__}: {err}"))
         return
