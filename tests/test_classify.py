@@ -172,7 +172,7 @@ def test_an_absent_default_store_names_the_stores_that_exist(tiny_store, tmp_pat
 
     cache = tmp_path / "cache"
     shutil.copytree(tiny_store, cache / "demo" / "embeddings.zarr")
-    monkeypatch.setattr("extract.store.cache_dir", lambda: cache)
+    monkeypatch.setattr("extract.store.reader.cache_dir", lambda: cache)
     monkeypatch.chdir(tmp_path)
     assert main(["train"]) == 2
     err = capsys.readouterr().err
