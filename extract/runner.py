@@ -26,6 +26,7 @@ from extract.extractor import Extractor, InferenceOptions, Precision, create_ext
 from extract.manifest import Manifest, read_manifest
 from avscene.progress import progress_bar
 from extract.store.format import DEFAULT_VIEW, DONE, FAILED, FLOAT16_MAX, PENDING, ClipTable, StoreError, store_ready
+from extract.store.lock import ShardLock
 from extract.store.shards import count_status, pending_blocks, wait_for_group, wait_until_ready
 from extract.store.writer import BlockResult, StoreWriter, default_clips_per_chunk
 from extract.train_extractor import leaked_clips, store_summary
@@ -97,6 +98,7 @@ class RunConfig:
     progress: bool = True
     views: tuple[View, ...] = ()  # augmented visual passes, stored beside the original view
     retry_failed: bool = False  # redo the clips an earlier run recorded as failed (and nothing else)
+    wait_for_lock: bool = False  # another run holds this shard: wait for it (else refuse to start)
 
     @property
     def workers(self) -> int:
@@ -323,6 +325,12 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
+    with ShardLock(cfg.store, cfg.shard_index, cfg.shard_count, wait=cfg.wait_for_lock) as lock:
+        return _extract_shard(cfg, manifest, targets, lock)
+
+
+def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lock: ShardLock) -> RunSummary:
+    """The body of :func:`run_extraction`, run while this process holds the shard's lock."""
     store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips
@@ -381,6 +389,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
                     summary.seconds["write"] += time.perf_counter() - started
                     _count(summary, t.key, result, clips.ids[rows])
             progress.update(len(decoded))
+            lock.refresh()
     progress.close()
     for t in targets:
         summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)

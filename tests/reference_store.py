@@ -4,8 +4,8 @@
 checksums) wrote it, by::
 
     git archive 79d4789 | tar -x -C /tmp/old && cd /tmp/old && python -c \\
-      "import sys; sys.path.insert(0, '$REPO/tests'); from extract.store import EmbeddingStore; \\
-       import reference_store as r; r.write_reference_store(EmbeddingStore.create, 'store-v1-79d4789.zarr')"
+      "import sys; sys.path.insert(0, '$REPO/tests'); from extract.store import BlockResult, EmbeddingStore; \\
+       import reference_store as r; r.write_reference_store(EmbeddingStore.create, BlockResult, 'store-v1-79d4789.zarr')"
 
 ``tests/test_store_faults.py`` writes it again with today's writer and compares the two.
 """
@@ -17,10 +17,15 @@ import numpy as np
 
 N_CLIPS, SECONDS, DIM, CLIPS_PER_CHUNK = 5, 3, 4, 2
 CLASSES = ("bus", "park")
-SPECS = {
-    "toy_audio": {"name": "toy_audio", "modality": "audio", "embedding_dim": DIM, "version": "1"},
-    "toy_visual": {"name": "toy_visual", "modality": "visual", "embedding_dim": DIM, "version": "1"},
-}
+
+def specs() -> dict[str, dict]:
+    """The two groups' specs: the debug extractors' under other names, ``DIM``-dimensional."""
+    from dataclasses import replace
+
+    from extract.registry import get_spec
+
+    return {f"toy_{m}": replace(get_spec(f"debug_{m}"), name=f"toy_{m}", embedding_dim=DIM).to_dict()
+            for m in ("audio", "visual")}
 
 
 def reference_embeddings(name: str) -> np.ndarray:
@@ -29,11 +34,11 @@ def reference_embeddings(name: str) -> np.ndarray:
     return (np.arange(N_CLIPS * SECONDS * DIM, dtype=np.float32).reshape(N_CLIPS, SECONDS, DIM) / 8 + offset)
 
 
-def write_reference_store(create: Callable[..., Any], location: str) -> Any:
-    """Create the store with ``create`` (the version's ``create`` classmethod) and write both groups: every clip done
-    except clip c4 of ``toy_audio``, failed at decode."""
+def write_reference_store(create: Callable[..., Any], block_result: type, location: str) -> Any:
+    """Create the store with ``create`` (the version's ``create`` classmethod) and write both groups with
+    ``block_result`` (the version's ``BlockResult``): every clip done except clip c4 of ``toy_audio``, failed at
+    decode."""
     from extract.store import DONE, FAILED, ClipTable
-    from extract.store.writer import BlockResult
     from extract.taxonomy import Taxonomy
 
     ids = np.array([f"c{i}" for i in range(N_CLIPS)])
@@ -44,7 +49,7 @@ def write_reference_store(create: Callable[..., Any], location: str) -> Any:
         probe_errors=np.array([""] * N_CLIPS),
     )
     store = create(location, table, taxonomy=Taxonomy(CLASSES), data_root="/data", clips_per_chunk=CLIPS_PER_CHUNK)
-    for name, spec in SPECS.items():
+    for name, spec in specs().items():
         store.prepare_group(name, spec=spec, fingerprint=f"fp-{name}", weights="random-init")
         embeddings = reference_embeddings(name)
         for block in range(store.n_blocks):
@@ -56,7 +61,7 @@ def write_reference_store(create: Callable[..., Any], location: str) -> Any:
             if name == "toy_audio" and sl.stop == N_CLIPS:
                 status[-1], stage[-1], message[-1] = FAILED, "decode", "c4.wav: not a readable media file"
                 emb[-1], valid[-1] = 0, False
-            store.write_block(name, block, BlockResult(emb, valid, status, stage.astype(str), message.astype(str),
+            store.write_block(name, block, block_result(emb, valid, status, stage.astype(str), message.astype(str),
                                                        np.full(n, 0.5, np.float32)))
         store.finalize_if_complete(name)
     return store

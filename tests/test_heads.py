@@ -244,6 +244,7 @@ def store_with_view(tiny_store, tmp_path) -> str:
                 valid=np.asarray(original["valid"][rows]), status=np.full(n, DONE, np.int8),
                 error_stage=np.array([""] * n), error_message=np.array([""] * n),
                 extract_seconds=np.zeros(n, np.float32)), view=view)
+        store.finalize_if_complete("debug_visual", view)
     return location
 
 

@@ -168,14 +168,15 @@ def zarr_metadata(store: Path) -> dict[str, dict]:
 
 
 def test_a_store_written_before_the_reader_writer_split_still_reads(tmp_path):
-    from reference_store import N_CLIPS, SPECS, reference_embeddings
+    from reference_store import N_CLIPS, reference_embeddings, specs
 
     old = EmbeddingStore.open(REFERENCE_V1)
     assert list(old.clips.ids) == [f"c{i}" for i in range(N_CLIPS)] and old.classes == ("bus", "park")
-    assert old.extractor_names() == sorted(SPECS)
-    data = old.load_split(sorted(SPECS), None)
+    names = sorted(specs())
+    assert old.extractor_names() == names
+    data = old.load_split(names, None)
     assert list(data.ids) == ["c0", "c1", "c2", "c3"]  # c4 failed for toy_audio
-    for name in SPECS:
+    for name in names:
         np.testing.assert_array_equal(data.embeddings[name], reference_embeddings(name)[:4].astype(np.float16))
     assert old.errors("toy_audio") == [("c4", "decode", "c4.wav: not a readable media file")]
     copy = tmp_path / "old.zarr"
@@ -184,16 +185,31 @@ def test_a_store_written_before_the_reader_writer_split_still_reads(tmp_path):
 
 
 def test_the_writer_writes_the_metadata_the_earlier_version_wrote(tmp_path):
-    """Same input, same zarr.json files (attributes byte-identical in order and value), same chunk values."""
+    """Same input, same zarr.json files but for the checksums: attributes byte-identical in order and value once the
+    root's ``checksums`` record is left out, codecs identical once each array's trailing crc32c is; same values."""
     from reference_store import write_reference_store
 
-    write_reference_store(StoreWriter.create, str(tmp_path / "new.zarr"))
+    write_reference_store(StoreWriter.create, BlockResult, str(tmp_path / "new.zarr"))
     old, new = zarr_metadata(REFERENCE_V1), zarr_metadata(tmp_path / "new.zarr")
     assert sorted(new) == sorted(old)
+    assert new["zarr.json"]["attributes"].pop("checksums") == "crc32c" and "checksums" not in old["zarr.json"]["attributes"]
     for key in old:
         assert json.dumps(new[key]["attributes"]) == json.dumps(old[key]["attributes"]), key
+        if new[key]["node_type"] == "array":
+            assert new[key]["codecs"].pop() == {"name": "crc32c"}, key
         assert new[key] == old[key], key
     a, b = EmbeddingStore.open(REFERENCE_V1), EmbeddingStore.open(tmp_path / "new.zarr")
     for key in old:
         if old[key]["node_type"] == "array":
             np.testing.assert_array_equal(a.root[str(Path(key).parent)][:], b.root[str(Path(key).parent)][:])
+
+
+def test_stage_2_imports_only_the_reader():
+    """classify, vadd and the demo read stores; only the runner (and benchmarks, tests) writes them."""
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    writing = re.compile(r"extract\.store\.(writer|shards|lock|verify)\b|\bStoreWriter\b")
+    found = [str(p.relative_to(repo)) for package in ("classify", "vadd", "avscene") for p in (repo / package).rglob("*.py")
+             if writing.search(p.read_text())]
+    assert found == []

@@ -4,7 +4,7 @@ Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
 
     <store>/                          attrs: schema_version, hop_seconds, frame_offset_seconds, classes,
                                              taxonomy, data_root, dataset_card (synthetic?, description),
-                                             clips_per_chunk, seconds_max, ready
+                                             clips_per_chunk, seconds_max, checksums, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
@@ -13,6 +13,10 @@ Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
         status                        (N,) int8     0 pending, 1 done, 2 failed   (written last per block)
         error_stage, error_message    (N,) str
         extract_seconds               (N,) float32  wall time spent on the clip (decode + model)
+
+Every array of a store written since checksums were recorded (root attribute ``checksums: "crc32c"``) ends its
+codec chain with Zarr v3's ``crc32c`` codec, and every chunk of a written block is stored (an all-zero chunk too):
+a flipped bit is a read error, a missing chunk of a done block is damage. Older stores have neither; they still open.
 
 A block is one chunk of ``C`` clips. A writer owns whole blocks: it writes the block's embeddings,
 validity and errors, then its status; so a block whose status is still pending is redone on resume and
@@ -26,9 +30,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import zarr
@@ -45,6 +50,7 @@ DEFAULT_VIEW = "original"
 PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
+CHECKSUM = "crc32c"  # the root attribute ``checksums`` of stores whose arrays carry it
 T = TypeVar("T")
 
 
@@ -80,14 +86,14 @@ def group_key(name: str, view: str = DEFAULT_VIEW) -> str:
     return f"extractors/{name}/{view}"
 
 
-def retry_torn(read: Callable[[], T], attempts: int = 50, pause_s: float = 0.05) -> T:
-    """``read()``, retried while it meets half-written metadata JSON.
+def retry_torn(read: Callable[[], T], location: str, attempts: int = 50, pause_s: float = 0.05) -> T:
+    """``read()`` of the store at ``location``, retried while it meets half-written metadata JSON.
 
-    Local paths are written atomically by zarr, object stores replace whole objects, but fsspec's
-    ``file://`` (and some network filesystems) truncate then write: another shard's reader can catch
-    the moment between the two.
+    Local paths are written atomically by zarr (read once: a truncated file there is damage), object stores replace
+    whole objects, but fsspec's ``file://`` (and some network filesystems) truncate then write: another shard's reader
+    can catch the moment between the two.
     """
-    for _ in range(attempts - 1):
+    for _ in range(attempts - 1 if "://" in location else 0):
         try:
             return read()
         except json.JSONDecodeError:
@@ -98,12 +104,60 @@ def retry_torn(read: Callable[[], T], attempts: int = 50, pause_s: float = 0.05)
 def open_group(location: str, mode: str) -> zarr.Group:
     """Open a local path or fsspec URL (local ``file://`` URLs create parent folders as needed)."""
     options = {"auto_mkdir": True} if location.startswith("file://") else None
-    return retry_torn(lambda: zarr.open_group(location, mode=mode, storage_options=options))
+    return retry_torn(lambda: zarr.open_group(location, mode=mode, storage_options=options), location)
 
 
 def as_str(values: np.ndarray) -> np.ndarray:
     """Zarr's variable-length strings as a plain numpy unicode array."""
     return np.array(values.tolist(), dtype=str).reshape(values.shape)
+
+
+def checksummed_codecs() -> dict[str, Any]:
+    """``create_array`` keywords of every array of a new store: zarr's default zstd (level 0), then a crc32c checksum
+    of each stored chunk."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()]}
+
+
+@contextmanager
+def storing_every_chunk() -> Iterator[None]:
+    """Write chunks equal to the fill value too (zarr skips them by default), so that a chunk missing from a written
+    block is damage, never a block of zeros."""
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+def _chunk_key(arr: zarr.Array, block: int) -> str:
+    """The store key of the chunk holding rows ``block * chunks[0]`` onwards (chunked along the first axis only)."""
+    return f"{arr.store_path.path}/{arr.metadata.encode_chunk_key((block,) + (0,) * (arr.ndim - 1))}"
+
+
+def chunk_present(arr: zarr.Array, block: int) -> bool:
+    """Whether chunk ``block`` of ``arr`` is stored (zarr reads an absent chunk as the fill value)."""
+    from zarr.core.sync import sync
+
+    return bool(sync(arr.store_path.store.exists(_chunk_key(arr, block))))
+
+
+def delete_chunk(arr: zarr.Array, block: int) -> None:
+    """Remove chunk ``block`` of ``arr`` (it then reads as the fill value: ``status`` pending)."""
+    from zarr.core.sync import sync
+
+    sync(arr.store_path.store.delete(_chunk_key(arr, block)))
+
+
+def unreadable_metadata(location: str) -> list[str]:
+    """The ``zarr.json`` files of a local store that are not valid JSON (truncated, overwritten); [] for URLs."""
+    if "://" in location:
+        return []
+    bad = []
+    for path in sorted(Path(location).rglob("zarr.json")):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError):
+            bad.append(str(path))
+    return bad
 
 
 def store_exists(location: str) -> bool:

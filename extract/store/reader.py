@@ -22,16 +22,18 @@ from extract.registry import ExtractorSpec
 from extract.store.format import (
     CLIP_TEXT_COLUMNS,
     DEFAULT_VIEW,
-    FAILED,
     DONE,
+    FAILED,
     SCHEMA_VERSION,
     ClipTable,
     StoreError,
     as_str,
+    chunk_present,
     group_key,
     open_group,
     retry_torn,
     store_exists,
+    unreadable_metadata,
 )
 from extract.taxonomy import Taxonomy, default_taxonomy
 from extract.weights import BUILTIN, RANDOM_INIT
@@ -121,8 +123,15 @@ class EmbeddingStore:
         try:
             root = open_group(loc, mode=cls.MODE)
         except Exception as err:  # zarr raises several types for a non-store folder
-            raise StoreError(f"{loc} is not a readable avscene store: {err}") from err
+            bad = unreadable_metadata(loc)
+            raise StoreError(f"{bad[0]}: truncated or not JSON ({err}); the store's metadata is damaged: restore it "
+                             "from a copy" if bad else f"{loc} is not a readable avscene store: {err}") from err
         return cls(root, loc)
+
+    @property
+    def checksums(self) -> str | None:
+        """The checksum every array carries (``"crc32c"``); None for a store written before checksums."""
+        return self.attrs.get("checksums")
 
     @property
     def frame_choice(self) -> str:
@@ -138,9 +147,11 @@ class EmbeddingStore:
         except StoreError:
             raise
         except Exception as err:
+            bad = unreadable_metadata(self.location)
+            where = f"{bad[0]}: truncated or not JSON" if bad else f"{self.location}: cannot read {what}"
             raise StoreError(
-                f"{self.location}: cannot read {what} ({type(err).__name__}: {err}); the store is damaged: "
-                "restore it from a copy, or delete that extractor group (or the store) and extract again"
+                f"{where} ({type(err).__name__}: {err}); the store is damaged: `python -m extract verify --store "
+                f"{self.location}` lists what; restore it from a copy, or repair and extract again"
             ) from err
 
     @property
@@ -148,8 +159,15 @@ class EmbeddingStore:
         if self._clips is None:
             with self._reading("the clip table"):
                 t = self.root["clips"]
-                text = {c: as_str(t[c][:]) for c in CLIP_TEXT_COLUMNS}
-                n_seconds = np.asarray(t["n_seconds"][:])
+                columns = {c: t[c] for c in (*CLIP_TEXT_COLUMNS, "n_seconds")}
+                n = columns["n_seconds"].chunks[0]  # the writer stores each column as one chunk of N (at least 1)
+                for column, arr in columns.items():  # checked before anything is allocated
+                    if arr.ndim != 1 or arr.shape[0] not in (n, 0) or arr.chunks != (n,) or arr.shape != columns["id"].shape:
+                        raise StoreError(f"{self.location}/clips/{column}/zarr.json: shape {arr.shape} (chunks "
+                                         f"{arr.chunks}) is not the clip table's (each column one chunk of {n} clips); "
+                                         "the store's metadata is damaged")
+                text = {c: as_str(columns[c][:]) for c in CLIP_TEXT_COLUMNS}
+                n_seconds = np.asarray(columns["n_seconds"][:])
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
@@ -194,11 +212,26 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------- extractor groups
     def has_group(self, name: str, view: str = DEFAULT_VIEW) -> bool:
-        return retry_torn(lambda: group_key(name, view) in self.root)
+        return retry_torn(lambda: group_key(name, view) in self.root, self.location)
 
     def _group(self, name: str, view: str = DEFAULT_VIEW) -> zarr.Group:
         """One extractor view's group; its metadata may be rewritten by another shard meanwhile."""
-        return retry_torn(lambda: self.root[group_key(name, view)])
+        with self._reading(f"{group_key(name, view)}/zarr.json"):
+            return retry_torn(lambda: self.root[group_key(name, view)], self.location)
+
+    def array(self, name: str, array_name: str, view: str = DEFAULT_VIEW) -> zarr.Array:
+        """One array of an extractor view, its shape and chunks checked against the clip table (before anything is
+        allocated: a damaged shape must not make a reader allocate for 10^9 clips)."""
+        key = f"{group_key(name, view)}/{array_name}"
+        with self._reading(f"{key}/zarr.json"):
+            arr = retry_torn(lambda: self._group(name, view)[array_name], self.location)
+        n, c = len(self.clips), self.clips_per_chunk
+        expected = {1: (n,), 2: (n, self.seconds_max), 3: (n, self.seconds_max, arr.shape[-1])}.get(arr.ndim)
+        if arr.shape != expected or arr.chunks[0] != c:
+            raise StoreError(f"{self.location}/{key}/zarr.json: shape {arr.shape} (chunks {arr.chunks}) does not match "
+                             f"the clip table ({n} clips, up to {self.seconds_max} s, {c} clips per chunk); the store's "
+                             "metadata is damaged")
+        return arr
 
     def group_attrs(self, name: str, view: str = DEFAULT_VIEW) -> dict[str, Any]:
         if not self.has_group(name, view):
@@ -217,25 +250,33 @@ class EmbeddingStore:
     def views(self, name: str) -> list[str]:
         """Views stored for extractor ``name``: ``original`` first, then augmented views by name."""
         key = f"extractors/{name}"
-        if key not in self.root:
-            return []
-        found = sorted(v for v, _ in self.root[key].groups())
+        with self._reading(f"the views of {name}"):
+            if key not in self.root:
+                return []
+            found = sorted(v for v, _ in self.root[key].groups())
         return sorted(found, key=lambda v: v != DEFAULT_VIEW)
 
     def extractor_names(self, view: str = DEFAULT_VIEW) -> list[str]:
-        if "extractors" not in self.root:
-            return []
-        return sorted(n for n, g in self.root["extractors"].groups() if view in g)
+        with self._reading("the extractor groups"):
+            if "extractors" not in self.root:
+                return []
+            return sorted(n for n, g in self.root["extractors"].groups() if view in g)
 
     def status(self, name: str, view: str = DEFAULT_VIEW) -> np.ndarray:
+        arr = self.array(name, "status", view)
         with self._reading(f"{group_key(name, view)}/status"):
-            return np.asarray(self._group(name, view)["status"][:])
+            return np.asarray(arr[:])
+
+    def error_texts(self, name: str, view: str = DEFAULT_VIEW) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded ``(error_stage, error_message)`` of every clip (``''`` where none)."""
+        stage, message = self.array(name, "error_stage", view), self.array(name, "error_message", view)
+        with self._reading(f"{group_key(name, view)}/error_stage and error_message"):
+            return as_str(stage[:]), as_str(message[:])
 
     def errors(self, name: str, view: str = DEFAULT_VIEW) -> list[tuple[str, str, str]]:
         """(clip id, stage, message) of every failed clip."""
-        g = self._group(name, view)
-        failed = np.flatnonzero(np.asarray(g["status"][:]) == FAILED)
-        stage, message = as_str(g["error_stage"][:]), as_str(g["error_message"][:])
+        failed = np.flatnonzero(self.status(name, view) == FAILED)
+        stage, message = self.error_texts(name, view)
         return [(str(self.clips.ids[i]), str(stage[i]), str(message[i])) for i in failed]
 
     # ----------------------------------------------------------------- reading for stage 2
@@ -258,8 +299,7 @@ class EmbeddingStore:
                 status = self.status(name, view)[rows]
                 lacking = np.flatnonzero(usable & (status != DONE))
                 if len(lacking):
-                    g = self._group(name, view)
-                    stage, message = as_str(g["error_stage"][:]), as_str(g["error_message"][:])
+                    stage, message = self.error_texts(name, view)
                     for j in lacking:
                         i = int(rows[j])
                         reasons[i] = (f"{key}: failed [{stage[i]}] {message[i]}" if status[j] == FAILED
@@ -280,10 +320,11 @@ class EmbeddingStore:
         fingerprints = {name: self.group_attrs(name, view)["fingerprint"] for name in names}
         embeddings, valid = {}, {}
         for name in names:
-            g = self._group(name, view)
-            with self._reading(f"{group_key(name, view)}/embeddings and valid"):
-                embeddings[name] = _read_rows(g["embeddings"], rows)
-                valid[name] = _read_rows(g["valid"], rows)
+            for array_name, into in (("embeddings", embeddings), ("valid", valid)):
+                arr = self.array(name, array_name, view)
+                with self._reading(f"{group_key(name, view)}/{array_name}"):
+                    into[name] = self._read_done_rows(arr, rows, f"{group_key(name, view)}/{array_name}")
+            self._refuse_non_finite(embeddings[name], rows, group_key(name, view))
         return SplitData(
             ids=clips.ids[rows],
             labels=clips.labels[rows],
@@ -293,6 +334,33 @@ class EmbeddingStore:
             fingerprints=fingerprints,
             excluded=usable.excluded,
         )
+
+    def _read_done_rows(self, arr: zarr.Array, rows: np.ndarray, key: str) -> np.ndarray:
+        """Read ``arr[rows]`` (clips done) chunk by chunk, one read per chunk touched; a chunk that is not stored is
+        damage (zarr would read it as zeros), never data."""
+        out = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
+        chunk = arr.chunks[0]
+        block_of_row = rows // chunk
+        for block in np.unique(block_of_row):
+            sel = block_of_row == block
+            if not chunk_present(arr, int(block)):
+                raise StoreError(
+                    f"{self.location}/{key}: chunk {int(block)} is missing although clips "
+                    f"{', '.join(self.clips.ids[rows[sel]][:5])} of its block are done; the store is damaged: "
+                    f"`python -m extract verify --store {self.location} --repair`, then rerun the extraction")
+            start = int(block) * chunk
+            data = arr[start : min(start + chunk, arr.shape[0])]
+            out[sel] = data[rows[sel] - start]
+        return out
+
+    def _refuse_non_finite(self, embeddings: np.ndarray, rows: np.ndarray, key: str) -> None:
+        """Raise naming the clips whose embeddings hold NaN or inf (a writer never stores them: damage)."""
+        bad = rows[~np.isfinite(embeddings).reshape(len(rows), -1).all(axis=1)]
+        if len(bad):
+            raise StoreError(
+                f"{self.location}/{key}: {len(bad)} clip(s) hold NaN or inf embeddings ({', '.join(self.clips.ids[bad][:10])}"
+                f"{' ...' if len(bad) > 10 else ''}); the store is damaged: `python -m extract verify --store "
+                f"{self.location} --repair`, then rerun the extraction")
 
     # ----------------------------------------------------------------- export
     def export_h5(self, path: Path) -> None:
@@ -331,19 +399,6 @@ def report_excluded(excluded: tuple[ExcludedClip, ...] | list[ExcludedClip], loc
     return [e.to_dict() for e in unique]
 
 
-def _read_rows(arr: zarr.Array, rows: np.ndarray) -> np.ndarray:
-    """Read ``arr[rows]`` chunk by chunk: one read per chunk touched, not per row."""
-    out = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
-    if len(rows) == 0:
-        return out
-    chunk = arr.chunks[0]
-    block_of_row = rows // chunk
-    for block in np.unique(block_of_row):
-        sel = block_of_row == block
-        start = int(block) * chunk
-        data = arr[start : min(start + chunk, arr.shape[0])]
-        out[sel] = data[rows[sel] - start]
-    return out
 
 
 def local_stores(folder: Path, depth: int = 3) -> list[str]:

@@ -57,8 +57,8 @@ def wait_for_group(location: str, name: str, fingerprint: str, timeout_s: float,
     key = group_key(name, view)
     while True:
         root = open_group(location, mode="r")
-        if retry_torn(lambda: key in root):
-            attrs = dict(retry_torn(lambda: root[key]).attrs)
+        if retry_torn(lambda: key in root, location):
+            attrs = dict(retry_torn(lambda: root[key], location).attrs)
             if attrs.get("arrays_ready") and attrs.get("fingerprint") == fingerprint:
                 return
             if attrs.get("arrays_ready"):

@@ -18,6 +18,7 @@ from extract import __version__
 from extract.dataset_card import DatasetCard
 from extract.store.reader import EmbeddingStore
 from extract.store.format import (
+    CHECKSUM,
     CLIP_TEXT_COLUMNS,
     DEFAULT_VIEW,
     DONE,
@@ -29,9 +30,12 @@ from extract.store.format import (
     ClipTable,
     FingerprintMismatchError,
     StoreError,
+    checksummed_codecs,
+    delete_chunk,
     group_key,
     open_group,
     store_exists,
+    storing_every_chunk,
     utc_now,
 )
 from extract.store.shards import shard_rows
@@ -79,28 +83,38 @@ class StoreWriter(EmbeddingStore):
         card: DatasetCard = DatasetCard(),
     ) -> "StoreWriter":
         """Create the root and clip table, or reopen an existing store holding the same clips (and frame choice; see
-        :meth:`record_taxonomy` and :meth:`record_card`)."""
+        :meth:`record_taxonomy` and :meth:`record_card`).
+
+        Nothing is ever deleted: a store whose creation was interrupted (no ``ready`` attribute yet) is resumed, its
+        clip table written again in place; a non-empty folder that is not a store is refused. One process creates a
+        store at a time: the runner holds the shard lock (:mod:`extract.store.lock`) around this call."""
         if frame_choice not in FRAME_CHOICES:
             raise ValueError(f"frame_choice must be one of {tuple(FRAME_CHOICES)}, got {frame_choice!r}")
         loc = str(location)
-        if store_exists(loc) and creation_interrupted(loc):
-            logger.warning("%s: its creation was interrupted before the clip table was complete; creating it again", loc)
-        elif store_exists(loc):
+        if store_exists(loc) and not creation_interrupted(loc):
             store = cls.open(loc)
             if not store.attrs.get("ready"):
-                raise StoreError(f"{loc}: an earlier creation did not finish; delete the folder and run again")
+                raise StoreError(f"{loc}: holds extractor groups but no complete clip table; not a store avscene "
+                                 "wrote: choose another STORE")
             store.check_run(list(clips.ids), frame_choice, taxonomy, card)
             return store
-        root = open_group(loc, mode="w")
+        if store_exists(loc):
+            logger.warning("%s: its creation was interrupted before the clip table was complete; resuming it", loc)
+        elif "://" not in loc and Path(loc).is_dir() and any(Path(loc).iterdir()):
+            raise StoreError(f"{loc}: a non-empty folder that is not an avscene store; choose another STORE")
+        root = open_group(loc, mode="a")
         n = len(clips)
         seconds_max = max(1, int(clips.n_seconds.max(initial=0)))
-        table = root.create_group("clips")
-        for column, values in zip(CLIP_TEXT_COLUMNS, clips.text_columns()):
-            arr = table.create_array(column, shape=(n,), dtype=str, chunks=(max(n, 1),))
-            arr[:] = np.asarray(values, dtype=str)
-        seconds = table.create_array("n_seconds", shape=(n,), dtype="int32", chunks=(max(n, 1),), fill_value=0)
-        seconds[:] = clips.n_seconds.astype("int32")
-        root.create_group("extractors")
+        table = root.require_group("clips")
+        with storing_every_chunk():
+            for column, values in zip(CLIP_TEXT_COLUMNS, clips.text_columns()):
+                arr = table.create_array(column, shape=(n,), dtype=str, chunks=(max(n, 1),), overwrite=True,
+                                         **checksummed_codecs())
+                arr[:] = np.asarray(values, dtype=str)
+            seconds = table.create_array("n_seconds", shape=(n,), dtype="int32", chunks=(max(n, 1),), fill_value=0,
+                                         overwrite=True, **checksummed_codecs())
+            seconds[:] = clips.n_seconds.astype("int32")
+        root.require_group("extractors")
         root.attrs.update(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -116,6 +130,7 @@ class StoreWriter(EmbeddingStore):
                 "seconds_max": seconds_max,
                 "created_utc": utc_now(),
                 "avscene_version": __version__,
+                "checksums": CHECKSUM,
                 "ready": True,  # written last: the clip table is complete
             }
         )
@@ -194,12 +209,13 @@ class StoreWriter(EmbeddingStore):
             self._delete(key)
         n, t, d, c = len(self.clips), self.seconds_max, int(spec["embedding_dim"]), self.clips_per_chunk
         g = self.root.require_group(key)
-        g.create_array("embeddings", shape=(n, t, d), chunks=(c, t, d), dtype="float16", fill_value=0)
-        g.create_array("valid", shape=(n, t), chunks=(c, t), dtype="bool", fill_value=False)
-        g.create_array("status", shape=(n,), chunks=(c,), dtype="int8", fill_value=PENDING)
-        g.create_array("error_stage", shape=(n,), chunks=(c,), dtype=str)
-        g.create_array("error_message", shape=(n,), chunks=(c,), dtype=str)
-        g.create_array("extract_seconds", shape=(n,), chunks=(c,), dtype="float32", fill_value=0)
+        codecs = checksummed_codecs() if self.checksums else {}  # an older store keeps its own format
+        g.create_array("embeddings", shape=(n, t, d), chunks=(c, t, d), dtype="float16", fill_value=0, **codecs)
+        g.create_array("valid", shape=(n, t), chunks=(c, t), dtype="bool", fill_value=False, **codecs)
+        g.create_array("status", shape=(n,), chunks=(c,), dtype="int8", fill_value=PENDING, **codecs)
+        g.create_array("error_stage", shape=(n,), chunks=(c,), dtype=str, **codecs)
+        g.create_array("error_message", shape=(n,), chunks=(c,), dtype=str, **codecs)
+        g.create_array("extract_seconds", shape=(n,), chunks=(c,), dtype="float32", fill_value=0, **codecs)
         g.attrs.update(
             {
                 "spec": spec,
@@ -246,14 +262,16 @@ class StoreWriter(EmbeddingStore):
             ("error_message", np.asarray(result.error_message, dtype=str)),
             ("extract_seconds", result.extract_seconds.astype(np.float32)), ("status", result.status.astype(np.int8)),
         )
-        for array_name, data in values:
-            if not whole:  # read-modify-write of the block's chunk
-                block_data = np.asarray(g[array_name][sl])
-                text = block_data.dtype.kind in "OTU"
-                block_data = block_data.astype(object) if text else block_data  # no truncation to the old width
-                block_data[rows - sl.start] = data
-                data = np.asarray(block_data.tolist(), dtype=str) if text else block_data
-            g[array_name][sl] = data
+        with storing_every_chunk():
+            for array_name, data in values:
+                arr = g[array_name]
+                if not whole:  # read-modify-write of the block's chunk
+                    block_data = np.asarray(arr[sl])
+                    text = block_data.dtype.kind in "OTU"
+                    block_data = block_data.astype(object) if text else block_data  # no truncation to the old width
+                    block_data[rows - sl.start] = data
+                    data = np.asarray(block_data.tolist(), dtype=str) if text else block_data
+                arr[sl] = data
 
     def finalize_if_complete(self, name: str, view: str = DEFAULT_VIEW) -> bool:
         """Write the completion marker (and timing) when no clip is pending; returns completeness.
@@ -284,18 +302,32 @@ class StoreWriter(EmbeddingStore):
 
         Only their status changes: their recorded errors stay until the redo writes the clips, and a run killed
         in between finds them pending and redoes them."""
-        g = self._group(name, view)
-        status_arr = g["status"]
-        status = np.asarray(status_arr[:])
+        status = self.status(name, view)
         rows = np.intersect1d(shard_rows(self, shard_index, shard_count), np.flatnonzero(status == FAILED))
+        self.reset_rows(name, rows, view)
+        return len(rows)
+
+    def reset_rows(self, name: str, rows: np.ndarray, view: str = DEFAULT_VIEW) -> None:
+        """Mark ``rows`` pending (status only) and the group incomplete, so that a rerun redoes them."""
+        g = self._group(name, view)
         if len(rows) and g.attrs.get("complete"):
             g.attrs["complete"] = False  # pending clips again; finalize_if_complete recounts the timing
-        for block in np.unique(rows // self.clips_per_chunk):
-            sl = self.block_slice(int(block))
-            chunk = status[sl].copy()
-            chunk[rows[rows // self.clips_per_chunk == block] - sl.start] = PENDING
-            status_arr[sl] = chunk
-        return len(rows)
+        status_arr, status = g["status"], self.status(name, view)
+        with storing_every_chunk():
+            for block in np.unique(rows // self.clips_per_chunk):
+                sl = self.block_slice(int(block))
+                chunk = status[sl].copy()
+                chunk[rows[rows // self.clips_per_chunk == block] - sl.start] = PENDING
+                status_arr[sl] = chunk
+
+    def reset_blocks(self, name: str, blocks: list[int], view: str = DEFAULT_VIEW) -> None:
+        """Drop every chunk of ``blocks`` in the group (a damaged block): its clips read pending, a rerun redoes them."""
+        g = self._group(name, view)
+        if blocks and g.attrs.get("complete"):
+            g.attrs["complete"] = False
+        for array_name in ("status", "embeddings", "valid", "error_stage", "error_message", "extract_seconds"):
+            for block in blocks:  # status first: a repair killed midway leaves the block pending
+                delete_chunk(g[array_name], block)
 
 
 def creation_interrupted(location: str) -> bool:
