@@ -24,7 +24,7 @@ PRESET ?= adam
 QUICK ?=
 BENCH_MODELS ?= resnet50.places365,mobilenet_v2.imagenet
 
-.PHONY: help install demo test crosscheck bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info verify clean-demo
+.PHONY: help install demo test docs crosscheck bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info verify clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -42,6 +42,10 @@ demo: $(STAMP) ## whole pipeline on a small synthetic TAU-layout dataset -> cach
 
 test: $(STAMP) ## offline CPU test suite (the command CI runs)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+docs: $(STAMP) ## build the docs site from docs/ (extra 'docs'; offline, mkdocs build --strict) -> site/
+	$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || $(PY) -m pip install -q -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 crosscheck: $(STAMP) ## install the reference implementations (extra 'crosscheck') and compare every port with them -> cache/crosscheck/report.md
 	$(PY) -m pip install -q -e '.[test,crosscheck]'

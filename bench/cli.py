@@ -54,7 +54,7 @@ def _cell(value: Any) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The table the README shows, headed by the machine's description."""
+    """The table docs/benchmarks.md shows, headed by the machine's description."""
     m = results["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores usable (torch threads {m['torch_threads']}, load average "

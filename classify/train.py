@@ -110,7 +110,7 @@ PRESETS: dict[str, TrainConfig] = {
     # (line 31) is HeadConfig's default; its 30th epoch is kept (it saves epochs 10, 20 and 30, line 26).
     "paper-code": TrainConfig(optimizer="sgd", epochs=30, batch_size=32, batch_unit="seconds", lr=1e-3, lr_final=1e-5,
                               schedule="cosine", schedule_epochs=24, weight_decay=0.01),
-    # ours: Adam with the paper text's schedule; converges with clip batches (see README)
+    # ours: Adam with the paper text's schedule; converges with clip batches (see docs/heads.md)
     "adam": TrainConfig(),
     # the second paper's joint audio-video mixup on top of "adam": ratio 0.4 for 20 % of the training samples
     "adam-mixup": TrainConfig(mixup_fraction=0.2, mixup_ratio=0.4),

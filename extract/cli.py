@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decode-workers", type=int, default=None,
                      help="decode workers (default: one per visible core); each decoder gets cores / workers threads")
     run.add_argument("--decode-backend", default="thread", choices=["thread", "process"],
-                     help="decode workers as threads (default) or spawned processes (README 'Decoding')")
+                     help="decode workers as threads (default) or spawned processes (docs/decoding.md)")
     run.add_argument("--frame-choice", default="middle", choices=["middle", "released-code"],
                      help="frame of each second: middle (k + 0.5 s, the papers' text) or released-code (the released "
                           "script's 30th frame of each second: indices 29, 59, ...); recorded in the store")
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 1 when any clip failed, now or in an earlier run (default: exit 0, failures recorded)")
     run.add_argument("--wait", action="store_true",
                      help="when another run is writing this store's shard, start once it ends (default: refuse)")
-    run.add_argument("--views", default="", help="augmented visual passes, e.g. paper_aug:1,randaug:1 (README)")
+    run.add_argument("--views", default="", help="augmented visual passes, e.g. paper_aug:1,randaug:1 (docs/extractors.md)")
     run.add_argument("--view-seed", type=int, default=0, help="seed of the augmented views")
     run.set_defaults(func=_cmd_run)
 

@@ -80,7 +80,7 @@ def test_a_clip_scores_the_same_alone_or_in_any_batch(kind):
 
 
 def test_the_papers_2d_attention_mixes_the_batch():
-    """The deviation the README documents: MultiheadAttention on (batch, features) attends across samples."""
+    """The deviation docs/deviations.md documents: MultiheadAttention on (batch, features) attends across samples."""
     torch.manual_seed(0)
     attention = nn.MultiheadAttention(8, 1).eval()
     x = torch.randn(6, 8)

@@ -57,24 +57,29 @@ def test_media_is_decoded_only_by_the_decode_path():
     assert found == []
 
 
-def test_readme_layout_names_every_module():
+def _docs_text() -> str:
+    """The user-facing documentation: README.md and every page of the docs site."""
+    return "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+
+
+def test_docs_layout_names_every_module():
     import re
 
-    readme = (REPO / "README.md").read_text()
-    layout = readme[readme.index("## Code layout"):readme.index("## Datasets")]
+    page = (REPO / "docs" / "layout.md").read_text()
+    layout = page[page.index("## Code layout"):page.index("## Tests")]
     named = set(re.findall(r"`([a-z_0-9]+\.py)`", layout))
     modules = {p.name for package in ("extract", "classify", "vadd", "avscene", "avscene/demo") for p in (REPO / package).glob("*.py")
                if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - named) == []
 
 
-def test_readme_names_only_code_that_exists():
-    """Every `extract.x.NAME` (classify, vadd, demo, bench) the README names resolves to a module or attribute."""
+def test_docs_name_only_code_that_exists():
+    """Every `extract.x.NAME` (avscene, classify, vadd, bench) the README or a docs page names resolves to a module or
+    attribute."""
     import re
 
     unresolved = []
-    for dotted in sorted(set(re.findall(r"`((?:avscene|extract|classify|vadd|bench)(?:\.[A-Za-z_]\w*)+)",
-                                        (REPO / "README.md").read_text()))):
+    for dotted in sorted(set(re.findall(r"`((?:avscene|extract|classify|vadd|bench)(?:\.[A-Za-z_]\w*)+)", _docs_text()))):
         parts = dotted.split(".")
         for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
             try:
@@ -87,3 +92,30 @@ def test_readme_names_only_code_that_exists():
                 unresolved.append(dotted)
             break
     assert unresolved == []
+
+
+def test_readme_is_short_and_links_pages_that_exist():
+    """The README stays a front page (the rest lives on the docs site), and each docs page it links exists."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)(?:#[\w-]*)?\)", readme))
+    assert linked and sorted(page for page in linked if not (REPO / page).is_file()) == []
+
+
+def test_docs_extractor_table_lists_the_registry():
+    """The extractors page's table is generated from the registry: one row per registered extractor."""
+    import importlib.util
+
+    from extract.registry import list_extractors
+
+    spec = importlib.util.spec_from_file_location("registry_table", REPO / "docs" / "hooks" / "registry_table.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = (REPO / "docs" / "extractors.md").read_text()
+    table = hook.registry_table()
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]]
+    assert rows == list_extractors()
+    assert hook.MARKER in page and table in hook.on_page_markdown(page)
+    assert hook.registry_table() == table  # deterministic

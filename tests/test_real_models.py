@@ -150,7 +150,7 @@ AUDIOSET_NAMES = {**AUDIOSET_ROAD, **AUDIOSET_OTHER}
 
 def test_efficientat_top_classes_on_every_tau_wav(real_weights):
     """Top AudioSet classes of each TAU recording (10-s mean of the 1-s tag probabilities); in the vehicle scenes a
-    class of the Vehicle family ranks in the top 10 for most clips. Writes the table the README shows."""
+    class of the Vehicle family ranks in the top 10 for most clips. Writes the table docs/weights.md shows."""
     extractor = create_extractor("efficientat_mn04.audioset")
     label = lambda i: f"{AUDIOSET_NAMES[i]} ({i})" if i in AUDIOSET_NAMES else str(i)  # noqa: E731
     wavs = sorted(require_shared("tau", "audio").glob("*.wav"))

@@ -6,7 +6,7 @@ official checkpoint's ``visual.*`` tensors are then loaded from the weights cach
 Its text-tower keys (``token_embedding``, ``positional_embedding``, ``transformer.*``, ``ln_final``,
 ``text_projection``, ``logit_scale``) are recognised and skipped; any other key is an error.
 Preprocessing is open_clip's ``preprocess`` for these models (resize shorter side 224 bicubic, centre crop
-224, CLIP mean/std), done by the decoder (swscale bicubic, not PIL: see the README's cross-check table).
+224, CLIP mean/std), done by the decoder (swscale bicubic, not PIL: see the cross-check table in docs/weights.md).
 """
 from __future__ import annotations
 
