@@ -29,7 +29,7 @@ class Damage:
     def line(self) -> str:
         shown = ", ".join(self.clips[:10]) + (" ..." if len(self.clips) > 10 else "")
         block = f" block {self.block}" if self.block is not None else ""
-        return f"{self.where}{block}: {self.problem} ({len(self.clips)} clip(s): {shown})"
+        return f"{self.where}{block}: {self.problem}" + (f" ({len(self.clips)} clip(s): {shown})" if self.clips else "")
 
 
 @dataclass(frozen=True)
