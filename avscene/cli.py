@@ -1,4 +1,5 @@
-"""The ``avscene`` command: ``avscene extract|classify|vadd|demo|bench ...``, each the same as ``python -m <stage>``."""
+"""The ``avscene`` command: ``avscene extract|classify|vadd|demo|serve|bench ...``, each (but serve) the same as
+``python -m <stage>``."""
 from __future__ import annotations
 
 import importlib
@@ -12,6 +13,7 @@ COMMANDS = {
     "classify": ("classify.cli", "stage 2: train fusion heads on a store, ablations, predict, fine-tune"),
     "vadd": ("vadd.cli", "audio-visual discrepancy detection: evaluate a protocol, check videos"),
     "demo": ("avscene.demo.cli", "the whole pipeline on a small SYNTHETIC dataset"),
+    "serve": ("avscene.service.cli", "vadd check as an HTTP service (FastAPI + uvicorn; extra 'serve')"),
     "bench": ("bench.cli", "benchmarks (source checkout only) -> bench/results.{json,md}"),
 }
 

@@ -32,6 +32,16 @@ class ManifestError(AvsceneError, ValueError):
     """A dataset manifest is malformed, references missing files or escapes its data root."""
 
 
+class InputFileError(AvsceneError, ValueError):
+    """A text, CSV, JSON or tensor file cannot be read as such (binary, undecodable, a field over the limit, truncated,
+    pickled objects)."""
+
+
+class RunFolderError(AvsceneError, RuntimeError):
+    """A run folder cannot be written (disk full, not a run folder) or is not a finished run (no ``complete`` record,
+    files changed since)."""
+
+
 def require_file(path: Path) -> None:
     """Raise a MediaError unless ``path`` is a regular file (a folder with the file's name is not)."""
     if path.is_file():

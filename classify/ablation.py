@@ -1,8 +1,8 @@
 """The first paper's Table 2 and its VASC/ASC/VSC runs, from the cache only, beside the published numbers.
 
-Every row is one run folder under ``out_dir``; a run whose folder holds a ``metrics.json`` and an identical
-``config.json`` (config, store fingerprints and code version) is reused and marked so in the table, so re-running
-the ablation only trains what changed.
+Every row is one run folder under ``out_dir``; a run whose folder holds a ``complete`` record (every file as the
+finished run wrote it, :mod:`avscene.run_folder`) and an identical ``config.json`` (config, store fingerprints and
+code version) is reused and marked so in the table, so re-running the ablation only trains what changed.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from avscene.run_folder import finished_problem
+from avscene.textfiles import read_json
 from classify.data import extractor_modalities
 from classify.heads import HeadConfig
 from classify.kinds import FIRST_PAPER_VIEW_KINDS, WANG_VIEW_KINDS
@@ -71,11 +73,17 @@ def _row_extractors(row: AblationRow, modalities: dict[str, str]) -> list[str]:
     return [n for n, m in modalities.items() if row.inputs == "audio-visual" or m == row.inputs]
 
 
-def _is_complete(folder: Path, config: dict) -> bool:
-    if not (folder / "metrics.json").exists() or not (folder / "config.json").exists():
-        return False
-    saved = json.loads((folder / "config.json").read_text())
-    return all(saved.get(k) == v for k, v in json.loads(json.dumps(config)).items())
+def _reuse_problem(folder: Path, config: dict) -> str:
+    """'' when ``folder`` is a finished, unaltered run (its ``complete`` record) of ``config``, else why it is not
+    reused."""
+    if not folder.exists():
+        return "no run yet"
+    problem = finished_problem(folder)
+    if problem:
+        return problem
+    saved = read_json(folder / "config.json")
+    changed = sorted(k for k, v in json.loads(json.dumps(config)).items() if saved.get(k) != v)
+    return f"{folder}: run of another {', '.join(changed)}" if changed else ""
 
 
 def run_ablation(
@@ -215,15 +223,18 @@ def run_wang_ablation(store_location: str, out_dir: Path, extractors: list[str] 
 
 def _run_or_reuse(store: EmbeddingStore, store_location: str, folder: Path, names: list[str], classes: str,
                   head: HeadConfig, train_config: TrainConfig) -> dict:
-    """A row's metrics (``reused``: True when read back): from ``folder`` when it holds a finished run of this config,
-    store fingerprints and code version (:func:`classify.run.run_config`), else trained now."""
+    """A row's metrics (``reused``: True when read back): from ``folder`` when it holds a finished run (its ``complete``
+    record, every file unaltered) of this config, store fingerprints and code version
+    (:func:`classify.run.run_config`), else trained now; a folder without the record (an older avscene, an interrupted
+    run) is trained again."""
     config = run_config(store, names, classes, head, train_config)
-    reused = _is_complete(folder, config)
+    problem = _reuse_problem(folder, config)
+    reused = not problem
     if reused:
         logger.info("%s: complete for this config and code version, reused", folder.name)
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = read_json(folder / "metrics.json")
     else:
-        logger.info("%s: training %s on %s", folder.name, head.kind, "+".join(names))
+        logger.info("%s: training %s on %s (not reused: %s)", folder.name, head.kind, "+".join(names), problem)
         _, metrics = run_training(store_location, names, classes, head, train_config, folder)
     return {**metrics, "views": config["views"], "reused": reused}
 

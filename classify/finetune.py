@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avscene.progress import progress_bar
+from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, ExcludedClip, report_excluded, store_exists
 
 if TYPE_CHECKING:  # torch is imported lazily, where it runs
@@ -156,7 +157,8 @@ class BatchAugmentation:
 
 def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path | None = None,
                  classes: tuple[str, ...] | None = None, store_location: str | None = None) -> dict[str, Any]:
-    """Fine-tune on the train split of ``data``; writes ``out_dir/{config.json, metrics.json, model.pt}``.
+    """Fine-tune on the train split of ``data``; writes ``out_dir/{config.json, metrics.json, model.pt}`` whole or not
+    at all (:func:`avscene.run_folder.run_folder`).
 
     The store (``store_location``, else the head run's) excludes the clips its usable-clips rule excludes for the two
     extractors, before any decoding; clips that fail to decode here are left out too. Both are ``excluded_clips``.
@@ -174,6 +176,7 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
     from extract.extractor import create_extractor, embed_inputs
     from extract.manifest import read_manifest
 
+    check_replaceable(out_dir)
     manifest = read_manifest(Path(data), require=("video", "audio"), classes=classes)
     clips = manifest.by_split("train")
     if not clips:
@@ -282,11 +285,10 @@ def run_finetune(data: Path, out_dir: Path, cfg: FinetuneConfig, head_run: Path 
                "final_loss": history[-1]["loss"] if history else None, "train_seconds": time.perf_counter() - started,
                "excluded_clips": report_excluded([ExcludedClip(c, "train", r) for c, r in sorted(failed.items())],
                                                  str(data), "fine-tuning")}
-    out_dir.mkdir(parents=True, exist_ok=True)
     config = {"data": str(data), "finetune": cfg.to_dict(), "head_run": str(head_run) if head_run else None,
               "classes": list(class_names), "weights": {e.spec.name: e.weights_id for e in extractors.values()}}
-    write_json(out_dir / "config.json", config)
-    write_json(out_dir / "metrics.json", metrics)
-
-    save_finetuned(out_dir / "model.pt", head, modules, {n: mean[n] for n in names}, {n: std[n] for n in names})
+    with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+        write_json(folder / "config.json", config)
+        write_json(folder / "metrics.json", metrics)
+        save_finetuned(folder / "model.pt", head, modules, {n: mean[n] for n in names}, {n: std[n] for n in names})
     return metrics

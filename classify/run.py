@@ -15,6 +15,8 @@ from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, save_confusion_png, write_predictions_csv
 from classify.persist import save_head
 from classify.train import TrainConfig, TrainedHead, train_head
+from avscene.run_folder import check_replaceable, run_folder
+from avscene.textfiles import read_json
 from extract.store import DEFAULT_VIEW, EmbeddingStore, report_excluded
 from extract.taxonomy import ClassSet
 
@@ -50,7 +52,7 @@ def recorded_store(run_dir: Path) -> str | None:
     config = Path(run_dir) / "config.json"
     if not config.is_file():
         return None
-    return json.loads(config.read_text()).get("store") or None
+    return read_json(config).get("store") or None
 
 
 def code_version() -> str:
@@ -105,6 +107,7 @@ def run_training(
     allow_incomplete: bool = False,
 ) -> tuple[TrainedHead, dict]:
     """Train on ``train_split`` (and its augmented views) and evaluate on ``eval_split``; returns head and metrics.
+    The run folder ``out_dir`` is written whole (:func:`avscene.run_folder.run_folder`) or not at all.
 
     ``classes`` names a class set of the store's taxonomy ('' = the store's own classes). A head trained on the
     store's own classes is also scored on each grouping (``metrics["grouped"][name]``), its probabilities summed
@@ -114,6 +117,7 @@ def run_training(
     names = extractors or store.extractor_names()
     if not names:
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
+    check_replaceable(out_dir)
     class_set = store.taxonomy.class_set(classes)
     coverage = extraction_coverage(store, names, train_split, allow_incomplete)
     config = run_config(store, names, class_set.name, head_config, train_config, train_split, eval_split)
@@ -136,14 +140,14 @@ def run_training(
                     "train_history": trained.history, "excluded_clips": excluded,
                     **({"incomplete_extraction": coverage} if coverage else {})})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", {**config, "classes": list(trained.classes), "modalities": train.modalities})
-    save_head(out_dir / "model.pt", trained)
-    write_predictions_csv(out_dir / "predictions.csv", test.ids, probs, test.mask, test.classes)
-    if metrics["n_clips"]:
-        save_confusion_png(np.array(metrics["confusion_vote"]), test.classes, out_dir / "confusion.png",
-                           f"{head_config.kind}: {'+'.join(names)} ({len(class_set.classes)} classes)")
-    write_json(out_dir / "metrics.json", metrics)
+    with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+        write_json(folder / "config.json", {**config, "classes": list(trained.classes), "modalities": train.modalities})
+        save_head(folder / "model.pt", trained)
+        write_predictions_csv(folder / "predictions.csv", test.ids, probs, test.mask, test.classes)
+        if metrics["n_clips"]:
+            save_confusion_png(np.array(metrics["confusion_vote"]), test.classes, folder / "confusion.png",
+                               f"{head_config.kind}: {'+'.join(names)} ({len(class_set.classes)} classes)")
+        write_json(folder / "metrics.json", metrics)
     logger.info("clip accuracy %.4f, second accuracy %.4f on %d %s clips",
                 metrics["clip_accuracy"] or 0, metrics["second_accuracy"] or 0, metrics["n_clips"], eval_split)
     return trained, metrics

@@ -160,8 +160,8 @@ class TrainedHead:
                     f"was trained on ({self.fingerprints[name]}); re-train on this store"
                 )
 
-    def predict_proba(self, clips: ClipSet) -> np.ndarray:
-        """Per-second class probabilities ``(n, T, K)``; masked seconds are zero. Clips never influence each other."""
+    def predict_logits(self, clips: ClipSet) -> np.ndarray:
+        """Per-second logits ``(n, T, K)`` float32; masked seconds are zero. Clips never influence each other."""
         self.check_fingerprints(clips.fingerprints)
         batches = StandardisedBatches(clips, self.scaler, self.extractors)
         out = np.zeros((*clips.mask.shape, len(self.classes)), dtype=np.float32)
@@ -170,9 +170,15 @@ class TrainedHead:
             for start in range(0, len(clips), PREDICT_CLIPS_PER_BATCH):
                 rows = torch.arange(start, min(start + PREDICT_CLIPS_PER_BATCH, len(clips)))
                 x, mask = batches(rows)
-                probs = torch.softmax(self.head(x, mask), dim=-1) * mask.unsqueeze(-1)
-                out[start : start + len(rows)] = probs.numpy()
+                out[start : start + len(rows)] = (self.head(x, mask) * mask.unsqueeze(-1)).numpy()
         return out
+
+    def predict_proba(self, clips: ClipSet, logits: np.ndarray | None = None) -> np.ndarray:
+        """Per-second class probabilities ``(n, T, K)`` float32 (softmax of :meth:`predict_logits`, or of ``logits``
+        already predicted for ``clips``); masked seconds are zero."""
+        logits = self.predict_logits(clips) if logits is None else logits
+        mask = torch.from_numpy(np.ascontiguousarray(clips.mask)).unsqueeze(-1)
+        return (torch.softmax(torch.from_numpy(logits), dim=-1) * mask).numpy()
 
 
 def head_inputs(clips: ClipSet, extractors: list[str]) -> list[HeadInput]:

@@ -3,11 +3,16 @@
 soundfile reads what libsndfile knows (wav/flac/ogg, 8/16/24/32-bit int and float); PyAV reads the rest
 (the audio track of an mp4/mkv, mp3, ...). Every failure is a :class:`~avscene.errors.MediaError` whose
 message starts with the file path.
+
+A PyAV-read stream is measured from its packets' timestamps (headers of MPEG-TS and other unindexed containers only
+estimate it), starts at its first sample after encoder priming (see :func:`priming_samples`), and is decoded as one
+run of samples from that start.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +27,30 @@ PARTIAL_SECOND_TOLERANCE_S = 0.01
 """A last partial second at least ``1 - PARTIAL_SECOND_TOLERANCE_S`` long counts (zero-padded)."""
 
 CHANNEL_MODES = ("mono", "stereo")
+AAC_PRIMING_SAMPLES = 1024
+"""Samples an AAC encoder (FFmpeg's, and most others') puts before the first real one. MP4 signals them (edit list,
+applied by FFmpeg's decoder); MPEG-TS, Matroska and an MP4 remuxed with an offset do not, so they are dropped here."""
+
+
+@dataclass(frozen=True)
+class AudioSpan:
+    """Where a file's first audio stream lies on the file's clock.
+
+    Attributes:
+        rate_hz: Sample rate.
+        n_channels: Channel count.
+        start_s: Presentation time of its first real sample (priming dropped), seconds on the file's clock.
+        n_frames: Samples per channel from there.
+    """
+
+    rate_hz: int
+    n_channels: int
+    start_s: float
+    n_frames: int
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.n_frames / self.rate_hz
 
 
 def seconds_in(duration_s: float) -> int:
@@ -59,17 +88,17 @@ def _open_audio_container(path: Path) -> tuple[av.container.InputContainer, av.a
     return container, container.streams.audio[0]
 
 
-def audio_info(path: Path) -> tuple[int, int, int]:
-    """Sample rate, length and channel count of a file's audio, read from its header only.
+def priming_samples(stream: av.audio.stream.AudioStream, first_packet: av.Packet) -> int:
+    """Encoder priming the decoder will not drop itself: ``AAC_PRIMING_SAMPLES`` for an AAC stream whose first packet
+    carries no skip-samples side data (the container signals none), else 0."""
+    if stream.codec_context.name != "aac" or first_packet.has_sidedata("skip_samples"):
+        return 0
+    return AAC_PRIMING_SAMPLES
 
-    For PyAV-read files the length is estimated from the stream (or container) duration, since
-    compressed streams count packets, not samples.
 
-    Args:
-        path: Audio file, or a video file with an audio track.
-
-    Returns:
-        ``(sample_rate_hz, n_frames, n_channels)``; ``n_frames`` counts samples per channel.
+def audio_span(path: Path) -> AudioSpan:
+    """Rate, channels, start and length of a file's audio: from the header for libsndfile formats, else from one
+    demux pass over the audio packets (no decoding).
 
     Raises:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
@@ -79,23 +108,45 @@ def audio_info(path: Path) -> tuple[int, int, int]:
     header = _sf_header(path)
     if header is not None:
         rate_hz, n_frames, n_channels = header
+        start_s = 0.0
     else:
         container, stream = _open_audio_container(path)
         with container:
             rate_hz = int(stream.sample_rate or stream.codec_context.sample_rate or 0)
             n_channels = int(stream.codec_context.layout.nb_channels)
-            if stream.duration is not None and stream.time_base is not None:
-                duration_s = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration_s = container.duration / av.time_base
+            first_pts, end_pts, priming = None, None, 0
+            try:
+                for packet in container.demux(stream):
+                    if packet.pts is None:
+                        continue
+                    if first_pts is None:
+                        first_pts, priming = packet.pts, priming_samples(stream, packet)
+                    packet_end = packet.pts + (packet.duration or 0)
+                    end_pts = packet_end if end_pts is None else max(end_pts, packet_end)
+            except av.FFmpegError as err:
+                raise MediaError(f"{path}: audio demux error ({err})") from err
+            if first_pts is None or stream.time_base is None or rate_hz <= 0:
+                n_frames, start_s = 0, 0.0
             else:
-                duration_s = 0.0
-            n_frames = round(duration_s * rate_hz)
+                begin = max(first_pts, stream.start_time if stream.start_time is not None else first_pts)
+                start_s = float(begin * stream.time_base) + priming / rate_hz
+                n_frames = round((float(end_pts * stream.time_base) - start_s) * rate_hz)
     if rate_hz <= 0:
         raise MediaError(f"{path}: unknown sample rate")
     if n_frames <= 0:
         raise MediaError(f"{path}: no audio samples")
-    return rate_hz, n_frames, n_channels
+    return AudioSpan(rate_hz, n_channels, start_s, n_frames)
+
+
+def audio_info(path: Path) -> tuple[int, int, int]:
+    """``(sample_rate_hz, n_frames, n_channels)`` of a file's audio (see :func:`audio_span`); ``n_frames`` counts
+    samples per channel.
+
+    Raises:
+        MediaError: missing file, unreadable or not media, no audio stream, or no samples.
+    """
+    span = audio_span(path)
+    return span.rate_hz, span.n_frames, span.n_channels
 
 
 def _pyav_chunks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
@@ -104,16 +155,22 @@ def _pyav_chunks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
     resampler: av.AudioResampler | None = None
     rate_hz = 0
     reached = 0  # samples per channel yielded so far
+    to_drop = None  # priming samples still to drop (known from the first packet)
     with container:
         try:
-            for frame in container.decode(stream):
-                if resampler is None:  # set up from decoded frames: HE-AAC headers may state half the rate
-                    rate_hz = int(frame.sample_rate)
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate_hz)
-                for converted in resampler.resample(frame):
-                    chunk = converted.to_ndarray()
-                    reached += chunk.shape[1]
-                    yield chunk, rate_hz
+            for packet in container.demux(stream):
+                if to_drop is None and packet.pts is not None:
+                    to_drop = priming_samples(stream, packet)
+                for frame in packet.decode():
+                    if resampler is None:  # set up from decoded frames: HE-AAC headers may state half the rate
+                        rate_hz = int(frame.sample_rate)
+                        resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate_hz)
+                    for converted in resampler.resample(frame):
+                        chunk = converted.to_ndarray()
+                        if to_drop:
+                            chunk, to_drop = chunk[:, to_drop:], max(0, to_drop - chunk.shape[1])
+                        reached += chunk.shape[1]
+                        yield chunk, rate_hz
             if resampler is not None:
                 for converted in resampler.resample(None):
                     yield converted.to_ndarray(), rate_hz
@@ -132,11 +189,32 @@ def _decode_with_pyav(path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32), rate_hz
 
 
-def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarray, int]]:
+def _native_chunks(path: Path, block_frames_s: int) -> Iterator[tuple[np.ndarray, int]]:
+    """A file's audio as it decodes, float32 ``(channels, samples)`` pieces with their rate (libsndfile: blocks of
+    ``block_frames_s`` seconds)."""
+    header = _sf_header(path)
+    if header is None:
+        yield from _pyav_chunks(path)
+        return
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=block_frames_s * header[0], dtype="float32", always_2d=True):
+                yield np.ascontiguousarray(block.T), header[0]
+    except sf.LibsndfileError as err:
+        raise MediaError(f"{path}: unreadable audio ({err})") from err
+
+
+def iter_audio_blocks(path: Path, block_seconds: int, offset_s: float = 0.0) -> Iterator[tuple[np.ndarray, int]]:
     """Yield a file's audio in consecutive blocks of ``block_seconds`` at its native rate (the last may be short).
 
     The bounded-memory form of :func:`load_audio`: at most about one block is held at a time, so a
     2-hour soundtrack is never loaded at once.
+
+    Args:
+        path: Audio file, or a video file with an audio track.
+        block_seconds: Seconds per block.
+        offset_s: Where the audio's first sample lies on the caller's timeline: a later start is preceded by that
+            much silence, an earlier one loses its first ``-offset_s`` seconds.
 
     Yields:
         ``(waveform, sample_rate_hz)``: float32 ``(channels, samples)`` in [-1, 1].
@@ -149,18 +227,15 @@ def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarr
         raise ValueError(f"block_seconds must be >= 1, got {block_seconds}")
     path = Path(path)
     require_file(path)
-    header = _sf_header(path)
-    if header is not None:
-        try:
-            with sf.SoundFile(str(path)) as f:
-                for block in f.blocks(blocksize=block_seconds * header[0], dtype="float32", always_2d=True):
-                    yield np.ascontiguousarray(block.T), header[0]
-        except sf.LibsndfileError as err:
-            raise MediaError(f"{path}: unreadable audio ({err})") from err
-        return
     pending: list[np.ndarray] = []
-    held, rate_hz = 0, 0
-    for chunk, rate_hz in _pyav_chunks(path):
+    held, rate_hz, shift = 0, 0, None  # shift: samples of silence to add (> 0) or of audio to drop (< 0)
+    for chunk, rate_hz in _native_chunks(path, block_seconds):
+        if shift is None:
+            shift = round(offset_s * rate_hz)
+            if shift > 0:
+                pending, held = [np.zeros((chunk.shape[0], shift), np.float32)], shift
+        if shift < 0:
+            chunk, shift = chunk[:, -shift:], min(0, shift + chunk.shape[1])  # the right side sees the uncut chunk
         pending.append(chunk)
         held += chunk.shape[1]
         block = block_seconds * rate_hz
@@ -175,10 +250,11 @@ def iter_audio_blocks(path: Path, block_seconds: int) -> Iterator[tuple[np.ndarr
 class AudioSeconds:
     """Whole seconds of a file's audio, read in blocks, each request returned with up to ``margin_seconds`` of the
     real neighbouring audio on both sides, so windows cut from consecutive requests (resampling, context) equal
-    those cut from the whole file. Holds about one block plus the margins."""
+    those cut from the whole file. Holds about one block plus the margins. ``offset_s``: see
+    :func:`iter_audio_blocks`."""
 
-    def __init__(self, path: Path, block_seconds: int, margin_seconds: int = 1) -> None:
-        self._blocks = iter_audio_blocks(path, block_seconds)
+    def __init__(self, path: Path, block_seconds: int, margin_seconds: int = 1, offset_s: float = 0.0) -> None:
+        self._blocks = iter_audio_blocks(path, block_seconds, offset_s)
         self.margin_seconds = margin_seconds
         first = next(self._blocks, None)
         if first is None:

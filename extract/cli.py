@@ -82,11 +82,13 @@ def _cmd_weights(args: argparse.Namespace) -> int:
             if spec.weights is None:
                 print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  no weights file (built-in, debug)")
                 continue
-            state = "present" if weights.is_present(spec) else "MISSING"
+            state, why = weights.cache_state(spec)
             w = spec.weights
             print(f"{name:40s} {spec.modality:6s} {spec.embedding_dim:5d}-d  {state:7s} {weights.expected_path(spec)}")
+            if why:
+                print(f"{'':40s} {why}")
             if isinstance(w, TrainedWeights):
-                run = weights.training_record(spec)["run_id"] if state == "present" else "-"
+                run = weights.training_record(spec)["run_id"] if state != "MISSING" and why == "" else "-"
                 print(f"{'':40s} {weights.how_to_get(spec)}\n{'':40s} training run {run}\n{'':40s} license {w.license}")
                 continue
             print(f"{'':40s} url {w.url}\n{'':40s} sha256 {w.sha256 or '-'} ({w.sha256_origin}){' md5 ' + w.md5 if w.md5 else ''}\n{'':40s} license {w.license}")
@@ -167,6 +169,8 @@ def _cmd_hear_task(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from extract.store import EmbeddingStore
 
     store = EmbeddingStore.open(args.store)
@@ -181,6 +185,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     taxonomy = store.taxonomy
     print("  --classes " + "; ".join(f"{n}: {', '.join(taxonomy.class_set(n).classes)}" for n in taxonomy.names)
           + f" (validation locations: {taxonomy.location_rule})")
+    partial = np.flatnonzero(clips.coverage_missing != "")
+    if len(partial):
+        print(f"  {len(partial)} clip(s) with partial coverage (seconds covered of the file's duration: why):")
+        for i in partial[: args.max_errors]:
+            print(f"    {clips.ids[i]}: {clips.seconds_covered[i]} of {clips.duration_s[i]:.2f} s: {clips.coverage_missing[i]}")
     for name in store.extractor_names():
         record = store.group_record(name)
         status = store.status(name)
@@ -294,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("weights", help="list, fetch or import pretrained weights")
     wsub = w.add_subparsers(dest="action", required=True)
-    wsub.add_parser("list", help="every spec, its URL, sha256, license and whether the file is present")
+    wsub.add_parser("list", help="every spec, its URL, sha256, license and whether the file is present with its digest verified")
     fetch = wsub.add_parser("fetch", help="download official weights (the only networked command)")
     fetch.add_argument("names", nargs="*", help="extractor names or aliases (default: all)")
     imp = wsub.add_parser("import", help="copy weights files from a folder after checking sha256")

@@ -6,6 +6,10 @@ choice, the audio is decoded once and resampled per model rate. Decoding goes fo
 (:func:`iter_frame_chunks`, :func:`iter_audio_chunks`), so a long file is held one chunk at a time; a store's
 clip is one chunk (:func:`decode_clip`). Errors are kept per modality so a clip without audio still gets
 visual embeddings.
+
+Seconds are counted on the clip's presentation timeline (:class:`Timeline`): 0 is the earliest start of the streams
+used, each stream is placed at its own start time (a soundtrack starting 2 s after the picture begins with 2 s of
+silence), and a second that a stream does not cover is marked not valid for that modality.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.audio_io import AudioSeconds, audio_info, audio_windows, seconds_in
+from extract.audio_io import PARTIAL_SECOND_TOLERANCE_S, AudioSeconds, AudioSpan, audio_span, audio_windows, seconds_in
 from avscene.errors import MediaError
 from extract.manifest import Clip
 from extract.registry import ExtractorSpec
@@ -82,6 +86,11 @@ class DecodedClip:
     errors: dict[str, tuple[str, str]] = field(default_factory=dict)  # modality -> (stage, message)
     decode_seconds: float = 0.0
     start_s: int = 0
+    valid: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (n_seconds,) bool; absent = all valid
+
+    def valid_for(self, spec: ExtractorSpec, n_seconds: int) -> np.ndarray:
+        """``(n_seconds,)`` bool: the seconds the extractor's stream covers."""
+        return self.valid.get(spec.modality, np.ones(n_seconds, bool))
 
     def error_for(self, spec: ExtractorSpec) -> tuple[str, str] | None:
         return self.errors.get(spec.modality)
@@ -123,17 +132,19 @@ def iter_frame_chunks(
     chunk_seconds: int,
     info: VideoInfo | None = None,
     codec_threads: int = 0,
+    video_offset_s: float = 0.0,
 ) -> Iterator[dict[ImageKey, np.ndarray]]:
     """Frames of seconds ``0..n_seconds-1`` for every key of ``plan``, in chunks of ``chunk_seconds`` seconds, from
     one decoding pass: ``(count, crop, crop, 3)`` at ``k + plan.frame_offset_s`` for one-frame keys, or
-    ``(count, n_offsets, crop, crop, 3)`` at ``k + offset`` for keys with several offsets.
+    ``(count, n_offsets, crop, crop, 3)`` at ``k + offset`` for keys with several offsets. ``video_offset_s``: where
+    the first frame lies on the timeline the seconds count on (:class:`Timeline`).
 
     Raises:
         MediaError: missing, unreadable or undecodable file.
     """
     offsets = plan.second_offsets
     column = {o: j for j, o in enumerate(offsets)}
-    times_s = [k + o for k in range(n_seconds) for o in offsets]  # ascending: offsets lie in [0, 1)
+    times_s = [k + o - video_offset_s for k in range(n_seconds) for o in offsets]  # ascending: offsets lie in [0, 1)
     sizes = sorted(plan.image_sizes)
     frames = iter_frames(path, times_s, sizes, info=info, codec_threads=codec_threads)
     for start in range(0, n_seconds, chunk_seconds):
@@ -151,16 +162,17 @@ def iter_frame_chunks(
 
 
 def iter_audio_chunks(
-    path: Path, plan: DecodePlan, n_seconds: int, chunk_seconds: int
+    path: Path, plan: DecodePlan, n_seconds: int, chunk_seconds: int, audio_offset_s: float = 0.0
 ) -> Iterator[dict[AudioFormat, np.ndarray]]:
     """1-s windows of seconds ``0..n_seconds-1`` for every audio format of ``plan``, ``(count, C, window)``, in
     chunks of ``chunk_seconds``. The file is decoded once, in blocks; each chunk is cut with its neighbouring audio
-    so that windows (context, resampling) equal those of the whole file.
+    so that windows (context, resampling) equal those of the whole file. ``audio_offset_s``: where the first sample
+    lies on the timeline (silence before it).
 
     Raises:
         MediaError: missing file, unreadable or not media, no audio stream, or no samples.
     """
-    seconds = AudioSeconds(path, chunk_seconds, plan.audio_margin_seconds)
+    seconds = AudioSeconds(path, chunk_seconds, plan.audio_margin_seconds, audio_offset_s)
     for start in range(0, n_seconds, chunk_seconds):
         count = min(chunk_seconds, n_seconds - start)
         waveform, lead = seconds.around(start, count)
@@ -168,78 +180,201 @@ def iter_audio_chunks(
                for fmt in sorted(plan.audio_formats)}
 
 
-def probe_seconds(clip: Clip, plan: DecodePlan | None = None) -> tuple[int, str]:
-    """Whole seconds covered by every modality that probes fine, and the probe errors ('' if none); with ``plan``,
-    only the modalities it decodes are probed."""
-    seconds, errors = [], []
+TRUNCATED_MARGIN_S = 0.5
+"""A header duration longer than the streams' data by more than this says the file was cut (headers of MPEG-TS and
+Matroska files round or pad by some tens of milliseconds)."""
+START_TOLERANCE_S = 0.001
+"""Streams whose starts differ by at most this start together: the rounding of millisecond clocks (Matroska, WebM) and
+of MP4 edit lists (a remux with an offset), not a delay anyone hears."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where a clip's streams lie on its presentation timeline, seconds from the earliest start of the streams used
+    (a separate audio file runs on its own clock, from its own start).
+
+    Attributes:
+        video: The video's probe (None when no frames are needed).
+        audio: The audio's span (None when no audio is needed).
+        video_offset_s: Where the first frame lies on the timeline.
+        audio_offset_s: Where the first real audio sample lies (encoder priming dropped).
+        header_duration_s: The duration the video's container header states, if any.
+    """
+
+    video: VideoInfo | None
+    audio: AudioSpan | None
+    video_offset_s: float = 0.0
+    audio_offset_s: float = 0.0
+    header_duration_s: float | None = None
+
+    def _spans(self) -> dict[str, tuple[float, float]]:
+        spans = {}
+        if self.video is not None:
+            spans["visual"] = (self.video_offset_s, self.video_offset_s + self.video.duration_s)
+        if self.audio is not None:
+            spans["audio"] = (self.audio_offset_s, self.audio_offset_s + self.audio.n_frames / self.audio.rate_hz)
+        return spans
+
+    @property
+    def duration_s(self) -> float:
+        """The file's length as a player shows it: to the latest end of its streams, or what the header states when
+        that is longer by more than ``TRUNCATED_MARGIN_S`` (a truncated file)."""
+        data_end = max((end for _, end in self._spans().values()), default=0.0)
+        header = self.header_duration_s or 0.0
+        return header if header > data_end + TRUNCATED_MARGIN_S else data_end
+
+    @property
+    def n_seconds(self) -> int:
+        """Whole seconds from 0 up to where the first stream ends (see :func:`extract.audio_io.seconds_in`)."""
+        return seconds_in(min((end for _, end in self._spans().values()), default=0.0))
+
+    def valid(self, modality: str, start_s: int, count: int) -> np.ndarray:
+        """``(count,)`` bool: which of seconds ``start_s ..`` the modality's stream covers whole (a stream may start late)."""
+        begin, end = self._spans()[modality]
+        seconds = np.arange(start_s, start_s + count)
+        return (begin <= seconds + PARTIAL_SECOND_TOLERANCE_S) & (end >= seconds + 1 - PARTIAL_SECOND_TOLERANCE_S)
+
+    @property
+    def covered(self) -> np.ndarray:
+        """``(n_seconds,)`` bool: the seconds every stream covers (the seconds a check judges)."""
+        return np.logical_and.reduce([self.valid(m, 0, self.n_seconds) for m in self._spans()] or [np.zeros(0, bool)])
+
+    @property
+    def orientation(self) -> str:
+        """How the frames are turned for display ('' as stored; see :class:`extract.video_io.Orientation`)."""
+        return self.video.orientation.describe() if self.video is not None else ""
+
+    def missing_reasons(self) -> list[str]:
+        """Why whole seconds of the file are not covered: streams starting late or ending early, a header promising
+        more than the data holds ([] when every whole second is covered)."""
+        duration = self.duration_s
+        whole = seconds_in(duration)
+        if int(self.covered.sum()) >= whole:
+            return []
+        reasons, names = [], {"visual": "video", "audio": "audio"}
+        for modality, (begin, end) in self._spans().items():
+            if begin > PARTIAL_SECOND_TOLERANCE_S:
+                reasons.append(f"the {names[modality]} starts at {begin:.2f} s")
+            if seconds_in(end) < whole:
+                reasons.append(f"the {names[modality]} ends at {end:.2f} s of {duration:.2f} s")
+        if self.header_duration_s and duration == self.header_duration_s:
+            reasons.append(f"the header states {duration:.2f} s but the data ends earlier (a truncated file?)")
+        return reasons or [f"{whole - int(self.covered.sum())} whole second(s) not covered by every stream"]
+
+    def coverage(self) -> dict:
+        """What was judged of the file: its duration, the seconds covered (first and count) and why others are not."""
+        covered, reasons = self.covered, self.missing_reasons()
+        first = int(np.argmax(covered)) if covered.any() else 0
+        return {"duration_s": round(self.duration_s, 3), "seconds_covered": int(covered.sum()), "first_second": first,
+                "partial": bool(reasons), "missing": "; ".join(reasons)}
+
+
+def probe_timeline(clip: Clip, plan: DecodePlan | None = None) -> tuple[Timeline, str]:
+    """The streams ``plan`` needs (every stream without a plan) placed on one timeline, and the probe errors ('' if
+    none): a stream that fails to probe is left out (its modality fails at its decode)."""
+    timeline, errors = _probe(clip, plan)
+    return timeline, "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+
+
+def _probe(clip: Clip, plan: DecodePlan | None) -> tuple[Timeline, list[str]]:
+    """:func:`probe_timeline` with the errors in probing order (video first)."""
+    video, audio, errors = None, None, []
     if clip.video_path is not None and (plan is None or plan.image_keys):
         try:
-            info = probe_video(clip.video_path)
-            seconds.append(video_seconds(info))
-            if seconds[-1] == 0:
-                errors.append(f"{clip.video_path}: video of {info.duration_s:.3f} s is shorter than one second")
+            video = probe_video(clip.video_path)
         except MediaError as err:
             errors.append(str(err))
     if plan is None or plan.audio_formats:
         try:
-            rate_hz, n_frames, _ = audio_info(audio_source(clip))
-            seconds.append(seconds_in(n_frames / rate_hz))
-            if seconds[-1] == 0:
-                errors.append(f"{audio_source(clip)}: audio of {n_frames} samples at {rate_hz} Hz is shorter than one second")
+            audio = audio_span(audio_source(clip))
         except MediaError as err:
             errors.append(str(err))
-    return (min(seconds) if seconds else 0), "; ".join(dict.fromkeys(errors))  # a video's own track fails once
+    shared_clock = video is not None and audio is not None and audio_source(clip) == clip.video_path
+    origin = min(video.start_s, audio.start_s) if shared_clock else None
+    if shared_clock and abs(video.start_s - audio.start_s) <= START_TOLERANCE_S:
+        origin = None  # timestamp rounding, not a delay: both start at 0
+    timeline = Timeline(
+        video, audio,
+        video_offset_s=video.start_s - origin if video is not None and origin is not None else 0.0,
+        audio_offset_s=audio.start_s - origin if audio is not None and origin is not None else 0.0,
+        header_duration_s=video.header_duration_s if video is not None else None,
+    )
+    for stream, length in ((video, video.duration_s if video else 0), (audio, audio.end_s - audio.start_s if audio else 0)):
+        if stream is not None and length < 1 - PARTIAL_SECOND_TOLERANCE_S:
+            kind = "video" if stream is video else "audio"
+            errors.append(f"{stream.path if stream is video else audio_source(clip)}: too short: {kind} of "
+                          f"{length:.3f} s is shorter than one second")
+    return timeline, errors
 
 
-def common_seconds(clip: Clip, plan: DecodePlan) -> tuple[int, VideoInfo | None]:
-    """Whole seconds that every modality ``plan`` needs covers, and the video's probe (None without frames).
+def video_probe_error(path: Path) -> str:
+    """'' when the decode path can open a video in ``path`` (decided by probing it, whatever its extension), else why not."""
+    try:
+        probe_video(path)
+    except MediaError as err:
+        return str(err)
+    return ""
+
+
+def probe_seconds(clip: Clip, plan: DecodePlan | None = None) -> tuple[int, str]:
+    """Whole seconds covered by every modality that probes fine (see :func:`probe_timeline`), and the probe errors."""
+    timeline, errors = probe_timeline(clip, plan)
+    return timeline.n_seconds, errors
+
+
+def common_timeline(clip: Clip, plan: DecodePlan) -> Timeline:
+    """The timeline of every modality ``plan`` needs, each of them readable.
 
     Raises:
         MediaError: a file is missing or unreadable, lacks the stream needed, or is shorter than one second.
     """
-    info, lengths = None, []
-    if plan.image_keys:
-        if clip.video_path is None:
-            raise MediaError(f"{clip.clip_id}: no video file")
-        info = probe_video(clip.video_path)
-        lengths.append(f"{info.duration_s:.2f} s of video")
-    seconds = [video_seconds(info)] if info is not None else []
-    if plan.audio_formats:
-        rate_hz, n_frames, _ = audio_info(audio_source(clip))
-        seconds.append(seconds_in(n_frames / rate_hz))
-        lengths.append(f"{n_frames / rate_hz:.2f} s of audio")
-    n_seconds = min(seconds, default=0)
-    if n_seconds < 1:
-        raise MediaError(f"{clip.video_path or audio_source(clip)}: too short: {' and '.join(lengths) or 'nothing to decode'}; "
-                         "at least one whole second of each modality is needed")
-    return n_seconds, info
+    if plan.image_keys and clip.video_path is None:
+        raise MediaError(f"{clip.clip_id}: no video file")
+    timeline, errors = _probe(clip, plan)
+    if errors:
+        raise MediaError(errors[0])
+    if timeline.n_seconds < 1 or not timeline.covered.any():
+        raise MediaError(f"{clip.video_path or audio_source(clip)}: no whole second that every stream covers "
+                         f"({'; '.join(timeline.missing_reasons()) or 'nothing to decode'})")
+    return timeline
 
 
-def iter_decoded(
-    clip: Clip, plan: DecodePlan, n_seconds: int, chunk_seconds: int, info: VideoInfo | None = None
-) -> Iterator[DecodedClip]:
-    """Both modalities of ``clip`` in chunks of seconds (the streaming form; any decode error raises).
+def iter_decoded(clip: Clip, plan: DecodePlan, timeline: Timeline, chunk_seconds: int) -> Iterator[DecodedClip]:
+    """Both modalities of ``clip`` in chunks of seconds of ``timeline`` (the streaming form; any decode error raises).
 
     Raises:
         MediaError: missing, unreadable or undecodable media.
     """
     if plan.image_keys and clip.video_path is None:
         raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
-    frames = iter_frame_chunks(clip.video_path, plan, n_seconds, chunk_seconds, info) if plan.image_keys else None
-    audio = iter_audio_chunks(audio_source(clip), plan, n_seconds, chunk_seconds) if plan.audio_formats else None
+    n_seconds = timeline.n_seconds
+    frames = iter_frame_chunks(clip.video_path, plan, n_seconds, chunk_seconds, timeline.video,
+                               video_offset_s=timeline.video_offset_s) if plan.image_keys else None
+    audio = iter_audio_chunks(audio_source(clip), plan, n_seconds, chunk_seconds,
+                              timeline.audio_offset_s) if plan.audio_formats else None
     for start in range(0, n_seconds, chunk_seconds):
         started = time.perf_counter()
         out = DecodedClip(clip.clip_id, start_s=start)
+        count = min(chunk_seconds, n_seconds - start)
         out.frames = next(frames) if frames is not None else {}
         out.audio = next(audio) if audio is not None else {}
+        out.valid = _valid(timeline, plan, start, count)
         out.decode_seconds = time.perf_counter() - started
         yield out
+
+
+def _valid(timeline: Timeline, plan: DecodePlan, start_s: int, count: int) -> dict[str, np.ndarray]:
+    """Per modality ``plan`` decodes, which of seconds ``start_s ..`` its stream covers."""
+    modalities = [m for m, needed in (("visual", plan.image_keys), ("audio", plan.audio_formats)) if needed]
+    return {m: timeline.valid(m, start_s, count) for m in modalities
+            if (timeline.video if m == "visual" else timeline.audio) is not None}
 
 
 def decode_clip(
     clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0
 ) -> DecodedClip:
-    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality)."""
+    """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality),
+    each stream placed on the clip's timeline (:func:`probe_timeline`)."""
     started = time.perf_counter()
     out = DecodedClip(clip.clip_id)
     if n_seconds <= 0:
@@ -247,18 +382,21 @@ def decode_clip(
         for modality in ("visual", "audio"):
             out.errors[modality] = ("probe", reason)
         return out
+    timeline, _ = probe_timeline(clip, plan)  # a stream failing here fails below, at its decode
+    out.valid = _valid(timeline, plan, 0, n_seconds)
     if plan.image_keys:
         try:
             if clip.video_path is None:
                 raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
-            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, codec_threads=codec_threads))
+            out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, timeline.video,
+                                                codec_threads, timeline.video_offset_s))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["visual"] = ("decode", _describe(err, clip.video_path))
+            out.errors["visual"] = ("decode", describe_error(err, clip.video_path))
     if plan.audio_formats:
         try:
-            out.audio = next(iter_audio_chunks(audio_source(clip), plan, n_seconds, n_seconds))
+            out.audio = next(iter_audio_chunks(audio_source(clip), plan, n_seconds, n_seconds, timeline.audio_offset_s))
         except Exception as err:  # any failure is this clip's, never the run's
-            out.errors["audio"] = ("decode", _describe(err, audio_source(clip)))
+            out.errors["audio"] = ("decode", describe_error(err, audio_source(clip)))
     out.decode_seconds = time.perf_counter() - started
     return out
 
@@ -270,6 +408,20 @@ def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = No
     return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, probe_error)
 
 
-def _describe(err: Exception, path: object) -> str:
+def describe_error(err: Exception, path: object) -> str:
     """MediaErrors already name their file; anything else gets the path and the exception type."""
     return str(err) if isinstance(err, MediaError) else f"{path}: {type(err).__name__}: {err}"
+
+
+def thumbnail_frames(path: Path, seconds: list[int], size_px: int) -> np.ndarray:
+    """The frame of each second (the one shown at ``k + FRAME_OFFSET_SECONDS``, as extraction's ``middle``), its
+    shorter side resized to ``size_px`` and centre-cropped square: uint8 ``(len(seconds), size_px, size_px, 3)``.
+
+    Raises:
+        MediaError: the file cannot be probed or decoded.
+    """
+    size = (size_px, size_px, "area")
+    frames = np.zeros((len(seconds), size_px, size_px, 3), np.uint8)
+    for i, chosen in iter_frames(Path(path), [k + FRAME_OFFSET_SECONDS for k in seconds], [size]):
+        frames[i] = chosen[size]
+    return frames

@@ -7,12 +7,12 @@ one embedding per extractor; its timestamp is the centre of that second, ``k + 0
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from extract.audio_io import audio_windows, seconds_in
-from extract.decode_plan import DecodedClip, DecodePlan, audio_format, common_seconds, iter_decoded
+from extract.decode_plan import DecodedClip, DecodePlan, Timeline, audio_format, common_timeline, iter_decoded
 from extract.extractor import Extractor
 from extract.manifest import Clip
 
@@ -23,6 +23,7 @@ class SecondEmbeddings:
 
     start_s: int
     embeddings: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray] = field(default_factory=dict)  # extractor name -> (T,) bool: its stream covers it
 
     @property
     def n_seconds(self) -> int:
@@ -42,7 +43,9 @@ def embed_batched(extractor: Extractor, inputs: np.ndarray) -> np.ndarray:
 
 def embed_decoded(decoded: DecodedClip, extractors: Sequence[Extractor]) -> SecondEmbeddings:
     """Every extractor on its input among ``decoded``'s (frames or audio windows)."""
-    return SecondEmbeddings(decoded.start_s, {e.spec.name: embed_batched(e, decoded.input_for(e.spec)) for e in extractors})
+    embeddings = {e.spec.name: embed_batched(e, decoded.input_for(e.spec)) for e in extractors}
+    return SecondEmbeddings(decoded.start_s, embeddings, {
+        e.spec.name: decoded.valid_for(e.spec, len(embeddings[e.spec.name])) for e in extractors})
 
 
 def iter_embeddings(
@@ -50,15 +53,17 @@ def iter_embeddings(
     extractors: Sequence[Extractor],
     chunk_seconds: int = 30,
     frame_choice: str = "middle",
+    timeline: Timeline | None = None,
 ) -> Iterator[SecondEmbeddings]:
-    """Stream the per-second embeddings of a clip's whole seconds (those both modalities cover), ``chunk_seconds``
-    at a time: memory stays bounded however long the media is.
+    """Stream the per-second embeddings of a clip's whole seconds (its timeline's; ``valid`` marks those a stream
+    does not cover), ``chunk_seconds`` at a time: memory stays bounded however long the media is.
 
     Args:
         clip: The media (``Clip(id, "", "", video, audio_or_None)`` for a file; ``audio_path`` None = its own track).
         extractors: Visual and/or audio extractors; each decoded input is shared by the extractors that read it.
         chunk_seconds: Seconds decoded and embedded at a time.
         frame_choice: Which frame stands for each second (``extract.store.FRAME_CHOICES``).
+        timeline: The clip's :func:`extract.decode_plan.common_timeline` when the caller has it (probed otherwise).
 
     Raises:
         ValueError: ``chunk_seconds`` < 1 or an unknown frame choice.
@@ -67,8 +72,7 @@ def iter_embeddings(
     if chunk_seconds < 1:
         raise ValueError(f"chunk_seconds must be >= 1, got {chunk_seconds}")
     plan = DecodePlan.for_specs([e.spec for e in extractors], frame_choice)
-    n_seconds, info = common_seconds(clip, plan)
-    for decoded in iter_decoded(clip, plan, n_seconds, chunk_seconds, info):
+    for decoded in iter_decoded(clip, plan, timeline or common_timeline(clip, plan), chunk_seconds):
         yield embed_decoded(decoded, extractors)
 
 

@@ -1,14 +1,12 @@
 """Dataset manifests: the TAU Urban Audio-Visual Scenes 2021 layout, or a generic CSV.
 
 A manifest lists clips (id = file stem, label, split, video and audio paths) and is validated as a whole:
-one error lists every missing file; duplicate ids and unknown labels are refused with the file and line
+one error lists the first missing files and counts them all; duplicate ids and unknown labels are refused with the file and line
 that hold them. The TAU layout's paths must stay inside its folder; a user's CSV manifest may name media
 anywhere (absolute paths, ``..``, symlinks).
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +15,7 @@ from typing import Literal
 
 from extract.dataset_card import DatasetCard
 from avscene.errors import ManifestError
+from avscene.textfiles import csv_rows
 from extract.taxonomy import TAU_SCENES, Taxonomy, read_grouping_file, tau_taxonomy
 
 UNASSIGNED = "unassigned"
@@ -68,14 +67,13 @@ def _read_table(path: Path, delimiter: str, required: Sequence[str]) -> _Table:
     """Read a delimited file with a header (BOM and CRLF tolerant), checking the required columns."""
     if not path.is_file():
         raise ManifestError(f"{path}: file not found")
-    text = path.read_bytes().decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = tuple(h.strip() for h in next(reader, []))
+    records = csv_rows(path, delimiter)
+    header = tuple(h.strip() for h in next(records, (0, []))[1])
     missing = [c for c in required if c not in header]
     if missing:
         raise ManifestError(f"{path}: header {list(header)} lacks column(s) {missing}; expected at least {list(required)}")
     rows = []
-    for line, values in enumerate(reader, start=2):
+    for line, values in records:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -99,18 +97,24 @@ def _user_path(root: Path, path: str) -> Path:
     return Path(path) if os.path.isabs(path) else root / os.path.normpath(path)
 
 
+MISSING_FILES_LISTED = 20  # a manifest error lists this many missing files, then counts the rest
+
+
 def _check_files(clips: list[Clip], require: Collection[MediaKind], source: Path) -> None:
-    """One error naming every missing file of the required kinds (unreadable ones fail per clip later)."""
-    missing = []
+    """One error naming the first :data:`MISSING_FILES_LISTED` missing files of the required kinds and counting them
+    all, in one pass (unreadable files fail per clip later)."""
+    missing: dict[Path, None] = {}  # ordered, each file once
     for clip in clips:
         if "video" in require and clip.video_path is not None and not clip.video_path.exists():
-            missing.append(clip.video_path)
+            missing[clip.video_path] = None
         audio = clip.audio_path if clip.audio_path is not None else clip.video_path
-        if "audio" in require and audio is not None and not audio.exists() and audio not in missing:
-            missing.append(audio)
+        if "audio" in require and audio is not None and audio not in missing and not audio.exists():
+            missing[audio] = None
     if missing:
-        listed = "\n  ".join(str(p) for p in missing)
-        raise ManifestError(f"{source}: {len(missing)} media file(s) missing:\n  {listed}")
+        listed = "\n  ".join(str(p) for p in list(missing)[:MISSING_FILES_LISTED])
+        more = len(missing) - MISSING_FILES_LISTED
+        raise ManifestError(f"{source}: {len(missing)} media file(s) missing:\n  {listed}"
+                            + (f"\n  ... and {more} more" if more > 0 else ""))
 
 
 def read_tau(

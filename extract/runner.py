@@ -3,11 +3,14 @@
 Work is done block by block (one store chunk of clips). Clips of the next block are decoded by the decode
 workers while the models embed the current one, so decoding overlaps model compute; at most
 ``BLOCKS_IN_FLIGHT`` blocks of decoded clips are held at once (memory stays bounded whatever the dataset size).
+A clip longer than ``STREAM_CLIP_SECONDS`` is not decoded at once: it is decoded and embedded ``STREAM_CHUNK_SECONDS``
+at a time, one modality after the other, by the run's own process (memory stays bounded whatever the clip's length).
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterable, Mapping
 from collections import Counter
@@ -20,10 +23,12 @@ from typing import Literal
 
 import numpy as np
 
-from extract.decode_plan import DecodedClip, DecodePlan, decode_clip, frame_fingerprint, probe_seconds
+from extract.decode_plan import (DecodedClip, DecodePlan, audio_source, decode_clip, describe_error, frame_fingerprint,
+                                 iter_decoded, probe_timeline)
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
-from extract.manifest import Manifest, read_manifest
+from avscene.errors import MediaError
+from extract.manifest import Clip, Manifest, read_manifest
 from avscene.progress import progress_bar
 from extract.store.format import DEFAULT_VIEW, DONE, FAILED, FLOAT16_MAX, PENDING, ClipTable, StoreError, store_ready
 from extract.store.lock import ShardLock
@@ -35,6 +40,9 @@ from extract.views import View, augment_clip
 logger = logging.getLogger(__name__)
 
 BLOCKS_IN_FLIGHT = 2  # the block being embedded and the next one being decoded
+STREAM_CLIP_SECONDS = 120
+"""Clips longer than this are streamed (:func:`embed_long_clip`) instead of decoded as one chunk."""
+STREAM_CHUNK_SECONDS = 30
 DecodeBackend = Literal["thread", "process"]
 DECODE_BACKENDS: tuple[DecodeBackend, ...] = ("thread", "process")
 
@@ -55,9 +63,25 @@ def decode_pool(workers: int, backend: DecodeBackend) -> Executor:
     if backend not in DECODE_BACKENDS:
         raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
     if backend == "process":
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_exit_with_parent, initargs=(os.getpid(),))
+        _spawn_ignoring_ctrl_c(pool, workers)
+        return pool
     return ThreadPoolExecutor(max_workers=workers)
+
+
+def _spawn_ignoring_ctrl_c(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's ``workers`` processes with SIGINT ignored (kept across their exec): Ctrl-C reaches the whole
+    process group, and only the run should answer it (one line, :func:`avscene.entry.run_cli`), not every worker with
+    a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):  # each submit with no idle worker spawns one
+            pool.submit(int)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
@@ -249,16 +273,21 @@ def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, i
 def build_clip_table(manifest: Manifest, workers: int) -> ClipTable:
     """Probe every clip's length (in parallel) and lay out the clip table."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        probes = list(pool.map(probe_seconds, manifest.clips))
+        probes = list(pool.map(probe_timeline, manifest.clips))
     rel = lambda p: "" if p is None else _relative_or_absolute(Path(p), manifest.root)  # noqa: E731
+    coverage = [timeline.coverage() for timeline, _ in probes]
     return ClipTable(
         ids=np.array([c.clip_id for c in manifest.clips], dtype=str),
         labels=np.array([c.label for c in manifest.clips], dtype=str),
         splits=np.array([c.split for c in manifest.clips], dtype=str),
-        n_seconds=np.array([n for n, _ in probes], dtype=np.int32),
+        n_seconds=np.array([timeline.n_seconds for timeline, _ in probes], dtype=np.int32),
         video_paths=np.array([rel(c.video_path) for c in manifest.clips], dtype=str),
         audio_paths=np.array([rel(c.audio_path) for c in manifest.clips], dtype=str),
         probe_errors=np.array([e for _, e in probes], dtype=str),
+        duration_s=np.array([c["duration_s"] for c in coverage], dtype=np.float32),
+        seconds_covered=np.array([c["seconds_covered"] for c in coverage], dtype=np.int32),
+        coverage_missing=np.array([c["missing"] for c in coverage], dtype=str),
+        orientation=np.array([timeline.orientation for timeline, _ in probes], dtype=str),
     )
 
 
@@ -347,7 +376,9 @@ def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lo
         summary.done_earlier[t.key], summary.failed_earlier[t.key] = earlier[DONE], earlier[FAILED]
     blocks = sorted(set().union(*pending.values()))
     rows_of = {b: _pending_rows(store.block_slice(b), todo_rows.values()) for b in blocks}
-    total_clips = sum(len(r) for r in rows_of.values())
+    long_rows = {b: rows[clips.n_seconds[rows] > STREAM_CLIP_SECONDS] for b, rows in rows_of.items()}
+    rows_of = {b: rows[clips.n_seconds[rows] <= STREAM_CLIP_SECONDS] for b, rows in rows_of.items()}
+    total_clips = sum(len(r) for r in rows_of.values()) + sum(len(r) for r in long_rows.values())
     logger.info("%s: %d blocks (%d clips) to do in shard %d/%d", cfg.store, len(blocks), total_clips,
                 cfg.shard_index, cfg.shard_count)
 
@@ -389,11 +420,70 @@ def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lo
                     summary.seconds["write"] += time.perf_counter() - started
                     _count(summary, t.key, result, clips.ids[rows])
             progress.update(len(decoded))
+            for i in long_rows[block]:
+                todo = [t for t in targets if block in pending[t.key] and todo_rows[t.key][i]]
+                started = time.perf_counter()
+                results = embed_long_clip(clip_by_id[str(clips.ids[i])], int(clips.n_seconds[i]), todo, store.seconds_max,
+                                          cfg.frame_choice)
+                summary.seconds["streamed"] += time.perf_counter() - started
+                for t in todo:
+                    store.write_rows(t.name, np.array([i]), results[t.key], view=t.view_name)
+                    _count(summary, t.key, results[t.key], clips.ids[[i]])
+                progress.update(1)
             lock.refresh()
     progress.close()
     for t in targets:
         summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)
     return summary
+
+
+def embed_long_clip(clip: Clip, n_seconds: int, targets: list[Target], seconds_max: int,
+                    frame_choice: str) -> dict[str, BlockResult]:
+    """Every target's one-row result for a long clip, decoded and embedded ``STREAM_CHUNK_SECONDS`` at a time, one
+    modality after the other (a modality that cannot be decoded fails its targets only, as in :func:`decode_clip`)."""
+    results = {t.key: _empty_result(t.extractor, seconds_max) for t in targets}
+    timeline, probe_error = probe_timeline(clip)
+    for modality in ("visual", "audio"):
+        mine = [t for t in targets if t.extractor.spec.modality == modality]
+        if not mine:
+            continue
+        plan = DecodePlan.for_specs([t.extractor.spec for t in mine], frame_choice)
+        try:
+            if n_seconds != timeline.n_seconds:
+                raise MediaError(f"{clip.video_path}: {timeline.n_seconds} s now, {n_seconds} s when the store was "
+                                 f"created{': ' + probe_error if probe_error else ''}")
+            for decoded in iter_decoded(clip, plan, timeline, STREAM_CHUNK_SECONDS):
+                for view in dict.fromkeys(t.view for t in mine):
+                    inputs = decoded if view is None else augment_clip(decoded, view)
+                    for t in (t for t in mine if t.view == view):
+                        chunk = embed_block(t.extractor, [inputs], seconds_max)
+                        _place(results[t.key], chunk, decoded.start_s, len(inputs.input_for(t.extractor.spec)))
+        except Exception as err:  # any failure is this clip's, never the run's
+            for t in mine:
+                _fail(results[t.key], "decode", describe_error(err, clip.video_path if modality == "visual" else audio_source(clip)))
+    return results
+
+
+def _empty_result(extractor: Extractor, seconds_max: int) -> BlockResult:
+    """A one-row result, done, with nothing embedded yet."""
+    return BlockResult(np.zeros((1, seconds_max, extractor.spec.embedding_dim), np.float32), np.zeros((1, seconds_max), bool),
+                       np.full(1, DONE, np.int8), np.array([""]).astype(object), np.array([""]).astype(object),
+                       np.zeros(1, np.float32))
+
+
+def _place(result: BlockResult, chunk: BlockResult, start_s: int, count: int) -> None:
+    """Copy one chunk's seconds (its row 0, seconds ``0..count-1``) into ``result`` at ``start_s``; a failed chunk
+    fails the clip."""
+    result.embeddings[0, start_s : start_s + count] = chunk.embeddings[0, :count]
+    result.valid[0, start_s : start_s + count] = chunk.valid[0, :count]
+    result.extract_seconds[0] += chunk.extract_seconds[0]
+    if chunk.status[0] == FAILED and result.status[0] != FAILED:
+        _fail(result, str(chunk.error_stage[0]), f"seconds {start_s}..{start_s + count - 1}: {chunk.error_message[0]}")
+
+
+def _fail(result: BlockResult, stage: str, message: str) -> None:
+    result.status[0], result.error_stage[0], result.error_message[0] = FAILED, stage, message
+    result.valid[0] = False
 
 
 def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: int) -> BlockResult:
@@ -430,7 +520,7 @@ def embed_block(extractor: Extractor, decoded: list[DecodedClip], seconds_max: i
                 status[i], stage[i], message[i] = FAILED, "model", "non-finite or float16-overflowing embedding"
                 continue
             embeddings[i, : len(x)] = emb
-            valid[i, : len(x)] = True
+            valid[i, : len(x)] = decoded[i].valid_for(spec, len(x))
     return BlockResult(embeddings, valid, status, stage.astype(str), message.astype(str), seconds)
 
 

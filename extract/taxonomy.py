@@ -11,8 +11,6 @@ a group (a non-empty name). Example: ``label,coarse`` / ``bus,vehicle`` / ``park
 """
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from avscene.errors import ManifestError
+from avscene.textfiles import csv_rows
 
 TAU_SCENES: tuple[str, ...] = (
     "airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
@@ -168,12 +167,12 @@ def read_grouping_file(path: Path, classes: tuple[str, ...]) -> tuple[Grouping, 
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: grouping file not found")
-    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
-    header = [h.strip() for h in rows[0]] if rows else []
+    rows = list(csv_rows(path))
+    header = [h.strip() for h in rows[0][1]] if rows else []
     if len(header) < 2 or header[0] != "label" or not all(header[1:]) or len(set(header)) != len(header):
         raise ManifestError(f"{path}: header must be label,<grouping name>[,...] with distinct names, got {header}")
     maps: dict[str, dict[str, str]] = {name: {} for name in header[1:]}
-    for line, values in enumerate(rows[1:], start=2):
+    for line, values in rows[1:]:
         if not any(v.strip() for v in values):
             continue
         values = [v.strip() for v in values]

@@ -4,13 +4,18 @@ A probe demuxes the packets of the first video stream once (no decoding) to lear
 duration and where the keyframes are. The keyframe layout decides how to reach the sampled times:
 seeking (each seek decodes from the preceding keyframe) is cheap when keyframes are dense, one
 sequential pass is cheaper when they are sparse. Times are seconds from the stream's first frame.
+
+Every seek is verified by the time of the first frame it decodes: one that lands after its keyframe (MPEG-TS and
+other unindexed containers seek by byte position) makes the rest of the file decode sequentially, and containers
+without an index are never seeked. Frames are turned as a player shows them (the stream's display matrix: 90/180/270
+degrees and mirroring) before they are resized.
 """
 from __future__ import annotations
 
 import bisect
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -27,6 +32,8 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("auto", "seek", "sequential")
 SEEK_OVERHEAD_FRAMES = 10
 """Cost of one seek (reposition, decoder flush, thread pipeline refill) in decoded frames; ~8-11 measured on 1080p."""
+UNINDEXED_FORMATS = frozenset({"mpegts", "mpegtsraw", "mpeg", "mpegvideo", "h264", "hevc", "m4v"})
+"""FFmpeg demuxers without a seek index (transport and program streams, raw elementary streams): decoded sequentially."""
 TIME_TOLERANCE_S = 1e-6
 """A frame whose presentation time is within this of ``t`` counts as shown at ``t`` (pts rounding)."""
 SWSCALE_FILTERS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
@@ -34,6 +41,49 @@ SWSCALE_FILTERS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
 shrinking 1080p) unless a size names another. swscale widens its filters when shrinking, so
 ``bilinear``/``bicubic`` here are antialiased like torchvision's ``Resize(antialias=True)``."""
 DEFAULT_INTERPOLATION = "area"
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """A display matrix reduced to quarter turns: transpose, then flip rows and/or columns (identity by default)."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+    @classmethod
+    def from_display_matrix(cls, matrix: Sequence[int]) -> "Orientation":
+        """From FFmpeg's 3x3 display matrix (row-major ``[a b u; c d v; x y w]``, 16.16 fixed point): a source pixel
+        at column p, row q is shown at column ``a p + c q``, row ``b p + d q``; other angles snap to the nearest
+        quarter turn."""
+        a, b, _, c, d, *_ = matrix
+        if abs(a) + abs(d) >= abs(b) + abs(c):  # no transpose: shown column ~ a p, row ~ d q
+            return cls(False, bool(d < 0), bool(a < 0))
+        return cls(True, bool(b < 0), bool(c < 0))  # transposed: shown row ~ b p, column ~ c q
+
+    @property
+    def mirrored(self) -> bool:
+        """A mirror image (an odd number of transposes and flips)."""
+        return (self.transpose + self.flip_rows + self.flip_cols) % 2 == 1
+
+    @property
+    def rotation_deg(self) -> int:
+        """Counter-clockwise quarter turns of the shown picture in degrees (ffprobe's ``rotation``); a mirrored one
+        is this turn followed by a left-right mirror."""
+        turn = (self.transpose, self.flip_rows, self.flip_cols != self.mirrored)
+        return {(False, False, False): 0, (True, True, False): 90, (False, True, True): 180, (True, False, True): 270}[turn]
+
+    def describe(self) -> str:
+        """'' for frames shown as stored, else e.g. ``rotated 90`` or ``rotated 180, mirrored``."""
+        if self == Orientation():
+            return ""
+        return f"rotated {self.rotation_deg}" + (", mirrored" if self.mirrored else "")
+
+    @property
+    def filters(self) -> list[tuple[str, str | None]]:
+        """The FFmpeg filters that turn a frame so: ``(name, argument)`` in order."""
+        return ([("transpose", "cclock_flip")] if self.transpose else []) + ([("vflip", None)] if self.flip_rows else []) \
+            + ([("hflip", None)] if self.flip_cols else [])
 
 
 @dataclass(frozen=True)
@@ -48,6 +98,11 @@ class VideoInfo:
         duration_s: From the first frame's start to the last frame's end, in seconds.
         n_frames: Number of video packets (frames).
         keyframe_times_s: Presentation times of the keyframes, seconds from the first frame, ascending.
+        start_s: Presentation time of the first frame on the file's clock (what the other streams' times refer to).
+        header_duration_s: The duration the container's header states (None when it states none); more than
+            ``duration_s`` for a truncated file.
+        seekable: Whether the container has a seek index (see ``UNINDEXED_FORMATS``).
+        orientation: How the frames are turned for display (the display matrix of the first frame).
     """
 
     path: Path
@@ -57,6 +112,18 @@ class VideoInfo:
     duration_s: float
     n_frames: int
     keyframe_times_s: tuple[float, ...]
+    start_s: float = 0.0
+    header_duration_s: float | None = None
+    seekable: bool = True
+    orientation: Orientation = field(default_factory=Orientation)
+
+
+def frame_orientation(frame: av.VideoFrame) -> Orientation:
+    """The orientation a decoded frame's display matrix asks for (identity without one)."""
+    from av.sidedata.sidedata import Type
+
+    matrix = frame.side_data.get(Type.DISPLAYMATRIX)
+    return Orientation() if matrix is None else Orientation.from_display_matrix(np.frombuffer(bytes(matrix), "<i4"))
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -125,7 +192,21 @@ def probe_video(path: Path) -> VideoInfo:
             duration_s=float((end_pts - start) * time_base),
             n_frames=len(pts_values),
             keyframe_times_s=tuple(sorted(float((pts - start) * time_base) for pts in keyframes)),
+            start_s=float(start * time_base),
+            header_duration_s=container.duration / av.time_base if container.duration else None,
+            seekable=container.format.name.split(",")[0] not in UNINDEXED_FORMATS,
+            orientation=_first_frame_orientation(path),
         )
+
+
+def _first_frame_orientation(path: Path) -> Orientation:
+    """The display orientation of a file's first decodable video frame (identity when none decodes: the decode
+    pass reports that)."""
+    try:
+        with av.open(str(path)) as container:
+            return frame_orientation(next(container.decode(container.streams.video[0])))
+    except (av.FFmpegError, StopIteration, OSError):
+        return Orientation()
 
 
 def video_seconds(info: VideoInfo) -> int:
@@ -175,6 +256,10 @@ def choose_strategy(info: VideoInfo, times_s: Sequence[float]) -> Literal["seek"
     return strategy
 
 
+class SeekMissed(Exception):
+    """A seek did not land on the keyframe asked for (the file is then decoded sequentially)."""
+
+
 class _Cursor:
     """Decodes forward through one video stream, remembering the last frame shown at the current time."""
 
@@ -201,12 +286,23 @@ class _Cursor:
         return self._ahead
 
     def seek(self, keyframe_s: float) -> None:
-        """Reposition on the keyframe at ``keyframe_s``."""
+        """Reposition on the keyframe at ``keyframe_s``.
+
+        Raises:
+            SeekMissed: the first frame decoded after the seek is later than that keyframe (or none decodes).
+        """
         pts = self._start + round(Fraction(keyframe_s) / self._time_base)
-        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
-        self._frames = self._container.decode(self._stream)
-        self._ahead = None
-        self.shown = None
+        try:
+            self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+            self._frames = self._container.decode(self._stream)
+            self._ahead = None
+            self.shown = None
+            landed = self._peek()
+        except av.FFmpegError as err:
+            raise SeekMissed(f"seek to {keyframe_s:.2f} s failed ({err})") from err
+        if landed is None or self._time_s(landed) > keyframe_s + TIME_TOLERANCE_S:
+            where = "no frame" if landed is None else f"the frame at {self._time_s(landed):.2f} s"
+            raise SeekMissed(f"seek to the keyframe at {keyframe_s:.2f} s decoded {where}")
 
     def _shown_until_s(self, frame: av.VideoFrame) -> float | None:
         """When ``frame`` stops being shown, from its own duration (None when the stream gives none)."""
@@ -231,6 +327,25 @@ class _Cursor:
         return self.shown
 
 
+def _turned(frame: av.VideoFrame, orientation: Orientation) -> av.VideoFrame:
+    """``frame`` turned as ``orientation`` says, at full size, by FFmpeg's own filters (``transpose``, ``vflip``,
+    ``hflip``, as ffmpeg's autorotate does): the frame keeps its format and properties, so a turned frame is resized
+    and converted exactly as the same picture stored upright."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    last = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1))
+    for name, argument in orientation.filters:
+        node = graph.add(name, argument)
+        last.link_to(node)
+        last = node
+    sink = graph.add("buffersink")
+    last.link_to(sink)
+    graph.configure()
+    graph.push(frame)
+    return graph.pull()
+
+
 def _resize_dims(width: int, height: int, shorter_px: int) -> tuple[int, int]:
     """Width and height with the shorter side equal to ``shorter_px``, aspect ratio kept; the longer side is
     truncated, ``int(shorter_px * long / short)``, as torchvision's ``Resize(int)`` computes it (the seed
@@ -247,8 +362,11 @@ def _crop_start(size_px: int, crop_px: int) -> int:
 
 def _to_array(frame: av.VideoFrame, shorter_px: int, crop_px: int, interpolation: str = DEFAULT_INTERPOLATION,
               resize: str = "shorter_side") -> np.ndarray:
-    """Resize in the decoder (rgb24; ``square``: to ``shorter_px`` x ``shorter_px``) and centre-crop to uint8
-    ``(crop_px, crop_px, 3)``."""
+    """Turn as displayed (:func:`frame_orientation`), resize in the decoder (rgb24; ``square``: to ``shorter_px`` x
+    ``shorter_px``) and centre-crop to uint8 ``(crop_px, crop_px, 3)``."""
+    orientation = frame_orientation(frame)
+    if orientation != Orientation():  # turned at full size, then resized as an upright frame would be
+        frame = _turned(frame, orientation)
     if resize == "square":
         width, height = shorter_px, shorter_px
     else:
@@ -289,10 +407,35 @@ def iter_frames(
         if len(options) > 1 and options[1] not in RESIZE_MODES:
             raise ValueError(f"size {size}: resize must be one of {RESIZE_MODES}")
     info = info or probe_video(path)
-    if strategy == "auto":
+    if not info.seekable:
+        strategy = "sequential"
+    elif strategy == "auto":
         strategy = choose_strategy(info, times_s) if times_s else "sequential"
     order = sorted(range(len(times_s)), key=lambda i: times_s[i])
     seeks, _ = _plan(info, [times_s[i] for i in order], seek=strategy == "seek")
+    done = 0  # targets yielded; a missed seek restarts the file sequentially from the next one
+    while True:
+        try:
+            for done, i, arrays in _decode_targets(path, info, times_s, sizes, order[done:], seeks[done:], done,
+                                                   codec_threads):
+                yield i, arrays
+            return
+        except SeekMissed as missed:
+            logger.info("%s: %s; decoding the rest sequentially", path, missed)
+            seeks = [False] * len(order)
+
+
+def _decode_targets(
+    path: Path, info: VideoInfo, times_s: Sequence[float], sizes: Sequence[tuple], order: Sequence[int],
+    seeks: Sequence[bool], done: int, codec_threads: int,
+) -> Iterator[tuple[int, int, dict[tuple, np.ndarray]]]:
+    """One decoding pass over ``path`` for the targets ``order`` (time-sorted indexes into ``times_s``), seeking where
+    ``seeks`` says: ``(targets done after this one, index, {size: frame})``.
+
+    Raises:
+        SeekMissed: a seek landed elsewhere.
+        MediaError: undecodable file (with the time reached).
+    """
     with _open(path) as container:
         stream = _video_stream(path, container)
         stream.thread_type = "AUTO"
@@ -307,7 +450,8 @@ def iter_frames(
                 frame = cursor.frame_at(times_s[i])
                 if converted[0] is not frame:
                     converted = (frame, {size: _to_array(frame, *size) for size in sizes})
-                yield i, converted[1]
+                done += 1
+                yield done, i, converted[1]
         except (av.FFmpegError, MediaError) as err:
             raise MediaError(f"{path}: decode error at {cursor.reached_s:.2f} s ({err})") from err
 

@@ -200,7 +200,8 @@ def opencv_contrast(image: "torch.Tensor", contrast: int) -> "torch.Tensor":
 def augment_clip(decoded: DecodedClip, view: View) -> DecodedClip:
     """The clip's frames (every image size) under ``view``; audio dropped, visual errors kept."""
     started = time.perf_counter()
-    out = DecodedClip(decoded.clip_id, errors={m: e for m, e in decoded.errors.items() if m == "visual"})
+    out = DecodedClip(decoded.clip_id, errors={m: e for m, e in decoded.errors.items() if m == "visual"},
+                      valid={m: v for m, v in decoded.valid.items() if m == "visual"})
     if "visual" not in out.errors:
         out.frames = {key: apply_view(view, frames, decoded.clip_id) for key, frames in decoded.frames.items()}
     out.decode_seconds = decoded.decode_seconds + time.perf_counter() - started

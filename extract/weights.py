@@ -67,7 +67,10 @@ def cached_digests(path: Path) -> dict[str, str]:
         if len(parts) == 4 and " ".join(parts[2:]) == key:
             return {"sha256": parts[0], "md5": parts[1]}
     digests = file_digests(path)
-    stamp_file.write_text(f"{digests['sha256']} {digests['md5']} {key}\n")
+    try:
+        stamp_file.write_text(f"{digests['sha256']} {digests['md5']} {key}\n")
+    except OSError as err:  # a read-only weights folder: hashed again next time
+        logger.debug("%s: digest stamp not written (%s)", stamp_file, err)
     return digests
 
 
@@ -129,6 +132,21 @@ def is_present(spec: ExtractorSpec) -> bool:
     if isinstance(spec.weights, TrainedWeights):
         return expected_path(spec).exists() and record_path(spec).exists()
     return spec.weights is not None and expected_path(spec).exists()
+
+
+def cache_state(spec: ExtractorSpec) -> tuple[str, str]:
+    """How ``spec``'s weights stand in the cache, and why: ``present`` (its digest checked, re-hashed only when the
+    file's size or mtime changed), ``present, not verified`` (no digest published), ``DAMAGED`` (the digest differs
+    from the published one or the training run's record) or ``MISSING``."""
+    if not is_present(spec):
+        return "MISSING", ""
+    if isinstance(spec.weights, WeightsSource) and not spec.weights.verifiable:
+        return "present, not verified", spec.weights.sha256_origin
+    try:
+        problem = mismatch(cached_digests(expected_path(spec)), spec)
+    except WeightsChecksumError as err:  # an unreadable training-run record
+        problem = str(err)
+    return ("DAMAGED", f"{problem}; delete it and fetch or import it again") if problem else ("present", "")
 
 
 def resolve_weights(spec: ExtractorSpec) -> Path:

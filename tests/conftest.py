@@ -51,3 +51,11 @@ def _isolated_weights(tmp_path, monkeypatch):
         monkeypatch.setenv("AVSCENE_WEIGHTS", str(tmp_path / "weights"))
     # nor the user's registered VADD heads (`vadd eval` registers its run folder for `vadd check`)
     monkeypatch.setenv("AVSCENE_HEADS_REGISTRY", str(tmp_path / "vadd-heads.json"))
+
+
+@pytest.fixture(scope="session")
+def debug_heads(tmp_path_factory) -> Path:
+    """A small `vadd eval` run with the debug extractors (built once per test session), for what needs heads."""
+    from avscene.demo.run import debug_heads_run
+
+    return debug_heads_run(tmp_path_factory.mktemp("heads"))

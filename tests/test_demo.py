@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,7 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     import json
 
     from avscene.demo.run import run_demo
+    from vadd.page import report_data
 
     monkeypatch.setenv("AVSCENE_SHARED", str(tmp_path / "no-shared"))
     report = json.loads(run_demo(tmp_path / "demo", clips_per_scene=5, seconds=2, device="cpu").read_text())
@@ -47,7 +49,11 @@ def test_demo_report_states_its_figures_chance_levels_and_data(tmp_path, monkeyp
     assert report["avsc"]["n_train_clips"] + report["avsc"]["n_test_clips"] == report["data"]["n_clips"] == 50
     vadd = report["vadd"]
     assert vadd["n_items"] == 2 * vadd["n_manipulated"] > 0 and 0.0 <= vadd["roc_auc"] <= 1.0
+    metrics = json.loads((tmp_path / "demo" / "runs" / "vadd-10cls" / "metrics.json").read_text())
+    assert vadd["verdict_rule"]["f1"] == metrics["mismatch_score"]["f1"]  # the rule `vadd check` decides by
     assert report["chance"] == chance_levels(10, vadd["n_items"], vadd["n_manipulated"])
     assert all((tmp_path / "demo" / "runs" / name / "metrics.json").is_file() for name in ("avsc-10cls", "vadd-10cls"))
+    page = report_data(Path(report["check_report"]).read_text())  # the test clips checked (no shared bento.mp4 here)
+    assert len(page["videos"]) == report["avsc"]["n_test_clips"] and page["heads"]["synthetic_dataset"] is True
     assert report["why_avsc_differs_from_vadd_vasc"].startswith(
         f"different training clips: avsc's head trains on all {report['avsc']['n_train_clips']} train clips")

@@ -100,7 +100,7 @@ def cli_error(capsys, argv: list[str], main=extract_main) -> str:
 def test_every_array_of_a_new_store_carries_a_crc32c_checksum_recorded_in_the_schema(audio_store, capsys):
     metadata = [json.loads(p.read_text()) for p in Path(audio_store).rglob("zarr.json")]
     arrays = [m for m in metadata if m["node_type"] == "array"]
-    assert len(arrays) == 7 + 6 and all(m["codecs"][-1] == {"name": "crc32c"} for m in arrays)
+    assert len(arrays) == 11 + 6 and all(m["codecs"][-1] == {"name": "crc32c"} for m in arrays)
     assert EmbeddingStore.open(audio_store).checksums == "crc32c"
     assert extract_main(["info", "--store", audio_store]) == 0
     assert "checksums: crc32c on every array" in capsys.readouterr().out

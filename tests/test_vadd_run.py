@@ -44,11 +44,16 @@ def run_dir(vadd_store, tmp_path_factory) -> Path:
 
 def test_eval_writes_a_complete_run_folder(run_dir, vadd_store):
     for name in ("metrics.json", "metrics.md", "roc.png", "protocol.csv", "validation_protocol.csv", "item_scores.csv",
-                 "second_scores.csv", "config.json", "heads.json", "vsc.pt", "asc.pt"):
+                 "second_scores.csv", "segments.csv", "config.json", "heads.json", "vsc.pt", "asc.pt"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     heads = json.loads((run_dir / "heads.json").read_text())
-    assert metrics["mismatch_score"]["threshold"] == heads["threshold"]
+    assert metrics["mismatch_score"]["threshold"] == heads["threshold"] == heads["rule"]["segments"]["threshold"]
+    for modality in ("visual", "audio"):  # each head temperature-scaled on the validation clips, NLL not worse there
+        calibration = metrics["calibration"][modality]
+        assert heads[modality]["temperature"] == calibration["temperature"] > 0
+        assert calibration["validation"]["nll_after"] <= calibration["validation"]["nll_before"] + 1e-9
+        assert {"nll_before", "nll_after", "ece_before", "ece_after"} <= set(calibration["test"])
     assert 0 <= metrics["paper_rule"]["f1"] <= 1 and metrics["mismatch_score"]["roc_auc"] is not None
     test_items = read_protocol_csv(run_dir / "protocol.csv")
     validation_items = read_protocol_csv(run_dir / "validation_protocol.csv")
@@ -131,8 +136,9 @@ def test_check_decodes_common_containers(checker, vadd_store, tmp_path, suffix, 
     assert result["n_seconds"] == 2
     p_visual, p_audio = np.array(result["visual"]["per_second"]), np.array(result["audio_scene"]["per_second"])
     np.testing.assert_allclose(p_visual.sum(1), 1, atol=1e-4)
-    np.testing.assert_allclose(result["mismatch"]["per_second"], 1 - (p_visual * p_audio).sum(1), atol=1e-4)
-    assert result["verdict"] == ("manipulated" if result["mismatch"]["overall"] >= result["threshold"] else "consistent")
+    np.testing.assert_allclose(np.exp(-np.array(result["mismatch"]["per_second"])), (p_visual * p_audio).sum(1), atol=1e-4)
+    assert result["verdict"] == ("manipulated" if result["segments"] else "consistent")
+    assert (result["mismatch"]["detection_score"] >= result["threshold"]) == bool(result["segments"])
 
 
 def test_chunking_does_not_change_the_answer(run_dir, vadd_store, tmp_path):
@@ -181,11 +187,13 @@ def test_batch_writes_one_csv_row_per_video_and_keeps_going(checker, vadd_store,
     scene_video(folder / "b.mkv", vadd_store[0], fps=25)
     (folder / "broken.avi").write_text("nope")
     write_wav(folder / "ignored.wav", np.zeros((1, 100), np.float32), 1000)
+    (folder / "c.mts").write_bytes((folder / "a.mp4").read_bytes())  # what the decoder opens counts, not the extension
     rows = check_batch(checker, batch_inputs(folder), tmp_path / "out.csv", progress=False)
-    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi"]
-    assert [bool(r["error"]) for r in rows] == [False, False, True]
+    assert [Path(r["video"]).name for r in rows] == ["a.mp4", "b.mkv", "broken.avi", "c.mts", "ignored.wav"]
+    assert [r["error"][:8] for r in rows] == ["", "", "skipped:", "", "skipped:"]
+    assert "ignored.wav: no video stream" in rows[-1]["error"]
     with open(tmp_path / "out.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert len(list(csv.DictReader(f))) == 5
     listing = tmp_path / "list.csv"
     listing.write_text("video,audio\nvideos/a.mp4,\n")
     assert batch_inputs(listing) == [(tmp_path / "videos" / "a.mp4", None)]
@@ -197,6 +205,7 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"json: {tmp_path / 'out' / 'check.json'}"
     assert out[0].startswith(f"heads: {run_dir} (SYNTHETIC dataset {vadd_store[0]}; test split: VSC acc ")
+    assert "verdict-rule F1" in out[0] and "paper" not in out[0]  # the figure of the rule that makes the verdict
     assert "their verdict on a real video means nothing" in out[1]  # the demo generator's card travelled here
     check = json.loads((tmp_path / "out" / "check.json").read_text())
     assert check["n_seconds"] == 2
@@ -207,6 +216,7 @@ def test_cli_check_writes_json_and_png(run_dir, vadd_store, tmp_path, capsys):
         "extractors": {"visual": ["debug_visual"], "audio": ["debug_audio"]},
         "test_split": {"vsc_clip_accuracy": metrics["classification_clip_accuracy"]["vsc"],
                        "asc_clip_accuracy": metrics["classification_clip_accuracy"]["asc"],
+                       "verdict_rule": "segments of the mismatch score", "verdict_rule_f1": metrics["mismatch_score"]["f1"],
                        "vadd_f1_paper_rule": metrics["paper_rule"]["f1"], "vadd_roc_auc": metrics["mismatch_score"]["roc_auc"],
                        "n_items": metrics["n_items"], "n_manipulated": metrics["n_manipulated"]}}
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 1000
@@ -235,9 +245,15 @@ def test_heads_keep_their_dataset_card_without_the_store(run_dir, vadd_store, tm
 def test_timeline_png_for_a_long_result(checker, tmp_path):
     from vadd.check import CheckResult
 
+    from vadd.rule import VerdictRule
+    from vadd.segments import SegmentParams
+
     rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(10), size=(2, 120))
-    result = CheckResult("long.mp4", "long.mp4", checker.heads["visual"].classes, p[0], p[1], 0.5, "test")
+    logits = rng.normal(size=(2, 120, 10)) * 3
+    logits[1, 30:50] = np.roll(logits[0, 30:50], 1, axis=-1)  # 20 s where the heads answer differently
+    result = CheckResult("long.mp4", "long.mp4", checker.heads["visual"].classes, logits[0], logits[1],
+                         {"visual": 1.0, "audio": 1.0}, VerdictRule(SegmentParams(3.0, 3, 3), 1.0, -3.0), "test")
+    assert result.segments and result.to_dict()["verdict"] == "manipulated"
     write_timeline_png(tmp_path / "t.png", result)
     assert (tmp_path / "t.png").stat().st_size > 1000
 
@@ -274,3 +290,45 @@ def test_vadd_eval_registers_its_heads_for_check(run_dir, tmp_path):
     register_heads(tmp_path / "gone")
     with pytest.raises(FileNotFoundError, match="holds no heads.json"):
         default_heads_dir()
+
+
+def test_a_truncated_file_is_judged_in_part_and_says_so(run_dir, vadd_store, tmp_path, capsys):
+    """6 s of video cut half-way through its bytes: the check judges what is there and says how much of the file that is."""
+    from extract.video_io import read_frames
+
+    videos = sorted((vadd_store[0] / "video").glob("*.mp4"))
+    frames = read_frames(videos[0], [0.2, 0.7, 1.2, 1.7], [(48, 48)])[(48, 48)]
+    waveform, rate_hz = load_audio(sorted((vadd_store[0] / "audio").glob("*.wav"))[0])
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, lambda i: frames[i % 4], 60, 10, 48, 48, gop=10, audio=np.tile(waveform[:, : 2 * rate_hz], 3),
+                audio_rate_hz=rate_hz)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["check", str(cut), "--heads", str(run_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    coverage = json.loads((tmp_path / "out" / "check.json").read_text())["coverage"]
+    assert coverage["partial"] and abs(coverage["duration_s"] - 6.0) < 0.1 and 1 <= coverage["seconds_covered"] < 6
+    assert "truncated" in coverage["missing"]
+    assert warning == [f"warning: judged {coverage['seconds_covered']} s of the file's {coverage['duration_s']:.2f} s "
+                       f"(seconds 0-{coverage['seconds_covered'] - 1}): {coverage['missing']}"]
+
+
+def test_outputs_of_two_files_never_share_a_folder(tmp_path):
+    from vadd.check import output_key
+
+    keys = {output_key(tmp_path / "clip.mp4"), output_key(tmp_path / "clip.mov"), output_key(tmp_path / "b" / "clip.mp4")}
+    assert len(keys) == 3 and all(k.startswith("clip.") for k in keys)
+
+
+def test_cli_batch_names_the_skipped_files_and_counts_partial_videos(run_dir, vadd_store, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    scene_video(folder / "a.ts", vadd_store[0])  # MPEG-TS: taken by probing, whatever the extension says
+    write_wav(folder / "notes.wav", np.zeros((1, 100), np.float32), 1000)
+    out = tmp_path / "batch.csv"
+    assert main(["check", "--batch", str(folder), "--heads", str(run_dir), "--out", str(out), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"skipped {folder / 'notes.wav'}: no video stream (only audio streams)" in lines
+    assert "1 videos, 1 files skipped (not a video the decoder opens), 0 failed, 0 judged in part" in lines[-2]
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["n_seconds"] == "2" and rows[0]["seconds_covered"] == "2" and rows[0]["coverage_missing"] == ""

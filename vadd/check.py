@@ -2,13 +2,18 @@
 
 The video is decoded and embedded in chunks of seconds (bounded memory however long it is) by the decode-and-embed
 path of extraction (:func:`extract.embed.iter_embeddings`, with the frame choice of the heads' store) with the
-extractors the run's heads were trained on; the visual-only and audio-only heads give per-second scene
-probabilities; the mismatch score ``1 - sum_c p_visual(c) p_audio(c)`` is compared with the run's
-validation threshold.
+extractors the run's heads were trained on; the visual-only and audio-only heads give per-second logits, scaled by
+the temperatures the run fitted; the per-second mismatch score ``-log sum_c p_visual(c) p_audio(c)`` (nats) is searched
+for segments with the run's verdict rule (:mod:`vadd.rule`): the video is manipulated when any segment passes.
+
+Only the seconds that both streams cover are judged (on the file's presentation timeline: a soundtrack starting
+late or ending early, a truncated file); what was judged of the file's duration, and why the rest was not, is in the
+result's ``coverage``.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -19,24 +24,28 @@ from typing import Callable
 
 import numpy as np
 
+from classify.calibration import log_softmax
 from classify.data import ClipSet
 from classify.metrics import clip_vote
 from classify.persist import load_head
 from classify.train import TrainedHead
-from extract.decode_plan import frame_fingerprint
+from extract.decode_plan import DecodePlan, common_timeline, frame_fingerprint, video_probe_error
 from extract.embed import iter_embeddings
 from avscene.errors import AvsceneError, MediaError
 from extract.extractor import Extractor, create_extractor
 from extract.manifest import Clip
 from avscene.paths import cache_dir
 from avscene.progress import progress_bar
+from avscene.run_folder import require_finished
+from avscene.textfiles import csv_rows, read_json
 from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
-from vadd.score import second_mismatch
+from vadd.rule import RULE_NAME, VerdictRule
+from vadd.score import MISMATCH_DEFINITION, second_mismatch
+from vadd.segments import Segment
 
 logger = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
 
 def heads_registry() -> Path:
@@ -59,7 +68,7 @@ def default_heads_dir() -> Path:
     if not registry.is_file():
         raise FileNotFoundError(f"no VADD heads registered in {registry}: run `make vadd-eval` (or `make demo`), "
                                 "or pass --heads RUN")
-    run_dir = Path(json.loads(registry.read_text())["heads"])
+    run_dir = Path(read_json(registry)["heads"])
     if not (run_dir / HEADS_FILE).is_file():
         raise FileNotFoundError(f"{registry} names {run_dir}, which holds no {HEADS_FILE} (moved or deleted?): rerun "
                                 "`make vadd-eval` (or `make demo`), or pass --heads RUN")
@@ -68,37 +77,85 @@ def default_heads_dir() -> Path:
 
 @dataclass
 class CheckResult:
-    """Per-second probabilities ``(T, K)`` of both heads, the mismatch ``(T,)`` and the decision."""
+    """Per-second logits ``(T, K)`` of both heads and what the run's temperatures and verdict rule make of them."""
 
     video: str
     audio: str
     classes: tuple[str, ...]
-    p_visual: np.ndarray
-    p_audio: np.ndarray
-    threshold: float
+    logits_visual: np.ndarray
+    logits_audio: np.ndarray
+    temperatures: dict[str, float]  # "visual", "audio"
+    rule: VerdictRule
     threshold_source: str
     heads: dict = field(default_factory=dict)  # which heads answered: see :func:`heads_provenance`
+    coverage: dict = field(default_factory=dict)  # what of the file was judged: see extract.decode_plan.Timeline.coverage
 
     @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @functools.cached_property
+    def p_visual(self) -> np.ndarray:
+        """Calibrated per-second probabilities ``(T, K)`` of the visual head."""
+        return np.exp(log_softmax(self.logits_visual, self.temperatures["visual"]))
+
+    @functools.cached_property
+    def p_audio(self) -> np.ndarray:
+        return np.exp(log_softmax(self.logits_audio, self.temperatures["audio"]))
+
+    @functools.cached_property
     def mismatch(self) -> np.ndarray:
-        return second_mismatch(self.p_visual, self.p_audio)
+        """Per-second mismatch score ``(T,)`` in nats."""
+        return second_mismatch(self.logits_visual, self.logits_audio, self.temperatures["visual"],
+                               self.temperatures["audio"])
+
+    @functools.cached_property
+    def segments(self) -> list[Segment]:
+        return self.rule.find(self.mismatch)
+
+    @property
+    def verdict(self) -> str:
+        return "manipulated" if self.segments else "consistent"
 
     def voted(self, probs: np.ndarray) -> str:
         return self.classes[int(clip_vote(probs[None], np.ones((1, len(probs)), bool))[0])]
 
     def to_dict(self) -> dict:
-        overall = float(self.mismatch.mean())
         visual, audio = self.voted(self.p_visual), self.voted(self.p_audio)
+        score = self.rule.score(self.mismatch)
         return {
             "video": self.video, "audio": self.audio, "n_seconds": len(self.mismatch), "classes": list(self.classes),
-            "visual": {"class": visual, "per_second": np.round(self.p_visual, 5).tolist()},
-            "audio_scene": {"class": audio, "per_second": np.round(self.p_audio, 5).tolist()},
-            "mismatch": {"overall": overall, "per_second": np.round(self.mismatch, 5).tolist()},
+            "visual": {"class": visual, "temperature": self.temperatures["visual"],
+                       "per_second": np.round(self.p_visual, 5).tolist()},
+            "audio_scene": {"class": audio, "temperature": self.temperatures["audio"],
+                            "per_second": np.round(self.p_audio, 5).tolist()},
+            "mismatch": {"unit": "nats", "definition": MISMATCH_DEFINITION, "detection_score": score,
+                         "per_second": np.round(self.mismatch, 5).tolist()},
+            "segments": [s.to_dict() for s in self.segments],
+            "verdict": self.verdict,
+            "probability_manipulated": float(self.rule.probability(score)),
+            "decided_by": {"rule": RULE_NAME, "score": "mismatch_score", "segments": self.rule.segments.to_dict(),
+                           "threshold_source": self.threshold_source},
             "threshold": self.threshold, "threshold_source": self.threshold_source,
-            "verdict": "manipulated" if overall >= self.threshold else "consistent",
             "paper_rule": {"manipulated": visual != audio, "rule": "voted visual class != voted audio class"},
             "heads": self.heads,
+            "coverage": self.coverage,
+            "timestamps_s": (self.coverage.get("first_second", 0) + np.arange(len(self.mismatch)) + 0.5).tolist(),
         }
+
+
+def verdict_line(summary: dict) -> str:
+    """``manipulated: 8.0–14.0 s (score 5.31 nats); probability 0.99; ...`` or ``consistent: ...`` from
+    :meth:`CheckResult.to_dict`."""
+    if summary["segments"]:
+        found = ", ".join(f"{s['start_s']:.1f}–{s['end_s']:.1f} s (score {s['score']:.3g})" for s in summary["segments"])
+        head = f"manipulated: {found}"
+    else:
+        head = (f"consistent: no segment reaches the threshold (highest detection score "
+                f"{summary['mismatch']['detection_score']:.3g})")
+    return (f"{head}; threshold {summary['threshold']:.3g} nats; probability manipulated "
+            f"{summary['probability_manipulated']:.3f}; visual {summary['visual']['class']}, audio "
+            f"{summary['audio_scene']['class']}")
 
 
 def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
@@ -107,7 +164,7 @@ def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
     ``heads.json``, ``metrics.json``)."""
     def recorded(name: str) -> dict:
         path = run_dir / name
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     store, metrics = recorded("config.json").get("store"), recorded("metrics.json")
     accuracy = metrics.get("classification_clip_accuracy", {})
@@ -123,18 +180,21 @@ def heads_provenance(run_dir: Path, heads_meta: dict) -> dict:
         "extractors": {m: heads_meta[m]["extractors"] for m in ("visual", "audio")},
         "test_split": {
             "vsc_clip_accuracy": accuracy.get("vsc"), "asc_clip_accuracy": accuracy.get("asc"),
-            "vadd_f1_paper_rule": metrics.get("paper_rule", {}).get("f1"),
+            "verdict_rule": RULE_NAME,
+            "verdict_rule_f1": metrics.get("mismatch_score", {}).get("f1"),
             "vadd_roc_auc": metrics.get("mismatch_score", {}).get("roc_auc"),
+            "vadd_f1_paper_rule": metrics.get("paper_rule", {}).get("f1"),
             "n_items": metrics.get("n_items"), "n_manipulated": metrics.get("n_manipulated"),
         } if metrics else None,
     }
 
 
 def provenance_line(heads: dict) -> str:
-    """One line naming the heads that answered and their test-split figures."""
+    """One line naming the heads that answered and their test-split figures: those of the rule that makes the verdict
+    (the paper rule's F1 stays in ``check.json``)."""
     figures = heads.get("test_split") or {}
     shown = ", ".join(f"{label} {figures[key]:.2f}" for key, label in (
-        ("vsc_clip_accuracy", "VSC acc"), ("asc_clip_accuracy", "ASC acc"), ("vadd_f1_paper_rule", "VADD F1"),
+        ("vsc_clip_accuracy", "VSC acc"), ("asc_clip_accuracy", "ASC acc"), ("verdict_rule_f1", "verdict-rule F1"),
         ("vadd_roc_auc", "AUC")) if figures.get(key) is not None)
     kind = {True: "SYNTHETIC dataset", False: "dataset", None: "dataset (synthetic or not: unknown)"}[
         heads.get("synthetic_dataset")]
@@ -156,8 +216,14 @@ class Checker:
         meta_path = self.heads_dir / HEADS_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        meta = json.loads(meta_path.read_text())
-        self.threshold = float(meta["threshold"])
+        require_finished(self.heads_dir, f"python -m vadd eval --out {self.heads_dir}` with the run's options (its "
+                                         "config.json), or `make vadd-eval")
+        meta = read_json(meta_path)
+        if "rule" not in meta:
+            raise ValueError(f"{meta_path}: written before calibrated scores and segments (its threshold is on the old "
+                             "0-1 mismatch score); rerun `vadd eval` (or `make demo`) to get heads `vadd check` can use")
+        self.rule = VerdictRule.from_dict(meta["rule"])
+        self.temperatures = {m: float(meta[m]["temperature"]) for m in ("visual", "audio")}
         self.threshold_source = f"{meta['threshold_source']} ({meta_path})"
         self.chunk_seconds = chunk_seconds
         self.window_seconds = int(meta["window_seconds"])
@@ -178,32 +244,40 @@ class Checker:
             head.check_fingerprints({e.spec.name: e.fingerprint for e in self.extractors[modality]})
         raise AssertionError("unreachable: the heads' fingerprints matched no frame choice")
 
-    def check(self, video: Path, audio: Path | None = None) -> CheckResult:
-        """Score one video (its own soundtrack, or ``audio``)."""
+    def check(self, video: Path, audio: Path | None = None, progress: bool = True) -> CheckResult:
+        """Score one video (its own soundtrack, or ``audio``) on the seconds both streams cover; ``progress``: a bar of
+        seconds done on a terminal."""
         video = Path(video)
         sound = Path(audio) if audio is not None else video
         windows = {m: HeadWindows(self.window_seconds, functools.partial(self._score, m, str(video))) for m in self.heads}
         extractors = [e for es in self.extractors.values() for e in es]
+        clip = Clip(str(video), "", "", video, None if audio is None else sound)
         try:
-            for chunk in iter_embeddings(Clip(str(video), "", "", video, None if audio is None else sound), extractors,
-                                         self.chunk_seconds, self.frame_choice):
+            timeline = common_timeline(clip, DecodePlan.for_specs([e.spec for e in extractors], self.frame_choice))
+            bar = progress_bar(desc=f"check {video.name}", unit="s", total=timeline.n_seconds, enabled=progress,
+                               leave=False)
+            for chunk in iter_embeddings(clip, extractors, self.chunk_seconds, self.frame_choice, timeline):
+                judged = np.logical_and.reduce(list(chunk.valid.values()))
                 for modality, modality_extractors in self.extractors.items():
-                    windows[modality].add({e.spec.name: chunk.embeddings[e.spec.name] for e in modality_extractors})
+                    windows[modality].add({e.spec.name: chunk.embeddings[e.spec.name][judged] for e in modality_extractors})
+                bar.update(chunk.n_seconds)
+            bar.close()
         except MediaError as err:
             if audio is None and str(err).endswith("no audio stream"):
                 raise MediaError(f"{video}: the video has no audio track; pass --audio FILE to check it against one") from None
             raise
         return CheckResult(str(video), str(sound), self.heads["visual"].classes, windows["visual"].finish(),
-                           windows["audio"].finish(), self.threshold, self.threshold_source, self.provenance)
+                           windows["audio"].finish(), self.temperatures, self.rule, self.threshold_source, self.provenance,
+                           coverage=timeline.coverage())
 
     def _score(self, modality: str, clip_id: str, features: dict[str, np.ndarray]) -> np.ndarray:
-        """The modality's head on one window of embeddings ``{name: (T, D)}``: probabilities ``(T, K)``."""
+        """The modality's head on one window of embeddings ``{name: (T, D)}``: logits ``(T, K)``."""
         head, extractors = self.heads[modality], self.extractors[modality]
         seconds = len(next(iter(features.values())))
         clips = ClipSet(np.array([clip_id]), np.array([""]), np.array([-1]), head.classes,
                         {name: x[None] for name, x in features.items()}, np.ones((1, seconds), bool),
                         {e.spec.name: e.fingerprint for e in extractors}, {e.spec.name: e.spec.modality for e in extractors})
-        return head.predict_proba(clips)[0]
+        return head.predict_logits(clips)[0]
 
 
 class HeadWindows:
@@ -220,13 +294,15 @@ class HeadWindows:
 
     def add(self, features: dict[str, np.ndarray]) -> None:
         """Queue ``{name: (T, D)}`` embeddings of the next seconds; score every full window."""
+        if not len(next(iter(features.values()))):
+            return
         self.pending = {k: np.concatenate([self.pending[k], v]) if k in self.pending else v for k, v in features.items()}
         while len(next(iter(self.pending.values()))) >= self.window_seconds:
             self.scored.append(self.score({k: v[: self.window_seconds] for k, v in self.pending.items()}))
             self.pending = {k: v[self.window_seconds :] for k, v in self.pending.items()}
 
     def finish(self) -> np.ndarray:
-        """Probabilities ``(T, K)`` of every second added (the last, shorter window included)."""
+        """The head's answer ``(T, K)`` for every second added (the last, shorter window included)."""
         if self.pending and len(next(iter(self.pending.values()))):
             self.scored.append(self.score(self.pending))
             self.pending = {}
@@ -234,7 +310,8 @@ class HeadWindows:
 
 
 def write_timeline_png(path: Path, result: CheckResult) -> None:
-    """Visual scene row, audio scene row (per-second probabilities) and the mismatch curve with the threshold."""
+    """Visual scene row, audio scene row (calibrated per-second probabilities) and the mismatch curve (nats) with the
+    threshold; the verdict rule's segments are shaded on every row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,67 +327,104 @@ def write_timeline_png(path: Path, result: CheckResult) -> None:
         ax.set_ylabel(name, fontsize=9)
         ax.set_title(f"{name} scene: {result.voted(probs)} (vote)", fontsize=9, loc="left")
     mismatch = result.mismatch
-    axes[2].step(np.arange(seconds + 1), np.append(mismatch, mismatch[-1]), where="post", label="mismatch")
-    axes[2].axhline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:.6f}")
-    axes[2].set_ylim(0, 1.02)
+    axes[2].step(np.arange(seconds + 1), np.append(mismatch, mismatch[-1]), where="post", label="mismatch (nats)")
+    axes[2].axhline(result.threshold, color="red", linestyle="--", label=f"threshold {result.threshold:.3g}")
+    for number, segment in enumerate(result.segments):
+        for ax in axes:
+            ax.axvspan(segment.start_s, segment.end_s, color="red", alpha=0.15, lw=0,
+                       label="manipulated segment" if ax is axes[2] and number == 0 else None)
+    axes[2].set_ylim(0, 1.1 * max(float(mismatch.max()), result.threshold, 1e-3))
     axes[2].set_xlabel("time (s)")
     axes[2].set_ylabel("mismatch", fontsize=9)
-    axes[2].legend(loc="lower right", fontsize=7)
-    verdict = result.to_dict()["verdict"]
-    title = f"{Path(result.video).name}: {verdict} (mean mismatch {mismatch.mean():.6f}, threshold {result.threshold:.6f})"
+    axes[2].legend(loc="upper right", fontsize=7)
+    title = f"{Path(result.video).name}: {verdict_line(result.to_dict())}"
     width_chars = round(fig.get_figwidth() * 15)  # ~15 characters an inch at 8 pt
     heads = [textwrap.fill(line, width_chars) for line in provenance_line(result.heads).splitlines()] if result.heads else []
-    fig.suptitle("\n".join([title, *heads]), fontsize=8 if heads else 10)
+    fig.suptitle("\n".join([textwrap.fill(title, width_chars), *heads]), fontsize=8 if heads else 10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
-    """Media files of a folder (sorted), or the rows of a CSV with columns ``video`` and optional ``audio``."""
-    import csv
+def coverage_warning(summary: dict) -> str:
+    """A warning line when less than the whole file was judged ('' otherwise), from a :meth:`CheckResult.to_dict`."""
+    coverage = summary.get("coverage") or {}
+    if not coverage.get("partial"):
+        return ""
+    first, n = coverage["first_second"], coverage["seconds_covered"]
+    return (f"warning: judged {n} s of the file's {coverage['duration_s']:.2f} s (seconds {first}-{first + n - 1}): "
+            f"{coverage['missing']}")
 
+
+def output_key(video: Path) -> str:
+    """A folder name for one video's outputs: its file name (extension kept) and a hash of its absolute path, so
+    that two files never share a folder (``clip.mp4`` and ``clip.mov``, or two ``clip.mp4`` in other folders)."""
+    video = Path(video)
+    digest = hashlib.sha256(str(video.absolute()).encode()).hexdigest()[:8]
+    return f"{video.name}-{digest}"
+
+
+def batch_inputs(source: Path) -> list[tuple[Path, Path | None]]:
+    """Every file of a folder (sorted, hidden ones aside: whether the decoder can open each is decided when it is
+    checked, by probing, not by its extension), or the rows of a CSV with columns ``video`` and optional ``audio``."""
     source = Path(source)
     if source.is_dir():
-        found = sorted(p for p in source.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES)
+        found = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
-            raise ValueError(f"{source}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+            raise ValueError(f"{source}: the folder holds no files")
         return [(p, None) for p in found]
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such folder or CSV")
-    with open(source, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "video" not in reader.fieldnames:
-            raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {reader.fieldnames}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row["video"]:
-                raise ValueError(f"{source}:{line}: empty video path")
-            audio = row.get("audio") or None
-            rows.append((source.parent / row["video"], source.parent / audio if audio else None))
+    records = csv_rows(source)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    if "video" not in header:
+        raise ValueError(f"{source}: a batch CSV needs a 'video' column (and optionally 'audio'), got {header}")
+    rows = []
+    for line, values in records:
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, (v.strip() for v in values)))
+        if not row.get("video"):
+            raise ValueError(f"{source}:{line}: empty video path")
+        audio = row.get("audio") or None
+        rows.append((source.parent / row["video"], source.parent / audio if audio else None))
     return rows
 
 
-BATCH_COLUMNS = ("video", "audio", "n_seconds", "visual_class", "audio_class", "mismatch", "threshold", "verdict",
-                 "paper_rule_manipulated", "error")
+BATCH_COLUMNS = ("video", "audio", "n_seconds", "visual_class", "audio_class", "detection_score", "threshold", "verdict",
+                 "segments", "probability_manipulated", "paper_rule_manipulated", "error", "duration_s", "seconds_covered",
+                 "coverage_missing")
 
 
 def check_batch(checker: Checker, inputs: list[tuple[Path, Path | None]], out_csv: Path, progress: bool = True) -> list[dict]:
-    """Check every input, writing one CSV row each (a failing file gets its error, the batch goes on)."""
+    """Check every input, writing one CSV row each (a file that cannot be opened or checked gets its error, the batch
+    goes on); the rows returned also hold each video's check (``check``: :meth:`CheckResult.to_dict`, None when it
+    failed)."""
     import csv
 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(out_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=BATCH_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for video, audio in progress_bar(inputs, desc="check", unit="video", enabled=progress):
-            row = {"video": str(video), "audio": str(audio or video)}
+            row = {"video": str(video), "audio": str(audio or video), "check": None}
+            if unopenable := video_probe_error(video):
+                row["error"] = f"skipped: {unopenable}"
+                logger.warning("skipped %s", unopenable)
+                writer.writerow(row)
+                rows.append(row)
+                continue
             try:
-                d = checker.check(video, audio).to_dict()
+                d = row["check"] = checker.check(video, audio, progress=False).to_dict()
                 row.update(n_seconds=d["n_seconds"], visual_class=d["visual"]["class"], audio_class=d["audio_scene"]["class"],
-                           mismatch=f"{d['mismatch']['overall']:.5f}", threshold=f"{d['threshold']:.5f}",
-                           verdict=d["verdict"], paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="")
+                           detection_score=f"{d['mismatch']['detection_score']:.5f}", threshold=f"{d['threshold']:.5f}",
+                           verdict=d["verdict"],
+                           segments="; ".join(f"{s['start_s']:g}-{s['end_s']:g}" for s in d["segments"]),
+                           probability_manipulated=f"{d['probability_manipulated']:.4f}",
+                           paper_rule_manipulated=int(d["paper_rule"]["manipulated"]), error="",
+                           duration_s=d["coverage"]["duration_s"], seconds_covered=d["coverage"]["seconds_covered"],
+                           coverage_missing=d["coverage"]["missing"])
             except (AvsceneError, ValueError, OSError) as err:  # this file's problem; the batch goes on
                 row["error"] = str(err)
                 logger.warning("%s", err)

@@ -1,21 +1,25 @@
-"""``vadd eval``: train VSC and ASC heads on the train split, pick a threshold on validation, score a test protocol.
+"""``vadd eval``: train VSC and ASC heads on the train split, calibrate them and choose the verdict rule on validation,
+score a test protocol.
 
 The train split is divided (seeded, by recording location) into a fitting part and a validation part.
 The visual-only (VSC), audio-only (ASC) and audio-visual (VASC, for the comparison table only) heads are
 fitted on the fitting part (with its augmented visual views when ``train.augmented_views``, as the released code's
-per-modality classifiers; ``metrics.json`` lists them under ``training_views``); a generated protocol on the validation part chooses the F1-optimal
-mismatch-score threshold; the test protocol (generated on the test split, the official lists, or a CSV)
-is scored once. No protocol clip is ever used for training or for the threshold.
+per-modality classifiers; ``metrics.json`` lists them under ``training_views``). On the validation part each of the
+VSC and ASC heads is temperature-scaled (:mod:`classify.calibration`; NLL and ECE before/after in ``metrics.json``),
+and a generated protocol chooses the verdict rule (:mod:`vadd.rule`: segment settings, threshold between validation
+scores, probability). The test protocol (generated on the test split, the official lists, or a CSV) is scored once.
+No protocol clip is ever used for training, calibration or the rule.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from classify.data import augmented_views, extraction_coverage, load_clips
+from classify.calibration import calibration_report, fit_temperature
+from classify.data import ClipSet, augmented_views, extraction_coverage, load_clips
 from classify.heads import HeadConfig
 from classify.kinds import FIRST_PAPER_VIEW_KINDS
 from classify.metrics import classification_metrics
@@ -23,15 +27,20 @@ from classify.persist import save_head
 from classify.run import load_views, write_json
 from classify.train import TrainConfig, TrainedHead, train_head
 from avscene.progress import progress_bar
+from avscene.run_folder import check_replaceable, run_folder
 from extract.store import EmbeddingStore, UsableClips, report_excluded
 from extract.taxonomy import ClassSet
+from vadd.correspondence import CorrespondenceConfig
 from vadd.official import default_lists_dir, official_protocol
 from vadd.protocol import (
     DroppedItem, ProtocolItem, check_protocol_labels, drop_unusable_items, generate_protocol, read_protocol_csv,
     validation_rows, write_protocol_csv,
 )
-from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores
-from vadd.score import ItemScores, ModalityPredictions, f1_optimal_threshold, score_items, vadd_metrics
+from vadd.report import write_item_scores, write_markdown, write_roc_png, write_second_scores, write_segments_csv
+from vadd.rule import VerdictRule, choose_rule
+from vadd.splice import write_spliced_csv
+from vadd.table import TableInputs, append_table, build_table, spliced_protocol
+from vadd.score import MISMATCH_DEFINITION, ItemScores, ModalityPredictions, score_items, vadd_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +51,8 @@ HEADS_FILE = "heads.json"
 @dataclass(frozen=True)
 class VaddConfig:
     """One VADD evaluation. ``classes``: a class set of the store's taxonomy ('' = its own classes; TAU: ``10`` or
-    ``3``). ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``) or a CSV path."""
+    ``3``). ``protocol``: ``generated``, ``official`` (lists in ``lists_dir``), ``partial``, ``same-class``
+    (:mod:`vadd.splice`) or a CSV path (either format). ``correspondence``: the contrastive head of the table."""
 
     classes: str = ""
     protocol: str = "generated"
@@ -53,6 +63,7 @@ class VaddConfig:
     validation_fraction: float = 0.2
     seed: int = 0
     strict: bool = False  # a fixed protocol's items naming unusable clips stop the run instead of being dropped
+    correspondence: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", str(self.classes))
@@ -72,6 +83,7 @@ class VaddConfig:
         data["head"] = HeadConfig.from_dict(data["head"])
         data["train"] = TrainConfig.from_dict(data["train"])
         data["extractors"] = tuple(data["extractors"])
+        data["correspondence"] = CorrespondenceConfig(**data.get("correspondence", {}))  # absent before the table
         return cls(**data)
 
 
@@ -121,9 +133,12 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
     is refused unless ``allow_incomplete`` (then ``metrics["incomplete_extraction"]`` records the class coverage).
 
     Writes ``protocol.csv`` (explicit items), ``validation_protocol.csv``, ``item_scores.csv``,
-    ``second_scores.csv``, ``metrics.json``, ``metrics.md``, ``roc.png``, ``config.json``, and the heads
-    ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes, threshold, extractors, fingerprints) for ``vadd check``.
+    ``second_scores.csv``, ``segments.csv`` (the verdict rule's segments of each test item), ``metrics.json``,
+    ``metrics.md``, ``roc.png``, ``config.json``, and the heads ``vsc.pt``/``asc.pt`` with ``heads.json`` (classes,
+    verdict rule, temperatures, extractors, fingerprints) for ``vadd check``, whole or not at all
+    (:func:`avscene.run_folder.run_folder`: ``complete.json`` records every file's digest).
     """
+    check_replaceable(out_dir)
     store = EmbeddingStore.open(store_location)
     class_set = store.taxonomy.class_set(config.classes)
     coverage = extraction_coverage(store, list(config.extractors or store.extractor_names()), "train", allow_incomplete)
@@ -131,7 +146,10 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
     # one clip set for every head, the validation protocol and the test protocol: usable for all the extractors
     usable = {split: store.usable_clips(modalities["visual"] + modalities["audio"], split) for split in ("train", "test")}
     excluded = report_excluded(usable["train"].excluded + usable["test"].excluded, store_location, "VADD")
-    items, n_protocol_items, dropped = fixed_protocol(config, store, class_set, usable["test"])  # checked before any training
+    spliced_kind, items, n_protocol_items, dropped = spliced_protocol(config.protocol, store, class_set, usable["test"],
+                                                                      config.strict)
+    if spliced_kind is None:  # checked before any training
+        items, n_protocol_items, dropped = fixed_protocol(config, store, class_set, usable["test"])
     clips = store.clips
     train_rows = usable["train"].rows
     held = validation_rows(clips.ids[train_rows].tolist(), clips.labels[train_rows].tolist(),
@@ -142,6 +160,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
     val_pred: dict[str, ModalityPredictions] = {}
     test_pred: dict[str, ModalityPredictions] = {}
     accuracy: dict[str, float | None] = {}
+    calibration: dict[str, dict] = {}
     training_views: dict[str, list[str]] = {}
     head_bar = progress_bar((("visual", modalities["visual"]), ("audio", modalities["audio"]),
                              ("audio_visual", modalities["visual"] + modalities["audio"])), desc="VADD heads", unit="head")
@@ -161,20 +180,34 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
         accuracy[key] = classification_metrics(head.predict_proba(test), test.mask, test.targets, test.classes)["clip_accuracy"]
         if key != "audio_visual":
             heads[key] = head
-            val_pred[key] = ModalityPredictions.from_head(head, train.subset(np.flatnonzero(in_val)))
-            test_pred[key] = ModalityPredictions.from_head(head, test)
+            val_pred[key], test_pred[key], calibration[key] = calibrated_predictions(
+                head, train.subset(np.flatnonzero(in_val)), test)
     classes = heads["visual"].classes
 
-    threshold, validation, validation_items = choose_threshold(store, sorted(validation_ids), val_pred, config, class_set)
-    if items is None:
+    rule, validation, validation_items = choose_verdict_rule(store, sorted(validation_ids), val_pred, config, class_set)
+    given = {spliced_kind: items} if spliced_kind and items is not None else {}
+    if items is None and spliced_kind is None:
         test_ids = sorted(set(test_pred["visual"].probs) & set(test_pred["audio"].probs))
         label_of = dict(zip(clips.ids.tolist(), clips.labels.tolist()))
         items = generate_protocol(test_ids, [label_of[i] for i in test_ids], class_set, config.seed)
         n_protocol_items = len(items)
-    if not any(i.manipulated for i in items):
+    if items is not None and not any(i.manipulated for i in items):
         raise ValueError(f"{store_location}: the test protocol has no manipulated item (too few test clips of different classes)")
-    scores = score_items(items, test_pred["visual"], test_pred["audio"])
-    metrics = vadd_metrics(scores, classes, threshold)
+    official = items if config.protocol == "official" else official_or_reason(config, store, class_set, usable["test"])
+    table = build_table(TableInputs(store, class_set, modalities, usable, validation_ids, validation_items,
+                                    {"generated": items if config.protocol == "generated" else None, "official": official},
+                                    config.seed, config.correspondence),
+                        heads, {m: val_pred[m].temperature for m in heads}, given)
+    if spliced_kind:  # the run's own items and scores are the table's row of that protocol
+        if spliced_kind not in table.items:
+            raise ValueError(f"{store_location}: no {spliced_kind} protocol: "
+                             f"{table.report['protocols'][spliced_kind]['unavailable']}")
+        items = table.items[spliced_kind]
+        n_protocol_items = n_protocol_items or len(items)
+        scores = table.evidence[spliced_kind].item_scores()
+    else:
+        scores = score_items(items, test_pred["visual"], test_pred["audio"])
+    metrics = vadd_metrics(scores, classes, rule)
     metrics.update({
         "n_classes": len(classes),
         "class_set": class_set.name,
@@ -185,23 +218,57 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
         "head_kind": config.head.kind,
         "clip_seconds": int(store.seconds_max),
         "classification_clip_accuracy": {"vsc": accuracy["visual"], "asc": accuracy["audio"], "vasc": accuracy["audio_visual"]},
+        "calibration": calibration,
         "validation": validation,
         "protocol_items": f"{len(items)} of {n_protocol_items} items",
         "dropped_items": [d.to_dict() for d in dropped],
         "excluded_clips": excluded,
         "training_views": training_views,
         "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
+        "protocol_table": table.report,
         **({"incomplete_extraction": coverage} if coverage else {}),
     })
-    write_run_folder(out_dir, config, store_location, (items, validation_items), scores, metrics, heads, modalities, threshold)
+    with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
+        write_run_folder(folder, config, store_location, (items, validation_items), scores, metrics, heads, modalities,
+                         rule)
     return metrics
 
 
-def choose_threshold(
+def official_or_reason(config: VaddConfig, store: EmbeddingStore, classes: ClassSet, usable_test: UsableClips
+                       ) -> list[ProtocolItem] | str:
+    """The official protocol's usable items for the table, or why this store has none (not TAU, no lists)."""
+    try:
+        return fixed_protocol(replace(config, protocol="official"), store, classes, usable_test)[0]
+    except (ValueError, OSError) as err:
+        return str(err).split(" e.g. ")[0].rstrip(" ,")
+
+
+def calibrated_predictions(
+    head: TrainedHead, validation: ClipSet, test: ClipSet
+) -> tuple[ModalityPredictions, ModalityPredictions, dict]:
+    """The head's validation and test predictions with the temperature fitted on the validation clips, and its NLL
+    and ECE on both before and after."""
+    val_pred = ModalityPredictions.from_head(head, validation)
+    val_logits = np.stack([val_pred.logits[c] for c in validation.ids])
+    temperature = fit_temperature(val_logits, validation.mask, validation.targets)
+    val_pred.temperature = temperature
+    test_pred = ModalityPredictions.from_head(head, test, temperature)
+    test_logits = np.stack([test_pred.logits[c] for c in test.ids]) if len(test) else np.zeros((0, 0, len(head.classes)))
+    report = {"temperature": temperature, "validation": calibration_report(val_logits, validation.mask, validation.targets,
+                                                                           temperature),
+              "test": calibration_report(test_logits, test.mask, test.targets, temperature)}
+    logger.info("temperature %.3f: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f", temperature,
+                report["validation"]["nll_before"], report["validation"]["nll_after"],
+                report["validation"]["ece_before"], report["validation"]["ece_after"])
+    return val_pred, test_pred, report
+
+
+def choose_verdict_rule(
     store: EmbeddingStore, validation_ids: list[str], predictions: dict[str, ModalityPredictions],
     config: VaddConfig, classes: ClassSet,
-) -> tuple[float, dict, list[ProtocolItem]]:
-    """F1-optimal mismatch threshold on a generated protocol over the held-out part of the train split."""
+) -> tuple[VerdictRule, dict, list[ProtocolItem]]:
+    """The verdict rule (:func:`vadd.rule.choose_rule`) on a generated protocol over the held-out part of the train
+    split; also the validation figures of the mismatch score and the paper rule."""
     label_of = dict(zip(store.clips.ids.tolist(), store.clips.labels.tolist()))
     items = generate_protocol(validation_ids, [label_of[i] for i in validation_ids], classes, config.seed)
     if not any(i.manipulated for i in items):
@@ -211,42 +278,48 @@ def choose_threshold(
         )
     scores = score_items(items, predictions["visual"], predictions["audio"])
     truth = np.array([i.manipulated for i in items])
-    threshold = f1_optimal_threshold(truth, scores.mismatch)
-    found = vadd_metrics(scores, classes.classes, threshold)
-    logger.info("threshold %.4f chosen on %d validation items (%d clips)", threshold, len(items), len(validation_ids))
-    return threshold, {
+    rule, chosen = choose_rule(scores.per_second, truth, config.seed)
+    found = vadd_metrics(scores, classes.classes, rule)
+    logger.info("verdict rule threshold %.4f nats chosen on %d validation items (%d clips)", rule.threshold, len(items),
+                len(validation_ids))
+    return rule, {
         "n_clips": len(validation_ids), "n_items": len(items), "roc_auc": found["mismatch_score"]["roc_auc"],
-        "f1_at_threshold": found["mismatch_score"]["f1"],
+        "f1_at_threshold": found["mismatch_score"]["f1"], "paper_rule_f1": found["paper_rule"]["f1"], "choice": chosen,
     }, items
 
 
 def write_run_folder(
     out_dir: Path, config: VaddConfig, store_location: str, protocols: tuple[list[ProtocolItem], list[ProtocolItem]],
     scores: ItemScores,
-    metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], threshold: float,
+    metrics: dict, heads: dict[str, TrainedHead], modalities: dict[str, list[str]], rule: VerdictRule,
 ) -> None:
-    """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_protocol_csv(out_dir / "protocol.csv", protocols[0])
+    """Everything ``vadd eval`` writes (see :func:`evaluate_vadd`) into the existing folder ``out_dir``."""
+    (write_protocol_csv if isinstance(protocols[0][0], ProtocolItem) else write_spliced_csv)(out_dir / "protocol.csv",
+                                                                                             protocols[0])
     write_protocol_csv(out_dir / "validation_protocol.csv", protocols[1])
     classes = heads["visual"].classes
-    write_item_scores(out_dir / "item_scores.csv", scores, classes)
+    write_item_scores(out_dir / "item_scores.csv", scores, classes, rule)
     write_second_scores(out_dir / "second_scores.csv", scores)
-    write_roc_png(out_dir / "roc.png", scores, threshold, f"VADD {len(classes)}-class, {config.protocol} protocol")
+    write_segments_csv(out_dir / "segments.csv", scores, rule)
+    write_roc_png(out_dir / "roc.png", scores, rule, f"VADD {len(classes)}-class, {config.protocol} protocol")
     for key, name in (("visual", "vsc.pt"), ("audio", "asc.pt")):
         save_head(out_dir / name, heads[key])
     write_json(out_dir / HEADS_FILE, {
-        "classes": list(classes), "class_set": metrics["class_set"], "threshold": threshold, "dataset": metrics["dataset"],
+        "classes": list(classes), "class_set": metrics["class_set"], "dataset": metrics["dataset"],
         "window_seconds": metrics["clip_seconds"],  # `vadd check` applies the heads to windows of the training clips' length
-        "threshold_source": f"F1-optimal on a generated protocol over {metrics['validation']['n_clips']} held-out train clips",
-        "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints},
-        "audio": {"head": "asc.pt", "extractors": modalities["audio"], "fingerprints": heads["audio"].fingerprints},
+        "score": MISMATCH_DEFINITION, "rule": rule.to_dict(), "threshold": rule.threshold,
+        "threshold_source": f"F1-best midpoint between validation scores of a generated protocol over "
+                            f"{metrics['validation']['n_clips']} held-out train clips",
+        "visual": {"head": "vsc.pt", "extractors": modalities["visual"], "fingerprints": heads["visual"].fingerprints,
+                   "temperature": metrics["calibration"]["visual"]["temperature"]},
+        "audio": {"head": "asc.pt", "extractors": modalities["audio"], "fingerprints": heads["audio"].fingerprints,
+                  "temperature": metrics["calibration"]["audio"]["temperature"]},
     })
     write_json(out_dir / "config.json", {
         "store": store_location, **config.to_dict(),
         "rule": "paper: manipulated iff voted visual class != voted audio class; "
-                "score: mean over seconds of 1 - sum_c p_visual(c) p_audio(c), manipulated iff score >= threshold",
+                f"verdict rule: {MISMATCH_DEFINITION}; manipulated iff a segment passes the validation threshold",
     })
     write_json(out_dir / "metrics.json", metrics)
     write_markdown(out_dir / "metrics.md", metrics)
-
+    append_table(out_dir / "metrics.md", metrics["protocol_table"], metrics["dataset"].get("synthetic"))

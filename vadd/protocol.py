@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from avscene.textfiles import csv_rows
 from extract.taxonomy import ClassSet
 
 logger = logging.getLogger(__name__)
@@ -174,18 +175,17 @@ def write_protocol_csv(path: Path, items: list[ProtocolItem]) -> None:
 
 def read_protocol_csv(path: Path) -> list[ProtocolItem]:
     """Read a protocol CSV written by :func:`write_protocol_csv`, rejecting malformed rows by line number."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != PROTOCOL_COLUMNS:
-            raise ValueError(f"{path}: header must be {','.join(PROTOCOL_COLUMNS)}, got {header}")
-        items = []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(fields(ProtocolItem)) or row[4] not in ("0", "1") or not all(row[:4]):
-                raise ValueError(f"{path}:{line}: expected 4 non-empty names and manipulated 0/1, got {row}")
-            if row[4] == "0" and (row[0] != row[1] or row[2] != row[3]):
-                raise ValueError(f"{path}:{line}: a pristine row (manipulated 0) must name one clip and one label, got {row}")
-            items.append(ProtocolItem(*row[:4], manipulated=row[4] == "1"))
+    records = csv_rows(path)
+    header = next(records, (0, None))[1]
+    if header is None or tuple(h.strip() for h in header) != PROTOCOL_COLUMNS:
+        raise ValueError(f"{path}: header must be {','.join(PROTOCOL_COLUMNS)}, got {header}")
+    items = []
+    for line, row in records:
+        if not row:
+            continue
+        if len(row) != len(fields(ProtocolItem)) or row[4] not in ("0", "1") or not all(row[:4]):
+            raise ValueError(f"{path}:{line}: expected 4 non-empty names and manipulated 0/1, got {row}")
+        if row[4] == "0" and (row[0] != row[1] or row[2] != row[3]):
+            raise ValueError(f"{path}:{line}: a pristine row (manipulated 0) must name one clip and one label, got {row}")
+        items.append(ProtocolItem(*row[:4], manipulated=row[4] == "1"))
     return items

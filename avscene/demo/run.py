@@ -55,6 +55,38 @@ def chance_levels(n_classes: int, n_items: int, n_manipulated: int) -> dict[str,
             "vadd_accuracy_majority": round(max(share, 1.0 - share), 4), "vadd_roc_auc": 0.5}
 
 
+def debug_heads_run(folder: Path, clips_per_scene: int = 7, seconds: int = 2, epochs: int = 5) -> Path:
+    """A small ``vadd eval`` run (``folder/run``) on a SYNTHETIC dataset extracted with the debug extractors, for
+    tests and benchmarks of what uses heads (``vadd check``, its report page, ``avscene serve``); returns the run."""
+    from avscene.demo.synthetic import make_demo_dataset
+
+    data = make_demo_dataset(Path(folder) / "data", clips_per_scene=clips_per_scene, seconds=seconds, seed=2,
+                             width=64, height=48)
+    store = str(Path(folder) / "emb.zarr")
+    run_extraction(RunConfig(data=data, store=store, extractors=DEBUG, device="cpu", progress=False))
+    out = Path(folder) / "run"
+    evaluate_vadd(store, VaddConfig(validation_fraction=0.4, train=TrainConfig(epochs=epochs)), out)
+    return out
+
+
+def check_report(heads_dir: Path, store: EmbeddingStore, out: Path, device: str = "auto") -> Path:
+    """``vadd check --batch --report`` of the store's test clips (each with its own audio file) and of the shared
+    ``media/bento.mp4`` when there is one (a real phone-style video): ``out/batch.csv`` and ``out/report.html``."""
+    from vadd.check import Checker, check_batch
+    from vadd.page import write_batch_report
+
+    clips, root = store.clips, Path(store.data_root)
+    inputs = [(root / clips.video_paths[i], root / clips.audio_paths[i] if clips.audio_paths[i] else None)
+              for i in range(len(clips)) if clips.splits[i] == "test"]
+    bento = shared_dir() / "media" / "bento.mp4"
+    if bento.is_file():
+        inputs.append((bento, None))
+    checker = Checker(heads_dir, device=device)
+    rows = check_batch(checker, inputs, out / "batch.csv", progress=False)
+    return write_batch_report(out / "report.html", rows, checker.provenance,
+                              title=f"make demo: vadd check of {len(inputs)} videos")
+
+
 def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: int = 10, device: str = "auto") -> Path:
     """Generate data, extract, train an audio-visual head, run VADD; returns the report path."""
     from avscene.demo.synthetic import make_demo_dataset
@@ -75,6 +107,7 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
     _, avsc = run_training(store, list(extractors), "", HeadConfig(kind="ls"), TrainConfig(), runs["avsc"])
     vadd = evaluate_vadd(store, VaddConfig(), runs["vadd"])
     register_heads(runs["vadd"])  # `vadd check`'s default heads, as `vadd eval` does
+    page = check_report(runs["vadd"], opened, out_dir / "check", device)
     records = {n: opened.group_record(n) for n in extractors}
     clips = opened.clips
     report = {
@@ -90,9 +123,15 @@ def run_demo(out_dir: Path | None = None, clips_per_scene: int = 10, seconds: in
         "vadd": {**{k: vadd["paper_rule"][k] for k in ("f1", "precision", "recall", "accuracy")},
                  "roc_auc": vadd["mismatch_score"]["roc_auc"], "n_items": vadd["n_items"],
                  "n_manipulated": vadd["n_manipulated"],
+                 "verdict_rule": {  # what `vadd check` decides by: its own figures on the same test protocol
+                     "name": vadd["mismatch_score"]["rule"]["name"],
+                     **{k: vadd["mismatch_score"][k] for k in ("f1", "precision", "recall", "accuracy", "threshold")},
+                     "segments": vadd["mismatch_score"]["rule"]["segments"]},
+                 "temperatures": {m: c["temperature"] for m, c in vadd["calibration"].items()},
                  "classification_clip_accuracy": vadd["classification_clip_accuracy"]},
         "chance": chance_levels(vadd["n_classes"], vadd["n_items"], vadd["n_manipulated"]),
         "runs": {k: str(v) for k, v in runs.items()},
+        "check_report": str(page),
         "why_avsc_differs_from_vadd_vasc": (
             f"different training clips: avsc's head trains on all {avsc['n_train_clips']} train clips; VADD's heads on "
             f"{avsc['n_train_clips'] - vadd['validation']['n_clips']} of them, the other {vadd['validation']['n_clips']} "

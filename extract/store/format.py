@@ -7,6 +7,9 @@ Layout (``N`` clips, ``T`` = longest clip in seconds, ``C`` = clips per chunk)::
                                              clips_per_chunk, seconds_max, checksums, ready
     clips/{id,label,split,video_path,audio_path,probe_error}   (N,) str
     clips/n_seconds                   (N,) int32   seconds with every available modality
+    clips/{duration_s,seconds_covered,coverage_missing,orientation}   what the decoder found: the file's duration
+                                      (float32 s), the seconds every stream covers (int32), why the others are not
+                                      (str, '' = the whole file) and how frames were turned (str, '' = as stored)
     extractors/<name>/<view>/         attrs: spec, fingerprint, weights, code_version, complete, timing
         embeddings                    (N, T, D) float16, chunks (C, T, D)
         valid                         (N, T) bool   second k was embedded
@@ -50,6 +53,9 @@ DEFAULT_VIEW = "original"
 PENDING, DONE, FAILED = 0, 1, 2
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 CLIP_TEXT_COLUMNS = ("id", "label", "split", "video_path", "audio_path", "probe_error")
+CLIP_DECODE_COLUMNS = {"duration_s": "float32", "seconds_covered": "int32", "coverage_missing": str, "orientation": str}
+"""Clip-table columns of what the decoder found (ClipTable fields of the same names); a store written before them
+reads them as 0 and ''."""
 CHECKSUM = "crc32c"  # the root attribute ``checksums`` of stores whose arrays carry it
 T = TypeVar("T")
 
@@ -73,6 +79,16 @@ class ClipTable:
     video_paths: np.ndarray  # (N,) str, relative to data_root, or absolute outside it ('' when absent)
     audio_paths: np.ndarray  # (N,) str, '' = the video's own audio track
     probe_errors: np.ndarray  # (N,) str, '' when the media probed fine
+    duration_s: np.ndarray | None = None  # (N,) float32: the file's duration as a player shows it (None: zeros)
+    seconds_covered: np.ndarray | None = None  # (N,) int32: seconds every stream covers (None: zeros)
+    coverage_missing: np.ndarray | None = None  # (N,) str: why seconds are not covered, '' = the whole file
+    orientation: np.ndarray | None = None  # (N,) str: how frames were turned for display, '' = as stored
+
+    def __post_init__(self) -> None:
+        for column, dtype in CLIP_DECODE_COLUMNS.items():
+            if getattr(self, column) is None:
+                object.__setattr__(self, column, np.zeros(len(self.ids), dtype) if dtype != str
+                                   else np.full(len(self.ids), "", dtype=str))
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -20,6 +20,7 @@ from avscene.paths import cache_dir
 from extract.dataset_card import DatasetCard
 from extract.registry import ExtractorSpec
 from extract.store.format import (
+    CLIP_DECODE_COLUMNS,
     CLIP_TEXT_COLUMNS,
     DEFAULT_VIEW,
     DONE,
@@ -159,7 +160,7 @@ class EmbeddingStore:
         if self._clips is None:
             with self._reading("the clip table"):
                 t = self.root["clips"]
-                columns = {c: t[c] for c in (*CLIP_TEXT_COLUMNS, "n_seconds")}
+                columns = {c: t[c] for c in (*CLIP_TEXT_COLUMNS, "n_seconds", *CLIP_DECODE_COLUMNS) if c in t}
                 n = columns["n_seconds"].chunks[0]  # the writer stores each column as one chunk of N (at least 1)
                 for column, arr in columns.items():  # checked before anything is allocated
                     if arr.ndim != 1 or arr.shape[0] not in (n, 0) or arr.chunks != (n,) or arr.shape != columns["id"].shape:
@@ -168,6 +169,8 @@ class EmbeddingStore:
                                          "the store's metadata is damaged")
                 text = {c: as_str(columns[c][:]) for c in CLIP_TEXT_COLUMNS}
                 n_seconds = np.asarray(columns["n_seconds"][:])
+                decoded = {c: (as_str(columns[c][:]) if dtype == str else np.asarray(columns[c][:])) if c in columns
+                           else None for c, dtype in CLIP_DECODE_COLUMNS.items()}  # absent in older stores
             self._clips = ClipTable(
                 ids=text["id"],
                 labels=text["label"],
@@ -176,6 +179,7 @@ class EmbeddingStore:
                 video_paths=text["video_path"],
                 audio_paths=text["audio_path"],
                 probe_errors=text["probe_error"],
+                **decoded,
             )
         return self._clips
 
@@ -374,6 +378,10 @@ class EmbeddingStore:
             for column, values in zip(CLIP_TEXT_COLUMNS, clips.text_columns()):
                 h5.create_dataset(f"clips/{column}", data=values.astype(object), dtype=text)
             h5.create_dataset("clips/n_seconds", data=clips.n_seconds)
+            for column, dtype in CLIP_DECODE_COLUMNS.items():
+                values = getattr(clips, column)
+                h5.create_dataset(f"clips/{column}", data=values.astype(object) if dtype == str else values,
+                                  dtype=text if dtype == str else None)
             for key, g in self._extractor_groups():
                 for array_name, arr in g.arrays():
                     data = arr[:]

@@ -19,6 +19,7 @@ from extract.dataset_card import DatasetCard
 from extract.store.reader import EmbeddingStore
 from extract.store.format import (
     CHECKSUM,
+    CLIP_DECODE_COLUMNS,
     CLIP_TEXT_COLUMNS,
     DEFAULT_VIEW,
     DONE,
@@ -114,6 +115,10 @@ class StoreWriter(EmbeddingStore):
             seconds = table.create_array("n_seconds", shape=(n,), dtype="int32", chunks=(max(n, 1),), fill_value=0,
                                          overwrite=True, **checksummed_codecs())
             seconds[:] = clips.n_seconds.astype("int32")
+            for column, dtype in CLIP_DECODE_COLUMNS.items():
+                arr = table.create_array(column, shape=(n,), dtype=dtype, chunks=(max(n, 1),), overwrite=True,
+                                         **checksummed_codecs())
+                arr[:] = np.asarray(getattr(clips, column), dtype=dtype)
         root.require_group("extractors")
         root.attrs.update(
             {
