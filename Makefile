@@ -24,7 +24,7 @@ PRESET ?= adam
 QUICK ?=
 BENCH_MODELS ?= resnet50.places365,mobilenet_v2.imagenet
 
-.PHONY: help install demo test docs crosscheck bench extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info verify clean-demo
+.PHONY: help install demo test docs crosscheck bench bench-gpu extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info verify clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -54,6 +54,9 @@ crosscheck: $(STAMP) ## install the reference implementations (extra 'crosscheck
 bench: $(STAMP) ## benchmarks vs the papers' way -> bench/results.{json,md} [QUICK=1] [DEVICE=cuda] [BENCH_MODELS=a,b] [ONLY=decode,e2e]
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench --device $(DEVICE) --models $(BENCH_MODELS) $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
+
+bench-gpu: ## on a GPU machine: the end-to-end GPU benchmark in one run (bench/gpu.sh: ~8 min) -> bench/results-cuda-<gpu>.md [DRY_RUN=1]
+	bench/gpu.sh $(if $(DRY_RUN),--dry-run)
 
 extract: $(STAMP) ## DATA=... STORE=... EXTRACTORS=a,b [DEVICE=auto] [SHARD=i/n] [GROUPS=grouping.csv] [RETRY_FAILED=1] [FAIL_ON_ERROR=1]: embed into the store
 	$(PY) -m extract run --data $(DATA) --store $(STORE) --extractors $(EXTRACTORS) --device $(DEVICE) --shard $(SHARD) \

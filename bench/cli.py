@@ -16,7 +16,7 @@ from avscene.entry import run_cli
 
 logger = logging.getLogger(__name__)
 
-TOPICS = ("decode", "forward", "heads", "store", "vadd", "e2e", "serve")
+TOPICS = ("decode", "skip", "forward", "heads", "store", "vadd", "e2e", "serve")
 LEGACY_ROW_PREFIXES = {"decode": "decode", "forward": "forward", "heads": "heads", "store": "store", "VADD": "vadd",
                        "end to end": "e2e"}  # rows of results.json files written before rows carried their topic
 

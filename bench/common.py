@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 ROW_KEYS = ("row", "ours", "theirs", "ratio", "target", "met", "details", "baseline")
@@ -96,3 +98,19 @@ def import_shared_weights(names: tuple[str, ...]) -> None:
     folder = shared_dir() / "weights"
     if folder.is_dir():
         import_dir(folder, [get_spec(n) for n in names])
+
+
+def timed_extraction(label: str, **config: Any) -> tuple[Any, float, Any]:
+    """Extract into a fresh temporary store with ``RunConfig(**config)``: the run's summary, its wall seconds and the
+    config. Raises RuntimeError naming ``label`` when any clip failed."""
+    from extract.runner import RunConfig, run_extraction
+
+    with tempfile.TemporaryDirectory(prefix="avscene-bench-") as tmp:
+        cfg = RunConfig(store=str(Path(tmp) / "bench.zarr"), progress=False, **config)
+        started = time.perf_counter()
+        summary = run_extraction(cfg)
+        wall_s = time.perf_counter() - started
+    failed = sum(summary.failed.values())
+    if failed:
+        raise RuntimeError(f"{label}: {failed} clip failures, e.g. {summary.errors[0]}")
+    return summary, wall_s, cfg

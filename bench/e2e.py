@@ -16,11 +16,10 @@ batched rate) needs a GPU machine; without one it is reported as not run.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import import_shared_weights, make_row
+from bench.common import import_shared_weights, make_row, timed_extraction
 from bench.decode import E2E_EXTRACTORS, peak_rss_mb
 from bench.media import TauLikeMedia, tau_like_dataset
 
@@ -30,21 +29,13 @@ logger = logging.getLogger(__name__)
 def run(quick: bool = False, device: str = "cpu", work_dir: Path = Path("cache/bench")) -> list[dict]:
     """Generate (once) and extract the TAU-like dataset; report throughput, the time split and the GPU row."""
     from extract.extractor import resolve_device
-    from extract.runner import RunConfig, run_extraction, visible_cores
+    from extract.runner import visible_cores
 
     n_clips = 4 if quick else 16
     media = TauLikeMedia()
     manifest = tau_like_dataset(work_dir / "tau_like" / "dataset", n_clips, media)
     import_shared_weights(E2E_EXTRACTORS)
-    with tempfile.TemporaryDirectory(prefix="avscene-bench-e2e-") as tmp:
-        cfg = RunConfig(data=manifest, store=str(Path(tmp) / "e2e.zarr"), extractors=E2E_EXTRACTORS, device=device,
-                        progress=False)
-        started = time.perf_counter()
-        summary = run_extraction(cfg)
-        wall_s = time.perf_counter() - started
-    failed = sum(summary.failed.values())
-    if failed:
-        raise RuntimeError(f"end to end: {failed} clip failures, e.g. {summary.errors[0]}")
+    summary, wall_s, cfg = timed_extraction("end to end", data=manifest, extractors=E2E_EXTRACTORS, device=device)
     split = {k: round(v, 2) for k, v in sorted(summary.seconds.items())}
     loop_s = sum(summary.seconds[k] for k in ("decode_wait", "augment", "model", "write"))
     split["other (probe, store creation, model loading)"] = round(wall_s - loop_s, 2)

@@ -35,6 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         compile=args.compile,
         decode_workers=args.decode_workers,
         decode_backend=args.decode_backend,
+        decode_device=args.decode_device,
         frame_choice=args.frame_choice,
         clips_per_chunk=args.clips_per_chunk,
         progress=not args.no_progress,
@@ -277,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="decode workers (default: one per visible core); each decoder gets cores / workers threads")
     run.add_argument("--decode-backend", default="thread", choices=["thread", "process"],
                      help="decode workers as threads (default) or spawned processes (docs/decoding.md)")
+    run.add_argument("--decode-device", default="cpu", choices=["cpu", "cuda", "auto"],
+                     help="cpu: PyAV (default); cuda: torchcodec on NVDEC, frames resized on the GPU (extra 'gpu', needs "
+                          "--device cuda); auto: cuda when it works, else cpu (logged)")
     run.add_argument("--frame-choice", default="middle", choices=["middle", "released-code"],
                      help="frame of each second: middle (k + 0.5 s, the papers' text) or released-code (the released "
                           "script's 30th frame of each second: indices 29, 59, ...); recorded in the store")

@@ -133,11 +133,14 @@ def iter_frame_chunks(
     info: VideoInfo | None = None,
     codec_threads: int = 0,
     video_offset_s: float = 0.0,
+    decode_device: str = "cpu",
 ) -> Iterator[dict[ImageKey, np.ndarray]]:
     """Frames of seconds ``0..n_seconds-1`` for every key of ``plan``, in chunks of ``chunk_seconds`` seconds, from
     one decoding pass: ``(count, crop, crop, 3)`` at ``k + plan.frame_offset_s`` for one-frame keys, or
     ``(count, n_offsets, crop, crop, 3)`` at ``k + offset`` for keys with several offsets. ``video_offset_s``: where
-    the first frame lies on the timeline the seconds count on (:class:`Timeline`).
+    the first frame lies on the timeline the seconds count on (:class:`Timeline`). ``decode_device`` ``cuda``: torch
+    uint8 tensors on the GPU from :func:`extract.gpu_decode.iter_frames_torchcodec` (a resolved device, see
+    :func:`extract.gpu_decode.resolve_decode_device`).
 
     Raises:
         MediaError: missing, unreadable or undecodable file.
@@ -146,13 +149,20 @@ def iter_frame_chunks(
     column = {o: j for j, o in enumerate(offsets)}
     times_s = [k + o - video_offset_s for k in range(n_seconds) for o in offsets]  # ascending: offsets lie in [0, 1)
     sizes = sorted(plan.image_sizes)
-    frames = iter_frames(path, times_s, sizes, info=info, codec_threads=codec_threads)
+    if decode_device == "cpu":
+        frames, stack = iter_frames(path, times_s, sizes, info=info, codec_threads=codec_threads), np.stack
+    else:
+        import torch
+
+        from extract.gpu_decode import iter_frames_torchcodec
+
+        frames, stack = iter_frames_torchcodec(path, times_s, sizes, decode_device, info), torch.stack
     for start in range(0, n_seconds, chunk_seconds):
         count = min(chunk_seconds, n_seconds - start)
         got = [arrays for _, arrays in itertools.islice(frames, count * len(offsets))]
         if len(got) != count * len(offsets):
             raise MediaError(f"{path}: the decoder stopped before second {start + count}")
-        by_size = {size: np.stack([f[size] for f in got]).reshape(count, len(offsets), *got[0][size].shape)
+        by_size = {size: stack([f[size] for f in got]).reshape(count, len(offsets), *got[0][size].shape)
                    for size in sizes}  # (count, offsets, crop, crop, 3)
         out = {}
         for size, key_offsets in plan.image_keys:
@@ -371,10 +381,12 @@ def _valid(timeline: Timeline, plan: DecodePlan, start_s: int, count: int) -> di
 
 
 def decode_clip(
-    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0
+    clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0,
+    decode_device: str = "cpu",
 ) -> DecodedClip:
     """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality),
-    each stream placed on the clip's timeline (:func:`probe_timeline`)."""
+    each stream placed on the clip's timeline (:func:`probe_timeline`); frames on ``decode_device`` (see
+    :func:`iter_frame_chunks`)."""
     started = time.perf_counter()
     out = DecodedClip(clip.clip_id)
     if n_seconds <= 0:
@@ -389,7 +401,7 @@ def decode_clip(
             if clip.video_path is None:
                 raise MediaError(f"{clip.clip_id}: the manifest gives no video file")
             out.frames = next(iter_frame_chunks(clip.video_path, plan, n_seconds, n_seconds, timeline.video,
-                                                codec_threads, timeline.video_offset_s))
+                                                codec_threads, timeline.video_offset_s, decode_device))
         except Exception as err:  # any failure is this clip's, never the run's
             out.errors["visual"] = ("decode", describe_error(err, clip.video_path))
     if plan.audio_formats:

@@ -116,9 +116,10 @@ class Extractor:
     def fingerprint(self) -> str:
         return fingerprint(self.spec, self.weights_id, self.options.precision)
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
+    def embed(self, batch: "np.ndarray | torch.Tensor") -> np.ndarray:
         """Embed a batch: visual ``(B, H, W, 3)`` uint8 frames (``(B, F, H, W, 3)``: F frames per second, summed,
-        see ``VisualInput.frame_offsets_seconds``), or audio ``(B, C, samples)`` float32.
+        see ``VisualInput.frame_offsets_seconds``), or audio ``(B, C, samples)`` float32; a tensor already on the
+        model's device (frames decoded on the GPU) is used where it lies.
 
         Returns:
             ``(B, embedding_dim)`` float32.
@@ -126,12 +127,12 @@ class Extractor:
         import torch
 
         n = len(batch)
-        x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
         if self.options.compile and n < self.options.batch_size:  # one input shape: no recompiles
             x = torch.cat([x, x.new_zeros((self.options.batch_size - n, *x.shape[1:]))])
         cuda = self.device.startswith("cuda")
         with torch.inference_mode(), self._autocast():
-            x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
+            x = (x.pin_memory() if cuda and x.is_cpu else x).to(self.device, non_blocking=cuda)
             out = embed_inputs(self.spec, self.forward, x, self.options.channels_last)[:n]
         return out.float().cpu().numpy()
 

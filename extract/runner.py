@@ -27,7 +27,7 @@ from extract.decode_plan import (DecodedClip, DecodePlan, audio_source, decode_c
                                  iter_decoded, probe_timeline)
 from extract.embed import embed_batched
 from extract.extractor import Extractor, InferenceOptions, Precision, create_extractor
-from avscene.errors import MediaError
+from avscene.errors import DeviceError, MediaError
 from extract.manifest import Clip, Manifest, read_manifest
 from avscene.progress import progress_bar
 from extract.store.format import DEFAULT_VIEW, DONE, FAILED, FLOAT16_MAX, PENDING, ClipTable, StoreError, store_ready
@@ -116,6 +116,7 @@ class RunConfig:
     compile: bool = False
     decode_workers: int | None = None  # None: one per visible core
     decode_backend: DecodeBackend = "thread"  # or "process"; see README "Decoding" for what scales
+    decode_device: str = "cpu"  # extract.gpu_decode.DECODE_DEVICES: cuda decodes with NVDEC (threads, frames on the GPU)
     frame_choice: str = "middle"  # extract.store.FRAME_CHOICES; one per store
     clips_per_chunk: int | None = None
     wait_timeout_s: float = 900.0
@@ -192,6 +193,7 @@ class RunSummary:
     errors: list[tuple[str, str, str, str]] = field(default_factory=list)  # extractor, clip, stage, message
     complete: dict[str, bool] = field(default_factory=dict)
     seconds: Counter = field(default_factory=Counter)  # decode (summed over workers), decode_wait, augment, model, write
+    model_seconds: Counter = field(default_factory=Counter)  # the "model" seconds of each target (extractor / view)
 
     @property
     def names(self) -> list[str]:
@@ -351,6 +353,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
         create_extractor(n, random_init=cfg.random_init, device=cfg.device, options=cfg.inference_options(n))
         for n in cfg.extractors
     ]
+    decode_device, backend = _decode_device(cfg, extractors)
     targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
@@ -384,13 +387,14 @@ def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lo
 
     progress = progress_bar(desc="extract", unit="clip", total=total_clips, enabled=cfg.progress)
     codec_threads = codec_threads_per_worker(cfg.workers)
-    logger.info("decoding with %d %s worker(s), %d codec thread(s) each", cfg.workers, cfg.decode_backend, codec_threads)
-    with decode_pool(cfg.workers, cfg.decode_backend) as pool:
+    logger.info("decoding on %s with %d %s worker(s), %d codec thread(s) each", decode_device, cfg.workers, backend,
+                codec_threads)
+    with decode_pool(cfg.workers, backend) as pool:
         def submit(block: int) -> list[Future]:
             plan = DecodePlan.for_specs([t.extractor.spec for t in targets if block in pending[t.key]], cfg.frame_choice)
             return [
                 pool.submit(decode_clip, clip_by_id[str(clips.ids[i])], int(clips.n_seconds[i]), plan,
-                            str(clips.probe_errors[i]), codec_threads)
+                            str(clips.probe_errors[i]), codec_threads, decode_device)
                 for i in rows_of[block]
             ]
 
@@ -414,6 +418,7 @@ def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lo
                     rows = rows_of[block][mine]
                     started = time.perf_counter()
                     result = embed_block(t.extractor, [inputs[k] for k in mine], store.seconds_max)
+                    summary.model_seconds[t.key] += time.perf_counter() - started
                     summary.seconds["model"] += time.perf_counter() - started
                     started = time.perf_counter()
                     store.write_rows(t.name, rows, result, view=t.view_name)
@@ -435,6 +440,32 @@ def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lo
     for t in targets:
         summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)
     return summary
+
+
+def _decode_device(cfg: RunConfig, extractors: list[Extractor]) -> tuple[str, DecodeBackend]:
+    """The decoder that runs (``cfg.decode_device`` resolved) and the worker backend: NVDEC decodes in threads of this
+    process (its frames stay in this process's GPU memory). ``auto`` decodes on the CPU where ``cuda`` would be refused.
+
+    Raises:
+        DeviceError: ``cuda`` without a CUDA device or torchcodec, with augmented views, or with models off the GPU.
+    """
+    from extract.gpu_decode import resolve_decode_device
+
+    device = resolve_decode_device(cfg.decode_device)
+    off_gpu = [e.spec.name for e in extractors if not e.device.startswith("cuda")]
+    refused = ""
+    if cfg.views:
+        refused = "augmented views (--views) transform frames on the CPU"
+    elif off_gpu:
+        refused = f"the models must be on the GPU (--device cuda); {', '.join(off_gpu)} run on {extractors[0].device}"
+    if device == "cuda" and refused and cfg.decode_device == "auto":
+        logger.info("decode device: cpu (%s)", refused)
+        device = "cpu"
+    if device == "cpu":
+        return device, cfg.decode_backend
+    if refused:
+        raise DeviceError(f"--decode-device cuda: {refused}; decode with --decode-device cpu")
+    return device, "thread"
 
 
 def embed_long_clip(clip: Clip, n_seconds: int, targets: list[Target], seconds_max: int,
@@ -528,7 +559,7 @@ def _embed_clips(extractor: Extractor, inputs: list[np.ndarray]) -> list[np.ndar
     """Each clip's ``(seconds, D)`` embeddings, batched across clips; when a batch raises, the clips are retried
     one by one so that only those that fail get their exception (recorded as a per-clip ``model`` error)."""
     try:
-        out = embed_batched(extractor, np.concatenate(inputs))
+        out = embed_batched(extractor, _concatenate(inputs))
         return list(np.split(out, np.cumsum([len(x) for x in inputs])[:-1]))
     except Exception as err:  # a model error must cost only the clips that cause it
         logger.warning("%s: a batch failed (%s); retrying its %d clips one by one", extractor.spec.name, err, len(inputs))
@@ -539,6 +570,15 @@ def _embed_clips(extractor: Extractor, inputs: list[np.ndarray]) -> list[np.ndar
         except Exception as err:
             results.append(err)
     return results
+
+
+def _concatenate(inputs: list) -> "np.ndarray | torch.Tensor":
+    """Clips' inputs as one batch: numpy arrays, or tensors where frames were decoded on the GPU."""
+    if isinstance(inputs[0], np.ndarray):
+        return np.concatenate(inputs)
+    import torch
+
+    return torch.cat(inputs)
 
 
 def _pending_rows(block: slice, todo: Iterable[np.ndarray]) -> np.ndarray:

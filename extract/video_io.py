@@ -9,6 +9,10 @@ Every seek is verified by the time of the first frame it decodes: one that lands
 other unindexed containers seek by byte position) makes the rest of the file decode sequentially, and containers
 without an index are never seeked. Frames are turned as a player shows them (the stream's display matrix: 90/180/270
 degrees and mirroring) before they are resized.
+
+Frames that are neither shown at a sampled time nor used by the codec to predict others are skipped: each packet
+that carries no wanted frame is decoded with ``skip_frame = "NONREF"``, so the decoder drops it when no other frame
+refers to it. The wanted frames come out bit-identical to decoding everything.
 """
 from __future__ import annotations
 
@@ -98,6 +102,7 @@ class VideoInfo:
         duration_s: From the first frame's start to the last frame's end, in seconds.
         n_frames: Number of video packets (frames).
         keyframe_times_s: Presentation times of the keyframes, seconds from the first frame, ascending.
+        frame_times_s: Presentation times of every frame, seconds from the first frame, ascending.
         start_s: Presentation time of the first frame on the file's clock (what the other streams' times refer to).
         header_duration_s: The duration the container's header states (None when it states none); more than
             ``duration_s`` for a truncated file.
@@ -112,6 +117,7 @@ class VideoInfo:
     duration_s: float
     n_frames: int
     keyframe_times_s: tuple[float, ...]
+    frame_times_s: tuple[float, ...] = ()
     start_s: float = 0.0
     header_duration_s: float | None = None
     seekable: bool = True
@@ -192,6 +198,7 @@ def probe_video(path: Path) -> VideoInfo:
             duration_s=float((end_pts - start) * time_base),
             n_frames=len(pts_values),
             keyframe_times_s=tuple(sorted(float((pts - start) * time_base) for pts in keyframes)),
+            frame_times_s=tuple(sorted(float((pts - start) * time_base) for pts in pts_values)),
             start_s=float(start * time_base),
             header_duration_s=container.duration / av.time_base if container.duration else None,
             seekable=container.format.name.split(",")[0] not in UNINDEXED_FORMATS,
@@ -218,6 +225,18 @@ def _keyframe_before(info: VideoInfo, time_s: float) -> float:
     """Time of the last keyframe at or before ``time_s`` (the first keyframe if none is)."""
     index = bisect.bisect_right(info.keyframe_times_s, time_s + TIME_TOLERANCE_S) - 1
     return info.keyframe_times_s[max(index, 0)] if info.keyframe_times_s else 0.0
+
+
+def shown_frame_index(info: VideoInfo, time_s: float) -> int:
+    """Index (in presentation order) of the frame shown at ``time_s``: the last frame at or before it (the first
+    frame for a time before it, the last one past the end), as :meth:`_Cursor.frame_at` picks it."""
+    return max(bisect.bisect_right(info.frame_times_s, time_s + TIME_TOLERANCE_S) - 1, 0)
+
+
+def shown_frame_times(info: VideoInfo, times_s: Sequence[float]) -> frozenset[float]:
+    """Presentation times of the frames shown at ``times_s`` (:func:`shown_frame_index`): a decode must output these;
+    the others may be skipped."""
+    return frozenset(info.frame_times_s[shown_frame_index(info, t)] for t in times_s)
 
 
 def _plan(info: VideoInfo, times_s: Sequence[float], seek: bool) -> tuple[list[bool], float]:
@@ -260,23 +279,49 @@ class SeekMissed(Exception):
     """A seek did not land on the keyframe asked for (the file is then decoded sequentially)."""
 
 
-class _Cursor:
-    """Decodes forward through one video stream, remembering the last frame shown at the current time."""
+class SkipMissed(Exception):
+    """With non-reference skipping, the frame shown at a time is not the one the probe names (packet times that do
+    not match the frames they carry: the file is then decoded without skipping)."""
 
-    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+
+class _Cursor:
+    """Decodes forward through one video stream, remembering the last frame shown at the current time.
+
+    With ``wanted_s`` (see :func:`shown_frame_times`), packets of other frames are decoded with
+    ``skip_frame = "NONREF"``: the codec drops those no other frame refers to.
+    """
+
+    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 wanted_s: frozenset[float] | None = None) -> None:
         self._container = container
         self._stream = stream
         self._start = stream.start_time or 0  # the same origin as probe_video's times
         self._time_base = stream.time_base
-        self._frames: Iterator[av.VideoFrame] = container.decode(stream)
+        self._wanted_s = wanted_s
+        self.frames_decoded = 0
+        self._frames: Iterator[av.VideoFrame] = self._decode()
         self._ahead: av.VideoFrame | None = None
         self.shown: av.VideoFrame | None = None
         self.reached_s = 0.0
 
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current position, skipping unwanted non-reference frames when wanted times are given."""
+        codec = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            if self._wanted_s is not None:  # a packet without pts (the final flush) decodes as usual
+                keep = packet.pts is None or self._pts_s(packet.pts) in self._wanted_s
+                codec.skip_frame = "DEFAULT" if keep else "NONREF"
+            for frame in self._stream.decode(packet):
+                self.frames_decoded += 1
+                yield frame
+
+    def _pts_s(self, pts: int) -> float:
+        return float((pts - self._start) * self._time_base)  # probe_video's formula: equal floats for equal pts
+
     def _time_s(self, frame: av.VideoFrame) -> float:
         if frame.pts is None:
             raise MediaError("decoded frame without a timestamp")
-        return float((frame.pts - self._start) * self._time_base)
+        return self._pts_s(frame.pts)
 
     def _peek(self) -> av.VideoFrame | None:
         if self._ahead is None:
@@ -294,7 +339,7 @@ class _Cursor:
         pts = self._start + round(Fraction(keyframe_s) / self._time_base)
         try:
             self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
-            self._frames = self._container.decode(self._stream)
+            self._frames = self._decode()
             self._ahead = None
             self.shown = None
             landed = self._peek()
@@ -385,13 +430,15 @@ def iter_frames(
     strategy: Literal["auto", "seek", "sequential"] = "auto",
     info: VideoInfo | None = None,
     codec_threads: int = 0,
+    skip_nonref: bool = True,
 ) -> Iterator[tuple[int, dict[tuple, np.ndarray]]]:
     """Yield ``(index into times_s, {size: uint8 (crop_px, crop_px, 3)})`` in time order, one frame at a time.
 
     The bounded-memory form of :func:`read_frames` (same arguments, same frames): a caller can embed
     frames in chunks of seconds and drop them, however long the video. ``info`` skips the probe.
     ``codec_threads``: the decoder's own threads (0: FFmpeg's choice, about one per core); several decode
-    workers on few cores run better with 1 each.
+    workers on few cores run better with 1 each. ``skip_nonref``: skip the non-reference frames not shown at
+    ``times_s`` (the same frames come out; False decodes every frame, for comparison).
     """
     path = Path(path)
     if strategy not in STRATEGIES:
@@ -413,27 +460,40 @@ def iter_frames(
         strategy = choose_strategy(info, times_s) if times_s else "sequential"
     order = sorted(range(len(times_s)), key=lambda i: times_s[i])
     seeks, _ = _plan(info, [times_s[i] for i in order], seek=strategy == "seek")
+    skipping = skip_nonref and bool(info.frame_times_s)  # an info built by hand lists no frames: decode all
+    wanted_s = shown_frame_times(info, times_s) if skipping else None
     done = 0  # targets yielded; a missed seek restarts the file sequentially from the next one
     while True:
         try:
             for done, i, arrays in _decode_targets(path, info, times_s, sizes, order[done:], seeks[done:], done,
-                                                   codec_threads):
+                                                   codec_threads, wanted_s):
                 yield i, arrays
             return
         except SeekMissed as missed:
             logger.info("%s: %s; decoding the rest sequentially", path, missed)
             seeks = [False] * len(order)
+        except SkipMissed as missed:
+            logger.info("%s: %s; decoding the rest without skipping", path, missed)
+            wanted_s = None
+
+
+def _check_shown(info: VideoInfo, time_s: float, shown_s: float) -> None:
+    """Raise SkipMissed unless the frame shown at ``time_s`` (at ``shown_s``) is the probe's."""
+    expected_s = info.frame_times_s[shown_frame_index(info, time_s)]
+    if abs(shown_s - expected_s) > TIME_TOLERANCE_S:
+        raise SkipMissed(f"the frame shown at {time_s:.3f} s decoded at {shown_s:.3f} s, the probe says {expected_s:.3f} s")
 
 
 def _decode_targets(
     path: Path, info: VideoInfo, times_s: Sequence[float], sizes: Sequence[tuple], order: Sequence[int],
-    seeks: Sequence[bool], done: int, codec_threads: int,
+    seeks: Sequence[bool], done: int, codec_threads: int, wanted_s: frozenset[float] | None,
 ) -> Iterator[tuple[int, int, dict[tuple, np.ndarray]]]:
     """One decoding pass over ``path`` for the targets ``order`` (time-sorted indexes into ``times_s``), seeking where
-    ``seeks`` says: ``(targets done after this one, index, {size: frame})``.
+    ``seeks`` says: ``(targets done after this one, index, {size: frame})``; ``wanted_s``: see :class:`_Cursor`.
 
     Raises:
         SeekMissed: a seek landed elsewhere.
+        SkipMissed: skipping lost a wanted frame (see :func:`_check_shown`).
         MediaError: undecodable file (with the time reached).
     """
     with _open(path) as container:
@@ -441,19 +501,24 @@ def _decode_targets(
         stream.thread_type = "AUTO"
         if codec_threads:
             stream.codec_context.thread_count = codec_threads
-        cursor = _Cursor(container, stream)
+        cursor = _Cursor(container, stream, wanted_s)
         converted: tuple[av.VideoFrame | None, dict[tuple, np.ndarray]] = (None, {})
         try:
             for i, do_seek in zip(order, seeks):
                 if do_seek:
                     cursor.seek(_keyframe_before(info, times_s[i]))
                 frame = cursor.frame_at(times_s[i])
+                if wanted_s is not None:
+                    _check_shown(info, times_s[i], cursor._time_s(frame))
                 if converted[0] is not frame:
                     converted = (frame, {size: _to_array(frame, *size) for size in sizes})
                 done += 1
                 yield done, i, converted[1]
         except (av.FFmpegError, MediaError) as err:
             raise MediaError(f"{path}: decode error at {cursor.reached_s:.2f} s ({err})") from err
+        logger.debug("%s: %d frames decoded (%s, skipping non-reference frames: %s)", path, cursor.frames_decoded,
+                     "seeking" if any(seeks) else "sequential", wanted_s is not None,
+                     extra={"frames_decoded": cursor.frames_decoded})
 
 
 def read_frames(
@@ -462,6 +527,7 @@ def read_frames(
     sizes: Sequence[tuple[int, int] | tuple[int, int, str]],
     strategy: Literal["auto", "seek", "sequential"] = "auto",
     codec_threads: int = 0,
+    skip_nonref: bool = True,
 ) -> dict[tuple, np.ndarray]:
     """The frame shown at each time, resized and centre-cropped for each requested size.
 
@@ -478,6 +544,7 @@ def read_frames(
             square of ``crop_px`` is cut.
         strategy: ``"seek"``, ``"sequential"`` or ``"auto"`` (:func:`choose_strategy`).
         codec_threads: The decoder's own threads (0: FFmpeg's choice).
+        skip_nonref: Skip unwanted non-reference frames (see :func:`iter_frames`).
 
     Returns:
         ``{size: uint8 (len(times_s), crop_px, crop_px, 3)}`` keyed by each size as given, rows in
@@ -488,7 +555,7 @@ def read_frames(
         MediaError: missing, unreadable or undecodable file (with the time reached), no video stream.
     """
     out = {size: np.empty((len(times_s), size[1], size[1], 3), dtype=np.uint8) for size in sizes}
-    for i, arrays in iter_frames(path, times_s, sizes, strategy, codec_threads=codec_threads):
+    for i, arrays in iter_frames(path, times_s, sizes, strategy, codec_threads=codec_threads, skip_nonref=skip_nonref):
         for size in sizes:
             out[size][i] = arrays[size]
     return out

@@ -51,7 +51,8 @@ def test_media_is_decoded_only_by_the_decode_path():
 
     decoding = re.compile(r"\bav\.open\(|^\s*import (av|soundfile|cv2)\b|\b(load_audio|read_frames|audio_windows|"
                           r"probe_video|audio_info)\(")
-    path = {"extract/audio_io.py", "extract/video_io.py", "extract/decode_plan.py", "extract/embed.py"}
+    path = {"extract/audio_io.py", "extract/video_io.py", "extract/gpu_decode.py", "extract/decode_plan.py",
+            "extract/embed.py"}
     found = [where for where, line in _lines(("extract", "classify", "vadd", "avscene"), path | {"avscene/demo/synthetic.py"})
              if decoding.search(line) and not line.lstrip().startswith(("#", "def "))]
     assert found == []
