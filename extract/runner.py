@@ -358,11 +358,13 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
     with ShardLock(cfg.store, cfg.shard_index, cfg.shard_count, wait=cfg.wait_for_lock) as lock:
-        return _extract_shard(cfg, manifest, targets, lock)
+        return _extract_shard(cfg, manifest, targets, lock, decode_device, backend)
 
 
-def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lock: ShardLock) -> RunSummary:
-    """The body of :func:`run_extraction`, run while this process holds the shard's lock."""
+def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lock: ShardLock, decode_device: str,
+                   backend: DecodeBackend) -> RunSummary:
+    """The body of :func:`run_extraction`, run while this process holds the shard's lock (``decode_device`` and
+    ``backend``: :func:`_decode_device`'s answer)."""
     store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips
