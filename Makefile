@@ -24,7 +24,7 @@ PRESET ?= adam
 QUICK ?=
 BENCH_MODELS ?= resnet50.places365,mobilenet_v2.imagenet
 
-.PHONY: help install demo test docs crosscheck bench bench-gpu extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info clean-demo
+.PHONY: help install demo test docs crosscheck bench bench-gpu extract weights-list weights-import weights train-ls train ablation vadd-eval vadd-check real-audio-check info verify clean-demo
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -78,6 +78,9 @@ ablation-wang: $(STAMP) ## STORE=...: second paper's Tables 1/3 cache rows (MLP)
 
 info: $(STAMP) ## STORE=...: what the store holds and its recorded errors
 	$(PY) -m extract info --store $(STORE)
+
+verify: $(STAMP) ## STORE=... [REPAIR=1]: check every written block (checksums, missing chunks, NaN/inf); REPAIR resets damaged clips to pending
+	$(PY) -m extract verify --store $(STORE) $(if $(REPAIR),--repair)
 
 weights-list: $(STAMP) ## every extractor spec, its URL, sha256, license, presence
 	$(PY) -m extract weights list

@@ -47,11 +47,12 @@ def write_store(location: str, table, groups: dict[str, tuple[str, np.ndarray]],
     from dataclasses import replace
 
     from extract.registry import get_spec
-    from extract.store import DONE, BlockResult, EmbeddingStore
+    from extract.store import DONE
+    from extract.store.writer import BlockResult, StoreWriter
     from extract.taxonomy import default_taxonomy
 
-    store = EmbeddingStore.create(location, table, taxonomy=default_taxonomy(tuple(sorted(set(table.labels)))), data_root="-",
-                                  clips_per_chunk=clips_per_chunk)
+    store = StoreWriter.create(location, table, taxonomy=default_taxonomy(tuple(sorted(set(table.labels)))), data_root="-",
+                               clips_per_chunk=clips_per_chunk)
     for name, (modality, embeddings) in groups.items():
         spec = replace(get_spec(f"debug_{modality}"), name=name, embedding_dim=embeddings.shape[-1], version="bench",
                        description="synthetic benchmark embeddings")  # a complete spec: readers get an ExtractorSpec
@@ -82,7 +83,8 @@ def read_pickle_split(path: Path) -> np.ndarray:
 
 def run(quick: bool = False) -> list[dict]:
     """Write the same embeddings both ways; read the store's whole split back into RAM."""
-    from extract.store import EmbeddingStore, default_clips_per_chunk
+    from extract.store import EmbeddingStore
+    from extract.store.writer import default_clips_per_chunk
 
     n_clips = 256 if quick else 2048
     table = synthetic_table(np.array(["airport", "bus", "park"])[np.arange(n_clips) % 3], np.full(n_clips, "test"), SECONDS)

@@ -47,7 +47,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     head_config, train_config = _configs(args, args.head)
     classes = class_set_name(args.store, args.classes)
     out = Path(args.out) if args.out else runs_dir() / f"{args.head}-{classes}cls"
-    _, metrics = run_training(args.store, _extractors(args), classes, head_config, train_config, out)
+    _, metrics = run_training(args.store, _extractors(args), classes, head_config, train_config, out,
+                              allow_incomplete=args.allow_incomplete)
     print(f"clip accuracy (vote): {metrics['clip_accuracy']:.4f}  (mean proba): {metrics['clip_accuracy_mean_proba']:.4f}"
           f"  second accuracy: {metrics['second_accuracy']:.4f}  second log loss: {metrics['second_log_loss']:.4f}"
           f"  ({metrics['n_clips']} test clips, {metrics['n_seconds']} seconds)")
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "`python -m extract info` lists them")
     train.add_argument("--head", default="ls", choices=HEAD_KINDS)
     train.add_argument("--out", default="", help=f"run folder (default {runs_dir()}/<head>-<classes>cls)")
+    train.add_argument("--allow-incomplete", action="store_true", help="train although the store's extraction is not "
+                       "complete (the clips done so far; class coverage printed and recorded in metrics.json)")
     train.set_defaults(func=_cmd_train)
     ablation = sub.add_parser("ablation", help="Table 2 rows + VASC/ASC/VSC (or --paper wang), beside the papers")
     _add_training_options(ablation)

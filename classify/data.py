@@ -1,13 +1,16 @@
 """Stage-2 input: a split of the store in RAM, as labelled (clips, seconds, features) arrays."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from extract.store import DEFAULT_VIEW, EmbeddingStore, ExcludedClip, UsableClips
+from extract.store import DEFAULT_VIEW, EmbeddingStore, ExcludedClip, StoreError, UsableClips
 from extract.taxonomy import ClassSet
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +52,25 @@ class ClipSet:
             np.concatenate([p.mask for p in parts]), first.fingerprints, first.modalities,
             tuple(dict.fromkeys(e for p in parts for e in p.excluded)),
         )
+
+
+def extraction_coverage(store: EmbeddingStore, extractors: list[str], split: str, allow_incomplete: bool) -> dict | None:
+    """None when the extraction of ``extractors`` (every view) is complete. Otherwise stop, unless
+    ``allow_incomplete``: then the class coverage of ``split`` (usable clips / clips per class) is logged and returned,
+    with the incomplete groups, for the run's ``metrics.json``."""
+    incomplete = [f"{n}/{v}" for n in extractors for v in store.views(n) if not store.group_record(n, v).complete]
+    if not incomplete:
+        return None
+    if not allow_incomplete:
+        raise StoreError(f"{store.location}: the extraction of {', '.join(incomplete)} is not complete (clips still "
+                         "pending); finish it (rerun `python -m extract run`), or pass --allow-incomplete to use the "
+                         "clips done so far")
+    clips = store.clips
+    labels, usable = clips.labels[clips.splits == split], clips.labels[store.usable_clips(extractors, split).rows]
+    coverage = {c: {"usable": int((usable == c).sum()), "clips": int((labels == c).sum())} for c in store.classes}
+    logger.warning("%s: --allow-incomplete: %s not complete; %s clips usable per class: %s", store.location,
+                   ", ".join(incomplete), split, ", ".join(f"{c} {v['usable']}/{v['clips']}" for c, v in coverage.items()))
+    return {"incomplete_groups": incomplete, "split": split, "classes": coverage}
 
 
 def extractor_modalities(store: EmbeddingStore, extractors: list[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import ClipSet, augmented_views, load_clips
+from classify.data import ClipSet, augmented_views, extraction_coverage, load_clips
 from classify.heads import HeadConfig
 from classify.metrics import classification_metrics, save_confusion_png, write_predictions_csv
 from classify.persist import save_head
@@ -104,19 +104,22 @@ def run_training(
     out_dir: Path,
     train_split: str = "train",
     eval_split: str = "test",
+    allow_incomplete: bool = False,
 ) -> tuple[TrainedHead, dict]:
     """Train on ``train_split`` (and its augmented views) and evaluate on ``eval_split``; returns head and metrics.
     The run folder ``out_dir`` is written whole (:func:`avscene.run_folder.run_folder`) or not at all.
 
     ``classes`` names a class set of the store's taxonomy ('' = the store's own classes). A head trained on the
     store's own classes is also scored on each grouping (``metrics["grouped"][name]``), its probabilities summed
-    per group."""
+    per group. A store whose extraction is not complete is refused unless ``allow_incomplete`` (then
+    ``metrics["incomplete_extraction"]`` records the class coverage)."""
     store = EmbeddingStore.open(store_location)
     names = extractors or store.extractor_names()
     if not names:
         raise ValueError(f"{store_location} has no extractor embeddings yet; run `make extract` first")
     check_replaceable(out_dir)
     class_set = store.taxonomy.class_set(classes)
+    coverage = extraction_coverage(store, names, train_split, allow_incomplete)
     config = run_config(store, names, class_set.name, head_config, train_config, train_split, eval_split)
     started = time.perf_counter()
     train = load_views(store, names, train_split, class_set, train_config.augmented_views, train_config.view_kinds)
@@ -134,7 +137,8 @@ def run_training(
         }
     excluded = report_excluded(train.excluded + test.excluded, store_location, f"training on {'+'.join(names)}")
     metrics.update({"n_train_clips": len(train), "load_seconds": load_s, "train_seconds": train_s,
-                    "train_history": trained.history, "excluded_clips": excluded})
+                    "train_history": trained.history, "excluded_clips": excluded,
+                    **({"incomplete_extraction": coverage} if coverage else {})})
 
     with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
         write_json(folder / "config.json", {**config, "classes": list(trained.classes), "modalities": train.modalities})

@@ -16,9 +16,14 @@ import torch
 from classify.data import ClipSet
 from classify.heads import FusionHead, HeadConfig, HeadInput
 from classify.scaler import Standardiser
+from avscene.errors import AvsceneError
 from avscene.progress import progress_bar
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingError(AvsceneError, RuntimeError):
+    """Training produced a head that must not be used (non-finite loss or parameters)."""
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["linear", "cosine", "constant"]
@@ -320,4 +325,16 @@ def train_head(clips: ClipSet, head: HeadConfig | str = "ls", preset: TrainConfi
         logger.debug("epoch %d lr %.2e loss %.4f", epoch + 1, lr, total / steps)
         epochs.set_postfix(loss=f"{total / steps:.4f}", lr=f"{lr:.1e}")
     head.eval()
+    _refuse_non_finite(head, history)
     return TrainedHead(head, scaler, extractors, labelled.classes, dict(labelled.fingerprints), head_config, history)
+
+
+def _refuse_non_finite(head: torch.nn.Module, history: list[dict]) -> None:
+    """A head whose loss or parameters are NaN/inf is never returned (so never saved): it would predict NaN."""
+    losses = [h["train_loss"] for h in history if not np.isfinite(h["train_loss"])]
+    bad = [n for n, p in head.named_parameters() if not torch.isfinite(p).all()]
+    if losses or bad:
+        raise TrainingError(f"training diverged: {'loss ' + str(losses[0]) + ', ' if losses else ''}"
+                            f"{len(bad)} parameter tensor(s) not finite{' (' + ', '.join(bad[:3]) + ')' if bad else ''}; "
+                            "the head is not saved (check the store with `python -m extract verify`, or lower the "
+                            "learning rate)")

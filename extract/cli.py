@@ -41,6 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         views=parse_views(args.views, args.view_seed),
         retry_failed=args.retry_failed,
+        wait_for_lock=args.wait,
     )
     summary = run_extraction(cfg)
     for name, clip, stage, message in summary.errors:
@@ -177,6 +178,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     clips = store.clips
     print(f"{store.location}: {len(clips)} clips, up to {store.seconds_max} s, splits "
           + ", ".join(f"{s}={int((clips.splits == s).sum())}" for s in sorted(set(clips.splits))))
+    print(f"  checksums: {store.checksums} on every array" if store.checksums else
+          "  checksums: none (written before avscene recorded them): `verify` finds missing chunks and NaN/inf values, "
+          "not silently changed ones")
     card = store.dataset_card
     print(f"  dataset {store.data_root} ({card.label()}{': ' + card.description if card.description else ''})")
     taxonomy = store.taxonomy
@@ -195,6 +199,26 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"complete {record.complete}")
         for clip, stage, message in store.errors(name)[: args.max_errors]:
             print(f"    {clip} [{stage}] {message}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from extract.store.verify import repair_store, verify_store
+
+    found = verify_store(args.store)
+    how = f"checksums ({found.checksums})" if found.checksums else "no checksums (an older store: missing chunks and NaN/inf only)"
+    print(f"{found.location}: {found.blocks_checked} written block(s) checked, {how}")
+    for damage in found.damage:
+        print(f"  damaged: {damage.line()}")
+    if not found.damage:
+        print("  no damage found")
+        return 0
+    if not args.repair:
+        print(f"{found.damaged_clips} damaged clip(s); `python -m extract verify --store {args.store} --repair` resets "
+              "them to pending, then rerun the extraction to re-embed only them")
+        return 1
+    print(f"reset {repair_store(found)} clip(s) to pending; rerun the extraction (make extract STORE={args.store} ...) "
+          "to re-embed only them")
     return 0
 
 
@@ -266,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="redo the clips an earlier run recorded as failed (after fixing their files), nothing else")
     run.add_argument("--fail-on-error", action="store_true",
                      help="exit 1 when any clip failed, now or in an earlier run (default: exit 0, failures recorded)")
+    run.add_argument("--wait", action="store_true",
+                     help="when another run is writing this store's shard, start once it ends (default: refuse)")
     run.add_argument("--views", default="", help="augmented visual passes, e.g. paper_aug:1,randaug:1 (docs/extractors.md)")
     run.add_argument("--view-seed", type=int, default=0, help="seed of the augmented views")
     run.set_defaults(func=_cmd_run)
@@ -309,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--store", default=default_store(), help="default: %(default)s")
     info.add_argument("--max-errors", type=int, default=20)
     info.set_defaults(func=_cmd_info)
+
+    verify = sub.add_parser("verify", help="check every written block against its checksum, its chunks and finite "
+                            "values; exit 1 when damage is found (0 after --repair)")
+    verify.add_argument("--store", default=DEFAULT_STORE)
+    verify.add_argument("--repair", action="store_true", help="reset the damaged clips to pending (a rerun re-embeds them)")
+    verify.set_defaults(func=_cmd_verify)
 
     export = sub.add_parser("export", help="write a store to HDF5")
     export.add_argument("--store", default=default_store(), help="default: %(default)s")

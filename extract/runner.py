@@ -31,19 +31,10 @@ from avscene.errors import DeviceError, MediaError
 from extract.manifest import Clip, Manifest, read_manifest
 from extract.registry import resolve_names
 from avscene.progress import progress_bar
-from extract.store import (
-    DEFAULT_VIEW,
-    DONE,
-    FAILED,
-    FLOAT16_MAX,
-    PENDING,
-    BlockResult,
-    ClipTable,
-    EmbeddingStore,
-    StoreError,
-    default_clips_per_chunk,
-    store_ready,
-)
+from extract.store.format import DEFAULT_VIEW, DONE, FAILED, FLOAT16_MAX, PENDING, ClipTable, StoreError, store_ready
+from extract.store.lock import ShardLock
+from extract.store.shards import count_status, pending_blocks, wait_for_group, wait_until_ready
+from extract.store.writer import BlockResult, StoreWriter, default_clips_per_chunk
 from extract.train_extractor import leaked_clips, store_summary
 from extract.views import View, augment_clip
 
@@ -133,6 +124,7 @@ class RunConfig:
     progress: bool = True
     views: tuple[View, ...] = ()  # augmented visual passes, stored beside the original view
     retry_failed: bool = False  # redo the clips an earlier run recorded as failed (and nothing else)
+    wait_for_lock: bool = False  # another run holds this shard: wait for it (else refuse to start)
 
     @property
     def workers(self) -> int:
@@ -311,20 +303,20 @@ def _relative_or_absolute(path: Path, root: Path) -> str:
         return str(path.absolute())
 
 
-def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> EmbeddingStore:
+def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> StoreWriter:
     """Create (single run or shard 0) or wait for (other shards) the store and every extractor/view group."""
     extractors = list({id(t.extractor): t.extractor for t in targets}.values())
     leader = cfg.shard_index == 0
     if leader:
         if store_ready(cfg.store):
-            store = EmbeddingStore.open(cfg.store, mode="r+")
+            store = StoreWriter.open(cfg.store)
             store.check_run(manifest.ids(), cfg.frame_choice, manifest.taxonomy, manifest.card)
         else:
             table = build_clip_table(manifest, cfg.workers)
             per_chunk = cfg.clips_per_chunk or default_clips_per_chunk(
                 int(table.n_seconds.max(initial=1)), max(e.spec.embedding_dim for e in extractors)
             )
-            store = EmbeddingStore.create(
+            store = StoreWriter.create(
                 cfg.store, table, taxonomy=manifest.taxonomy, data_root=str(manifest.root), clips_per_chunk=per_chunk,
                 frame_choice=cfg.frame_choice, card=manifest.card,
             )
@@ -336,15 +328,16 @@ def open_store(cfg: RunConfig, manifest: Manifest, targets: list[Target]) -> Emb
                 extra_attrs=t.extra_attrs(),
             )
         return store
-    store = EmbeddingStore.wait_until_ready(cfg.store, cfg.wait_timeout_s)
+    wait_until_ready(cfg.store, cfg.wait_timeout_s)
+    store = StoreWriter.open(cfg.store)
     store.check_clip_ids([c.clip_id for c in manifest.clips])
     store.check_frame_choice(cfg.frame_choice)
     for t in targets:
-        store.wait_for_group(t.name, t.fingerprint, cfg.wait_timeout_s, view=t.view_name)
-    return store
+        wait_for_group(cfg.store, t.name, t.fingerprint, cfg.wait_timeout_s, view=t.view_name)
+    return StoreWriter.open(cfg.store)  # reopened: the groups shard 0 created meanwhile are listed
 
 
-def _refuse_training_leak(store: EmbeddingStore, extractors: list[Extractor]) -> None:
+def _refuse_training_leak(store: StoreWriter, extractors: list[Extractor]) -> None:
     """Weights trained here must not have seen a clip this store counts as a test clip."""
     test_ids = list(store.clips.ids[store.clips.splits == "test"])
     for e in extractors:
@@ -365,6 +358,14 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     targets = build_targets(extractors, cfg.views, cfg.frame_choice)
     modalities = {e.spec.modality for e in extractors}
     manifest = read_manifest(cfg.data, require=_required_files(modalities), classes=cfg.classes, groups=cfg.groups)
+    with ShardLock(cfg.store, cfg.shard_index, cfg.shard_count, wait=cfg.wait_for_lock) as lock:
+        return _extract_shard(cfg, manifest, targets, lock, decode_device, backend)
+
+
+def _extract_shard(cfg: RunConfig, manifest: Manifest, targets: list[Target], lock: ShardLock, decode_device: str,
+                   backend: DecodeBackend) -> RunSummary:
+    """The body of :func:`run_extraction`, run while this process holds the shard's lock (``decode_device`` and
+    ``backend``: :func:`_decode_device`'s answer)."""
     store = open_store(cfg, manifest, targets)
     clip_by_id = {c.clip_id: c for c in manifest.clips}
     clips = store.clips
@@ -374,10 +375,10 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
     if cfg.retry_failed:
         for t in targets:
             summary.retried[t.key] = store.reset_failed(t.name, *shard, view=t.view_name)
-    pending = {t.key: set(store.pending_blocks(t.name, *shard, view=t.view_name)) for t in targets}
+    pending = {t.key: set(pending_blocks(store, t.name, *shard, view=t.view_name)) for t in targets}
     todo_rows = {t.key: store.status(t.name, t.view_name) == PENDING for t in targets}  # (N,) bool per target
     for t in targets:
-        earlier = store.count_status(t.name, *shard, view=t.view_name)
+        earlier = count_status(store, t.name, *shard, view=t.view_name)
         summary.done_earlier[t.key], summary.failed_earlier[t.key] = earlier[DONE], earlier[FAILED]
     blocks = sorted(set().union(*pending.values()))
     rows_of = {b: _pending_rows(store.block_slice(b), todo_rows.values()) for b in blocks}
@@ -437,6 +438,7 @@ def run_extraction(cfg: RunConfig) -> RunSummary:
                     store.write_rows(t.name, np.array([i]), results[t.key], view=t.view_name)
                     _count(summary, t.key, results[t.key], clips.ids[[i]])
                 progress.update(1)
+            lock.refresh()
     progress.close()
     for t in targets:
         summary.complete[t.key] = store.finalize_if_complete(t.name, t.view_name)

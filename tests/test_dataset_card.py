@@ -11,6 +11,7 @@ from extract.dataset_card import CARD_FILE, DatasetCard
 from avscene.errors import ManifestError
 from extract.manifest import read_manifest
 from extract.store import EmbeddingStore
+from extract.store.writer import StoreWriter
 
 
 def test_the_demo_generator_card_travels_into_the_store_and_info(tiny_dataset, tiny_store, capsys):
@@ -43,7 +44,7 @@ def test_an_older_store_without_a_card_reads_the_default_and_records_a_new_one(t
     attrs = {k: v for k, v in root.attrs.items() if k != "dataset_card"}
     root.attrs.clear()
     root.attrs.update(attrs)
-    store = EmbeddingStore.open(str(copy), mode="r+")
+    store = StoreWriter.open(str(copy))
     assert store.dataset_card == DatasetCard()
     store.record_card(DatasetCard(True, "later"))
     assert EmbeddingStore.open(str(copy)).dataset_card == DatasetCard(True, "later")

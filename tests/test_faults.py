@@ -143,7 +143,7 @@ def test_slurm_array_tasks_write_one_store(tiny_dataset, tiny_store, tmp_path):
     assert_same_store(store, tiny_store)
 
 
-def test_store_whose_creation_was_killed_is_created_again(tiny_dataset, tiny_store, tmp_path):
+def test_store_whose_creation_was_killed_is_resumed(tiny_dataset, tiny_store, tmp_path):
     store = tmp_path / "half.zarr"
     shutil.copytree(tiny_store, store)
     shutil.rmtree(store / "extractors")

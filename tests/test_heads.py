@@ -22,7 +22,8 @@ from classify.metrics import classification_metrics
 from classify.persist import load_head
 from classify.run import grouped_probs, load_views, run_training
 from classify.train import PRESETS, TrainConfig, mixup, preset, single_seconds, train_head
-from extract.store import DONE, BlockResult, EmbeddingStore
+from extract.store import DONE, EmbeddingStore
+from extract.store.writer import BlockResult, StoreWriter
 from extract.taxonomy import tau_taxonomy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,7 +230,7 @@ def store_with_view(tiny_store, tmp_path) -> str:
     ``randaug_1`` (original + 200)."""
     location = str(tmp_path / "views.zarr")
     shutil.copytree(tiny_store, location)
-    store = EmbeddingStore.open(location, mode="r+")
+    store = StoreWriter.open(location)
     attrs = store.group_attrs("debug_visual")
     original = store.root["extractors/debug_visual/original"]
     for view, shift in (("paper_aug_1", 100.0), ("randaug_1", 200.0)):
@@ -243,6 +244,7 @@ def store_with_view(tiny_store, tmp_path) -> str:
                 valid=np.asarray(original["valid"][rows]), status=np.full(n, DONE, np.int8),
                 error_stage=np.array([""] * n), error_message=np.array([""] * n),
                 extract_seconds=np.zeros(n, np.float32)), view=view)
+        store.finalize_if_complete("debug_visual", view)
     return location
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -11,12 +13,13 @@ from extract.store import (
     DONE,
     FAILED,
     PENDING,
-    BlockResult,
     ClipTable,
     EmbeddingStore,
     FingerprintMismatchError,
     StoreError,
 )
+from extract.store.shards import pending_blocks
+from extract.store.writer import BlockResult, StoreWriter
 from extract.taxonomy import Taxonomy
 
 SPEC = {"name": "toy.test", "version": "1", "embedding_dim": 4, "modality": "audio"}
@@ -40,8 +43,8 @@ def block_result(n: int, seconds: int, value: float, status: int = DONE) -> Bloc
 
 
 @pytest.fixture
-def store(tmp_path) -> EmbeddingStore:
-    s = EmbeddingStore.create(tmp_path / "s.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d", clips_per_chunk=2)
+def store(tmp_path) -> StoreWriter:
+    s = StoreWriter.create(tmp_path / "s.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d", clips_per_chunk=2)
     s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
     return s
 
@@ -58,10 +61,10 @@ def test_layout_and_attributes(store, tmp_path):
 
 
 def test_blocks_resume_and_completion(store):
-    assert store.pending_blocks("toy.test") == [0, 1, 2]
+    assert pending_blocks(store, "toy.test") == [0, 1, 2]
     store.write_block("toy.test", 1, block_result(2, 3, 0.5))
-    assert store.pending_blocks("toy.test") == [0, 2]
-    assert store.pending_blocks("toy.test", 1, 2) == []  # shard 1/2 owns block 1 only
+    assert pending_blocks(store, "toy.test") == [0, 2]
+    assert pending_blocks(store, "toy.test", 1, 2) == []  # shard 1/2 owns block 1 only
     assert store.finalize_if_complete("toy.test") is False
     store.write_block("toy.test", 0, block_result(2, 3, 0.25))
     failed = block_result(1, 3, 0.0, FAILED)
@@ -94,7 +97,7 @@ def test_fingerprint_mismatch_refuses_unless_overwrite(store):
 
 def test_reopen_with_other_clips_or_schema_is_refused(store, tmp_path):
     with pytest.raises(StoreError, match="another clip set"):
-        EmbeddingStore.create(tmp_path / "s.zarr", clip_table(4), taxonomy=Taxonomy(("bus",)), data_root="/d", clips_per_chunk=2)
+        StoreWriter.create(tmp_path / "s.zarr", clip_table(4), taxonomy=Taxonomy(("bus",)), data_root="/d", clips_per_chunk=2)
     store.root.attrs["schema_version"] = 99
     with pytest.raises(StoreError, match="schema_version"):
         EmbeddingStore.open(tmp_path / "s.zarr")
@@ -120,12 +123,12 @@ def test_export_h5_round_trip(store, tmp_path):
 
 
 def test_fsspec_url_store(tmp_path):
-    s = EmbeddingStore.create(f"file://{tmp_path}/u.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d",
-                              clips_per_chunk=2)
+    s = StoreWriter.create(f"file://{tmp_path}/u.zarr", clip_table(), taxonomy=Taxonomy(("bus", "park")), data_root="/d",
+                           clips_per_chunk=2)
     s.prepare_group("toy.test", spec=SPEC, fingerprint="f1", weights="random-init")
     s.write_block("toy.test", 0, block_result(2, 3, 0.5))
     again = EmbeddingStore.open(f"file://{tmp_path}/u.zarr")
-    assert again.pending_blocks("toy.test") == [1, 2]
+    assert pending_blocks(again, "toy.test") == [1, 2]
 
 
 def test_views_lists_original_first(store):
@@ -147,3 +150,69 @@ def test_group_record_is_the_typed_group_attrs(tiny_store):
         assert record.training_run is None and not record.pretrained
     with pytest.raises(StoreError, match="no embeddings of 'nope'"):
         opened.group_record("nope")
+
+
+# ----------------------------------------------------------------------------- stores written by earlier versions
+REFERENCE_V1 = Path(__file__).parent / "data" / "store-v1-79d4789.zarr"  # see tests/reference_store.py
+_WRITE_TIMES = ("created_utc", "completed_utc")
+
+
+def zarr_metadata(store: Path) -> dict[str, dict]:
+    """Every ``zarr.json`` under ``store`` by relative path, write times removed."""
+    found = {}
+    for path in sorted(store.rglob("zarr.json")):
+        meta = json.loads(path.read_text())
+        meta["attributes"] = {k: v for k, v in meta.get("attributes", {}).items() if k not in _WRITE_TIMES}
+        found[str(path.relative_to(store))] = meta
+    return found
+
+
+def test_a_store_written_before_the_reader_writer_split_still_reads(tmp_path):
+    from reference_store import N_CLIPS, reference_embeddings, specs
+
+    old = EmbeddingStore.open(REFERENCE_V1)
+    assert list(old.clips.ids) == [f"c{i}" for i in range(N_CLIPS)] and old.classes == ("bus", "park")
+    names = sorted(specs())
+    assert old.extractor_names() == names
+    data = old.load_split(names, None)
+    assert list(data.ids) == ["c0", "c1", "c2", "c3"]  # c4 failed for toy_audio
+    for name in names:
+        np.testing.assert_array_equal(data.embeddings[name], reference_embeddings(name)[:4].astype(np.float16))
+    assert old.errors("toy_audio") == [("c4", "decode", "c4.wav: not a readable media file")]
+    assert not old.clips.seconds_covered.any() and set(old.clips.coverage_missing) == {""}  # columns added since
+    copy = tmp_path / "old.zarr"
+    shutil.copytree(REFERENCE_V1, copy)
+    assert StoreWriter.open(copy).finalize_if_complete("toy_audio") is True  # the writer reopens it too
+
+
+def test_the_writer_writes_the_metadata_the_earlier_version_wrote(tmp_path):
+    """Same input, same zarr.json files but for the checksums and the clip table's decoder columns (added since):
+    attributes byte-identical in order and value once the root's ``checksums`` record is left out, codecs identical
+    once each array's trailing crc32c is; same values."""
+    from extract.store.format import CLIP_DECODE_COLUMNS
+    from reference_store import write_reference_store
+
+    write_reference_store(StoreWriter.create, BlockResult, str(tmp_path / "new.zarr"))
+    old, new = zarr_metadata(REFERENCE_V1), zarr_metadata(tmp_path / "new.zarr")
+    assert set(new) - set(old) == {f"clips/{c}/zarr.json" for c in CLIP_DECODE_COLUMNS} and set(old) <= set(new)
+    assert new["zarr.json"]["attributes"].pop("checksums") == "crc32c" and "checksums" not in old["zarr.json"]["attributes"]
+    for key in old:
+        assert json.dumps(new[key]["attributes"]) == json.dumps(old[key]["attributes"]), key
+        if new[key]["node_type"] == "array":
+            assert new[key]["codecs"].pop() == {"name": "crc32c"}, key
+        assert new[key] == old[key], key
+    a, b = EmbeddingStore.open(REFERENCE_V1), EmbeddingStore.open(tmp_path / "new.zarr")
+    for key in old:
+        if old[key]["node_type"] == "array":
+            np.testing.assert_array_equal(a.root[str(Path(key).parent)][:], b.root[str(Path(key).parent)][:])
+
+
+def test_stage_2_imports_only_the_reader():
+    """classify, vadd and the demo read stores; only the runner (and benchmarks, tests) writes them."""
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    writing = re.compile(r"extract\.store\.(writer|shards|lock|verify)\b|\bStoreWriter\b")
+    found = [str(p.relative_to(repo)) for package in ("classify", "vadd", "avscene") for p in (repo / package).rglob("*.py")
+             if writing.search(p.read_text())]
+    assert found == []

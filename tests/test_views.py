@@ -10,6 +10,7 @@ from torchvision.transforms.v2 import functional as F
 
 from extract.runner import RunConfig, run_extraction
 from extract.store import DONE, PENDING, EmbeddingStore
+from extract.store.writer import StoreWriter
 from extract.views import (
     RandAugConfig, View, add_weighted, opencv_brightness, opencv_contrast, parse_views,
 )
@@ -124,7 +125,7 @@ def test_views_are_stored_beside_the_untouched_original(viewed_store, tiny_store
 def test_views_resume_like_the_original(viewed_store, tiny_dataset, tmp_path):
     store = str(tmp_path / "resumed.zarr")
     shutil.copytree(viewed_store, store)
-    group = EmbeddingStore.open(store, mode="r+").root["extractors/debug_visual/paper_aug_1"]
+    group = StoreWriter.open(store).root["extractors/debug_visual/paper_aug_1"]
     sl = slice(8, 16)  # one block of 8 clips "in flight" when a run was killed
     group["status"][sl] = PENDING
     group["embeddings"][sl] = 0

@@ -29,7 +29,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         correspondence=CorrespondenceConfig(seed=args.seed, **({"epochs": args.correspondence_epochs}
                                                               if args.correspondence_epochs is not None else {})),
     )
-    metrics = evaluate_vadd(args.store, config, out)
+    metrics = evaluate_vadd(args.store, config, out, allow_incomplete=args.allow_incomplete)
     register_heads(out)  # `vadd check`'s default heads from now on
     rule, score = metrics["paper_rule"], metrics["mismatch_score"]
     print(f"VADD {metrics['n_classes']}-class (--classes {classes}), {args.protocol} protocol ({metrics['protocol_items']}, "
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--projection-dim", type=int, default=None, help="project each embedding to this width first")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default="", help=f"run folder (default {runs_dir()}/vadd-<classes>cls)")
+    ev.add_argument("--allow-incomplete", action="store_true", help="evaluate although the store's extraction is not "
+                    "complete (the clips done so far; class coverage printed and recorded in metrics.json)")
     ev.set_defaults(func=_cmd_eval)
     check = sub.add_parser("check", help="does a video's picture match its sound? (JSON + PNG timeline)")
     check.add_argument("video", nargs="?", default="", help="a video file (mp4, mov, mkv, webm, avi, ...)")

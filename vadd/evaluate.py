@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from classify.calibration import calibration_report, fit_temperature
-from classify.data import ClipSet, augmented_views, load_clips
+from classify.data import ClipSet, augmented_views, extraction_coverage, load_clips
 from classify.heads import HeadConfig
 from classify.kinds import FIRST_PAPER_VIEW_KINDS
 from classify.metrics import classification_metrics
@@ -128,8 +128,9 @@ def fixed_protocol(
     return kept, len(items), dropped
 
 
-def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dict:
-    """Run the VADD evaluation and write its run folder; returns the metrics.
+def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_incomplete: bool = False) -> dict:
+    """Run the VADD evaluation and write its run folder; returns the metrics. A store whose extraction is not complete
+    is refused unless ``allow_incomplete`` (then ``metrics["incomplete_extraction"]`` records the class coverage).
 
     Writes ``protocol.csv`` (explicit items), ``validation_protocol.csv``, ``item_scores.csv``,
     ``second_scores.csv``, ``segments.csv`` (the verdict rule's segments of each test item), ``metrics.json``,
@@ -140,6 +141,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
     check_replaceable(out_dir)
     store = EmbeddingStore.open(store_location)
     class_set = store.taxonomy.class_set(config.classes)
+    coverage = extraction_coverage(store, list(config.extractors or store.extractor_names()), "train", allow_incomplete)
     modalities = extractors_by_modality(store, config.extractors)
     # one clip set for every head, the validation protocol and the test protocol: usable for all the extractors
     usable = {split: store.usable_clips(modalities["visual"] + modalities["audio"], split) for split in ("train", "test")}
@@ -224,6 +226,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path) -> dic
         "training_views": training_views,
         "dataset": {"folder": store.data_root, **store.dataset_card.to_dict()},  # travels with the heads (heads.json)
         "protocol_table": table.report,
+        **({"incomplete_extraction": coverage} if coverage else {}),
     })
     with run_folder(out_dir) as folder:  # the previous run stays whole until this one is
         write_run_folder(folder, config, store_location, (items, validation_items), scores, metrics, heads, modalities,
