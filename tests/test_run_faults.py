@@ -361,7 +361,7 @@ def test_a_manifest_of_100k_missing_files_answers_with_the_first_20_and_a_count(
 
 # ----------------------------------------------------------------------------- weights list
 def test_weights_list_checks_digests_and_shows_a_tampered_file_as_damaged(tmp_path, capsys):
-    from conftest import require_shared
+    from tests.conftest import require_shared
 
     from extract import weights
     from extract.cli import main
