@@ -113,6 +113,9 @@ def test_only_the_four_packages_are_installed():
 
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     assert {p.split(".")[0] for p in packages} == {"avscene", "extract", "classify", "vadd"}
+    found = {str(i.parent.relative_to(REPO)).replace("/", ".") for top in ("avscene", "extract", "classify", "vadd")
+             for i in (REPO / top).rglob("__init__.py")}
+    assert sorted(found - set(packages)) == []  # every sub-package is in the wheel (the list is explicit)
 
 
 def test_cli_defaults_live_under_the_cache_folder_not_the_working_directory(tmp_path, monkeypatch):
