@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check every written block against its checksum, its chunks and finite "
                             "values; exit 1 when damage is found (0 after --repair)")
-    verify.add_argument("--store", default=DEFAULT_STORE)
+    verify.add_argument("--store", default=default_store(), help="default: %(default)s")
     verify.add_argument("--repair", action="store_true", help="reset the damaged clips to pending (a rerun re-embeds them)")
     verify.set_defaults(func=_cmd_verify)
 

@@ -29,7 +29,7 @@ from avscene.errors import MediaError
 from extract.manifest import Clip
 from extract.registry import ExtractorSpec
 from extract.store import FRAME_CHOICES, FRAME_OFFSET_SECONDS
-from extract.video_io import VideoInfo, iter_frames, probe_video, video_seconds
+from extract.video_io import VideoInfo, iter_frames, probe_video
 
 ImageSize = tuple  # (resize_shorter_px, crop_px, interpolation[, "square"]): VisualInput.frame_size
 FrameOffsets = tuple[float, ...]  # VisualInput.frame_offsets_seconds; () = the plan's frame choice (one per second)

@@ -19,9 +19,12 @@ import multiprocessing
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from extract.decode_plan import (DecodedClip, DecodePlan, audio_source, decode_clip, describe_error, frame_fingerprint,
                                  iter_decoded, probe_timeline)
@@ -610,7 +613,7 @@ def _embed_clips(extractor: Extractor, inputs: list[np.ndarray]) -> list[np.ndar
     return results
 
 
-def _concatenate(inputs: list) -> "np.ndarray | torch.Tensor":
+def _concatenate(inputs: list) -> np.ndarray | torch.Tensor:
     """Clips' inputs as one batch: numpy arrays, or tensors where frames were decoded on the GPU."""
     if isinstance(inputs[0], np.ndarray):
         return np.concatenate(inputs)
