@@ -32,7 +32,7 @@ from vadd.correspondence import CorrespondenceHead
 from vadd.localise import second_level_f1, segment_ap, segment_ar
 from vadd.rule import VerdictRule, choose_rule
 from vadd.score import ItemScores, detection_metrics, second_mismatch
-from vadd.segments import _runs as true_runs
+from vadd.segments import true_runs
 from vadd.splice import SplicedItem, assemble
 
 logger = logging.getLogger(__name__)

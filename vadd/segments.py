@@ -77,7 +77,7 @@ def smooth(per_second_scores: np.ndarray, smoothing_s: int) -> np.ndarray:
     return (cumulative[hi] - cumulative[lo]) / (hi - lo)
 
 
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """``[start, end)`` index ranges of the True runs of ``flags``."""
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
@@ -94,7 +94,7 @@ def find_segments(per_second_scores: np.ndarray, params: SegmentParams, hop_s: f
     smoothed = smooth(per_second_scores, params.smoothing_s)
     min_len = min(params.min_duration_s, len(smoothed))
     segments = []
-    for start, end in _runs(smoothed >= params.hysteresis * params.threshold):
+    for start, end in true_runs(smoothed >= params.hysteresis * params.threshold):
         peak = float(smoothed[start:end].max())
         if end - start >= min_len and peak >= params.threshold:
             segments.append(Segment(start * hop_s, end * hop_s, peak))

@@ -26,7 +26,7 @@ import numpy as np
 
 from classify.data import ClipSet
 from vadd.protocol import ProtocolItem
-from vadd.segments import _runs as true_runs
+from vadd.segments import true_runs
 
 logger = logging.getLogger(__name__)
 
