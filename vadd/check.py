@@ -12,7 +12,6 @@ result's ``coverage``.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -43,7 +42,7 @@ from extract.store import FRAME_CHOICES, EmbeddingStore, store_exists
 from vadd.evaluate import HEADS_FILE
 from vadd.rule import RULE_NAME, VerdictRule
 from vadd.score import MISMATCH_DEFINITION, second_mismatch
-from vadd.segments import Segment, SegmentParams
+from vadd.segments import Segment, SegmentParams, with_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +295,7 @@ class Checker:
         if not threshold >= 0.0:
             raise ValueError(f"threshold must be a mismatch in nats (>= 0), got {threshold}")
         heads = {"visual": visual, "audio": audio}
-        params = dataclasses.replace(segments or SegmentParams(threshold), threshold=float(threshold))
+        params = with_threshold(segments or SegmentParams(threshold), threshold)
         provenance = {"run": None, "extractors": {m: list(h.extractors) for m, h in heads.items()}}
         return cls(heads, VerdictRule(params, None, None), {"visual": 1.0, "audio": 1.0}, "given to Checker.from_heads",
                    window_seconds, device, chunk_seconds, provenance)

@@ -10,6 +10,7 @@ are shown when present.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import logging
@@ -100,7 +101,7 @@ def render_report(entries: list[dict], heads: dict, title: str = "vadd check rep
     data = {"title": title, "generated_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "heads": heads,
             "classes": classes, "videos": entries}
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # never closes the script element
-    return template.replace("<title></title>", f"<title>{_escape(title)}</title>").replace(DATA_MARK, payload)
+    return template.replace("<title></title>", f"<title>{html.escape(title, quote=False)}</title>").replace(DATA_MARK, payload)
 
 
 def report_data(html: str) -> dict:
@@ -111,10 +112,6 @@ def report_data(html: str) -> dict:
     if found is None:
         raise ValueError("not a report page written by vadd check --report (no report-data script)")
     return json.loads(found[1])
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def write_batch_report(path: Path, rows: list[dict], heads: dict, title: str = "vadd check report") -> Path:

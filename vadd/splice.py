@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from classify.data import ClipSet
+from avscene.textfiles import csv_rows
 from vadd.protocol import ProtocolItem
 from vadd.segments import true_runs
 
@@ -253,8 +254,7 @@ def write_spliced_csv(path: Path, items: list[SplicedItem]) -> None:
 
 def is_spliced_csv(path: Path) -> bool:
     """Whether ``path`` starts with the header :func:`write_spliced_csv` writes."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), None)
+    header = next(csv_rows(path), (0, None))[1]
     return header is not None and tuple(h.strip() for h in header) == SPAN_COLUMNS
 
 
@@ -262,25 +262,24 @@ def read_spliced_csv(path: Path) -> list[SplicedItem]:
     """Read :func:`write_spliced_csv`'s file back, rejecting malformed or non-contiguous rows by line number."""
     spans: dict[int, list[Span]] = defaultdict(list)
     kinds: dict[int, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                if len(row) != len(SPAN_COLUMNS):
-                    raise ValueError(f"expected {len(SPAN_COLUMNS)} fields")
-                number, start_s, length_s, video_start_s, audio_start_s = (int(row[i]) for i in (0, 2, 3, 5, 7))
-                if length_s < 1 or min(start_s, video_start_s, audio_start_s) < 0 or not all(row[4:12:2]):
-                    raise ValueError("needs clip names, lengths >= 1 and starts >= 0")
-                expected_start = sum(s.length_s for s in spans[number])
-                if start_s != expected_start:
-                    raise ValueError(f"item {number}'s span starts at {start_s} s, its previous spans end at {expected_start} s")
-            except ValueError as e:
-                raise ValueError(f"{path}:{line}: {e}: {row}") from None
-            kinds.setdefault(number, row[1])
-            spans[number].append(Span(row[4], video_start_s, row[6], audio_start_s, length_s, *row[8:12]))
+    records = csv_rows(path)
+    next(records, None)
+    for line, row in records:
+        if not row:
+            continue
+        try:
+            if len(row) != len(SPAN_COLUMNS):
+                raise ValueError(f"expected {len(SPAN_COLUMNS)} fields")
+            number, start_s, length_s, video_start_s, audio_start_s = (int(row[i]) for i in (0, 2, 3, 5, 7))
+            if length_s < 1 or min(start_s, video_start_s, audio_start_s) < 0 or not all(row[4:12:2]):
+                raise ValueError("needs clip names, lengths >= 1 and starts >= 0")
+            expected_start = sum(s.length_s for s in spans[number])
+            if start_s != expected_start:
+                raise ValueError(f"item {number}'s span starts at {start_s} s, its previous spans end at {expected_start} s")
+        except ValueError as e:
+            raise ValueError(f"{path}:{line}: {e}: {row}") from None
+        kinds.setdefault(number, row[1])
+        spans[number].append(Span(row[4], video_start_s, row[6], audio_start_s, length_s, *row[8:12]))
     return [SplicedItem(kinds[n], tuple(spans[n])) for n in sorted(spans)]
 
 
