@@ -136,4 +136,6 @@ def embed_file(
     """
     clip = Clip(str(video), "", "", Path(video), None if audio is None else Path(audio))
     chunks = list(iter_embeddings(clip, extractors, chunk_seconds, frame_choice))
-    return SecondEmbeddings(0, {e.spec.name: np.concatenate([c.embeddings[e.spec.name] for c in chunks]) for e in extractors})
+    names = [e.spec.name for e in extractors]
+    return SecondEmbeddings(0, {n: np.concatenate([c.embeddings[n] for c in chunks]) for n in names},
+                            {n: np.concatenate([c.valid[n] for c in chunks]) for n in names if all(n in c.valid for c in chunks)})

@@ -191,5 +191,5 @@ def store_ready(location: str) -> bool:
     return store_exists(location) and bool(open_group(location, mode="r").attrs.get("ready"))
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+BLOCK_ARRAYS = ("status", "embeddings", "valid", "error_stage", "error_message", "extract_seconds")
+"""Every per-block array of an extractor view's group, status first."""

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from extract.store.format import StoreError, utc_now
+from avscene.run_folder import utc_now
+from extract.store.format import StoreError
 
 logger = logging.getLogger(__name__)
 

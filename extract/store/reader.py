@@ -228,7 +228,8 @@ class EmbeddingStore:
         allocated: a damaged shape must not make a reader allocate for 10^9 clips)."""
         key = f"{group_key(name, view)}/{array_name}"
         with self._reading(f"{key}/zarr.json"):
-            arr = retry_torn(lambda: self._group(name, view)[array_name], self.location)
+            group = self._group(name, view)  # retries a torn read itself
+            arr = retry_torn(lambda: group[array_name], self.location)
         n, c = len(self.clips), self.clips_per_chunk
         expected = {1: (n,), 2: (n, self.seconds_max), 3: (n, self.seconds_max, arr.shape[-1])}.get(arr.ndim)
         if arr.shape != expected or arr.chunks[0] != c:

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extract.store.format import CLIP_TEXT_COLUMNS, DONE, PENDING, StoreError, chunk_present
+from extract.store.format import BLOCK_ARRAYS, CLIP_TEXT_COLUMNS, DONE, PENDING, StoreError, chunk_present
 from extract.store.reader import EmbeddingStore
 from extract.store.writer import StoreWriter
 
 logger = logging.getLogger(__name__)
 
-BLOCK_ARRAYS = ("status", "embeddings", "valid", "error_stage", "error_message", "extract_seconds")
 DONE_BLOCK_ARRAYS = ("embeddings", "valid")  # stored for every block with a clip done, in stores of any version
 
 

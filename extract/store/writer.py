@@ -17,7 +17,9 @@ import zarr
 from extract import __version__
 from extract.dataset_card import DatasetCard
 from extract.store.reader import EmbeddingStore
+from avscene.run_folder import utc_now
 from extract.store.format import (
+    BLOCK_ARRAYS,
     CHECKSUM,
     CLIP_DECODE_COLUMNS,
     CLIP_TEXT_COLUMNS,
@@ -37,7 +39,6 @@ from extract.store.format import (
     open_group,
     store_exists,
     storing_every_chunk,
-    utc_now,
 )
 from extract.store.shards import shard_rows
 from extract.taxonomy import Taxonomy
@@ -330,7 +331,7 @@ class StoreWriter(EmbeddingStore):
         g = self._group(name, view)
         if blocks and g.attrs.get("complete"):
             g.attrs["complete"] = False
-        for array_name in ("status", "embeddings", "valid", "error_stage", "error_message", "extract_seconds"):
+        for array_name in BLOCK_ARRAYS:
             for block in blocks:  # status first: a repair killed midway leaves the block pending
                 delete_chunk(g[array_name], block)
 
