@@ -89,14 +89,20 @@ def check_replaceable(final: Path) -> None:
                              "replaces its whole folder, so choose another run folder (--out) or empty this one")
 
 
+def utc_now() -> str:
+    """The current time in UTC, ISO 8601 to the second (``2026-12-06T22:51:03Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _write_record(folder: Path) -> None:
     """``complete.json``: the sha256 and size of every file of ``folder``, flushed to disk with the files."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-        files[path.relative_to(folder).as_posix()] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-    record = {"format": RECORD_FORMAT, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            files[path.relative_to(folder).as_posix()] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest(),
+                                                          "bytes": os.fstat(f.fileno()).st_size}
+    record = {"format": RECORD_FORMAT, "finished_utc": utc_now(),
               "files": files}
     with open(folder / COMPLETE_RECORD, "w") as f:
         f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")

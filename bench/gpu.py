@@ -271,8 +271,9 @@ def run_gpu_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     stem = f"results-cuda-{gpu_slug(machine['gpu'])}"
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / f"{stem}.md").write_text(markdown(results))
-    print((out / f"{stem}.md").read_text())
+    page = markdown(results)
+    (out / f"{stem}.md").write_text(page)
+    print(page)
     return 0
 
 

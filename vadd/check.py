@@ -207,6 +207,25 @@ def provenance_line(heads: dict) -> str:
     return line
 
 
+def read_run_meta(heads_dir: Path) -> dict:
+    """``heads.json`` of a finished ``vadd eval`` run folder that has a verdict rule.
+
+    Raises:
+        FileNotFoundError: not a VADD run folder. RunFolderError: not finished, or a file changed since.
+        ValueError: written before calibrated scores and segments.
+    """
+    meta_path = Path(heads_dir) / HEADS_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
+    require_finished(heads_dir, f"python -m vadd eval --out {heads_dir}` with the run's options (its "
+                                "config.json), or `make vadd-eval")
+    meta = read_json(meta_path)
+    if "rule" not in meta:
+        raise ValueError(f"{meta_path}: written before calibrated scores and segments (its threshold is on the old "
+                         "0-1 mismatch score); rerun `vadd eval` (or `make demo`) to get heads `vadd check` can use")
+    return meta
+
+
 class Checker:
     """A visual (VSC) and an audio (ASC) scene head with their extractors, built once for many videos.
 
@@ -243,15 +262,8 @@ class Checker:
             'consistent'
         """
         heads_dir = Path(heads_dir)
+        meta = read_run_meta(heads_dir)
         meta_path = heads_dir / HEADS_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `python -m vadd eval`)")
-        require_finished(heads_dir, f"python -m vadd eval --out {heads_dir}` with the run's options (its "
-                                    "config.json), or `make vadd-eval")
-        meta = read_json(meta_path)
-        if "rule" not in meta:
-            raise ValueError(f"{meta_path}: written before calibrated scores and segments (its threshold is on the old "
-                             "0-1 mismatch score); rerun `vadd eval` (or `make demo`) to get heads `vadd check` can use")
         heads = {m: load_head(heads_dir / meta[m]["head"]) for m in ("visual", "audio")}
         temperatures = {m: float(meta[m]["temperature"]) for m in ("visual", "audio")}
         return cls(heads, VerdictRule.from_dict(meta["rule"]), temperatures, f"{meta['threshold_source']} ({meta_path})",

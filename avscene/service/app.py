@@ -2,7 +2,6 @@
 ``/openapi.json`` (and ``/docs``)."""
 
 import hmac
-import json
 import logging
 import os
 import queue
@@ -39,14 +38,9 @@ class ServiceConfig:
 
 def heads_summary(heads_dir: Path) -> tuple[dict, list[str]]:
     """The heads' provenance (as ``vadd check`` prints it) and every extractor they read."""
-    from vadd.check import heads_provenance
-    from vadd.evaluate import HEADS_FILE
+    from vadd.check import heads_provenance, read_run_meta
 
-    meta_path = heads_dir / HEADS_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path}: not a VADD run folder (written by `vadd eval`)")
-    meta = json.loads(meta_path.read_text())
-    provenance = heads_provenance(heads_dir, meta)
+    provenance = heads_provenance(heads_dir, read_run_meta(heads_dir))
     return provenance, [n for m in ("visual", "audio") for n in provenance["extractors"][m]]
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from avscene.entry import run_cli
+from avscene.paths import cache_dir
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--heads", default="", help="a `vadd eval` run folder (default: the one the last `vadd eval` "
                         "or `make demo` registered)")
-    parser.add_argument("--state", default="cache/serve", help="folder of the jobs (kept across restarts)")
+    parser.add_argument("--state", default=str(cache_dir() / "serve"), help="folder of the jobs (kept across restarts; default: %(default)s)")
     parser.add_argument("--media-root", action="append", default=[],
                         help="a folder whose files requests may name by 'path' (repeatable; none: uploads only)")
     parser.add_argument("--host", default="127.0.0.1")

@@ -10,19 +10,16 @@ import logging
 import os
 import re
 import threading
-import time
 import uuid
 from pathlib import Path
+
+from avscene.run_folder import utc_now
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, INTERRUPTED = "queued", "running", "done", "failed", "interrupted"
 IN_FLIGHT = (QUEUED, RUNNING)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def write_atomic(path: Path, text: str) -> None:
