@@ -182,6 +182,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
             heads[key] = head
             val_pred[key], test_pred[key], calibration[key] = calibrated_predictions(
                 head, train.subset(np.flatnonzero(in_val)), test)
+    every_extractor = (train, test)  # the last head's splits read every extractor: the protocol table reuses them
     classes = heads["visual"].classes
 
     rule, validation, validation_items = choose_verdict_rule(store, sorted(validation_ids), val_pred, config, class_set)
@@ -196,7 +197,7 @@ def evaluate_vadd(store_location: str, config: VaddConfig, out_dir: Path, allow_
     official = items if config.protocol == "official" else official_or_reason(config, store, class_set, usable["test"])
     table = build_table(TableInputs(store, class_set, modalities, usable, validation_ids, validation_items,
                                     {"generated": items if config.protocol == "generated" else None, "official": official},
-                                    config.seed, config.correspondence),
+                                    *every_extractor, config.seed, config.correspondence),
                         heads, {m: val_pred[m].temperature for m in heads}, given)
     if spliced_kind:  # the run's own items and scores are the table's row of that protocol
         if spliced_kind not in table.items:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.data import ClipSet, load_clips
+from classify.data import ClipSet
 from classify.train import TrainedHead
 from extract.store import EmbeddingStore, UsableClips
 from extract.taxonomy import ClassSet
@@ -48,6 +48,8 @@ class TableInputs:
     validation_ids: set[str]
     validation_items: list[ProtocolItem]
     fixed: dict[str, list[ProtocolItem] | str]  # "generated" / "official" -> items, or why not
+    train: ClipSet  # the train and test splits of every extractor (visual then audio), as the run loaded them
+    test: ClipSet
     seed: int = 0
     correspondence: CorrespondenceConfig = CorrespondenceConfig()
 
@@ -58,8 +60,7 @@ def build_table(inputs: TableInputs, heads: dict[str, TrainedHead], temperatures
 
     ``given``: a partial or same-class protocol read from a CSV, by kind (it replaces the generated one).
     """
-    store, names = inputs.store, inputs.modalities["visual"] + inputs.modalities["audio"]
-    train = load_clips(store, names, "train", inputs.class_set, usable=inputs.usable["train"])
+    store, train = inputs.store, inputs.train
     in_val = np.isin(train.ids, list(inputs.validation_ids))
     correspondence = train_correspondence(train.subset(np.flatnonzero(~in_val)), inputs.modalities,
                                           store.taxonomy.location, inputs.correspondence)
@@ -68,7 +69,7 @@ def build_table(inputs: TableInputs, heads: dict[str, TrainedHead], temperatures
     val_items = from_protocol_items(inputs.validation_items, clip_infos(validation, store.taxonomy.location))
     val_evidence = gather_evidence(val_items, validation, window_s, heads, temperatures, correspondence)
     chosen = choose_rules(val_evidence, inputs.seed)
-    test = load_clips(store, names, "test", inputs.class_set, usable=inputs.usable["test"])
+    test = inputs.test
     infos = clip_infos(test, store.taxonomy.location)
     table = ProtocolTable(report={
         "validation": {"n_items": len(val_items), **chosen.report},
