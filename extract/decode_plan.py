@@ -382,11 +382,11 @@ def _valid(timeline: Timeline, plan: DecodePlan, start_s: int, count: int) -> di
 
 def decode_clip(
     clip: Clip, n_seconds: int, plan: DecodePlan, probe_error: str = "", codec_threads: int = 0,
-    decode_device: str = "cpu",
+    decode_device: str = "cpu", timeline: Timeline | None = None,
 ) -> DecodedClip:
     """Decode what ``plan`` needs for the first ``n_seconds`` seconds of ``clip`` (one chunk; errors per modality),
-    each stream placed on the clip's timeline (:func:`probe_timeline`); frames on ``decode_device`` (see
-    :func:`iter_frame_chunks`)."""
+    each stream placed on the clip's timeline (:func:`probe_timeline`, unless the caller probed it: ``timeline``);
+    frames on ``decode_device`` (see :func:`iter_frame_chunks`)."""
     started = time.perf_counter()
     out = DecodedClip(clip.clip_id)
     if n_seconds <= 0:
@@ -394,7 +394,8 @@ def decode_clip(
         for modality in ("visual", "audio"):
             out.errors[modality] = ("probe", reason)
         return out
-    timeline, _ = probe_timeline(clip, plan)  # a stream failing here fails below, at its decode
+    if timeline is None:
+        timeline, _ = probe_timeline(clip, plan)  # a stream failing here fails below, at its decode
     out.valid = _valid(timeline, plan, 0, n_seconds)
     if plan.image_keys:
         try:
@@ -416,8 +417,9 @@ def decode_clip(
 def decode_whole_clip(clip: Clip, plan: DecodePlan, max_seconds: int | None = None) -> DecodedClip:
     """Probe the modalities ``plan`` needs and decode every whole second that those probing fine cover (at most
     ``max_seconds``); a modality that cannot be read fails at its decode, as in extraction."""
-    n_seconds, probe_error = probe_seconds(clip, plan)
-    return decode_clip(clip, n_seconds if max_seconds is None else min(n_seconds, max_seconds), plan, probe_error)
+    timeline, probe_error = probe_timeline(clip, plan)
+    n_seconds = timeline.n_seconds if max_seconds is None else min(timeline.n_seconds, max_seconds)
+    return decode_clip(clip, n_seconds, plan, probe_error, timeline=timeline)
 
 
 def describe_error(err: Exception, path: object) -> str:
